@@ -1,0 +1,70 @@
+"""``airflow-aml``: the command line of the workspace SDK.
+
+    airflow-aml workspace create demo
+    airflow-aml -w demo run submit src/ --script train.py --wait
+    airflow-aml -w demo run list -e iris --order-by accuracy
+
+Global options come before the command: ``--store-uri`` (``$AML_STORE_URI``), ``--workspace/-w``
+(``$AML_WORKSPACE``) and ``--json``. Errors print one ``Error: ...`` line on stderr and exit 1;
+``AML_DEBUG=1`` shows tracebacks instead.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from airflow_aml.cli import resources, runs, workspaces
+from airflow_aml.cli._common import DEFAULT_WORKSPACE, ENV_WORKSPACE, AmlGroup, State, set_state
+
+app = typer.Typer(
+    name="airflow-aml",
+    cls=AmlGroup,
+    help="Azure-ML-style workspaces, experiments and runs for Apache Airflow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    store_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--store-uri",
+            envvar="AML_STORE_URI",
+            show_envvar=True,
+            help="Metadata store URI (default: SQLite under $AML_HOME).",
+        ),
+    ] = None,
+    workspace: Annotated[
+        str,
+        typer.Option("--workspace", "-w", envvar=ENV_WORKSPACE, show_envvar=True, help="Workspace to act on."),
+    ] = DEFAULT_WORKSPACE,
+    json_output: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")] = False,
+) -> None:
+    from airflow_aml import config
+
+    set_state(State(store_uri=store_uri or config.default_store_uri(), workspace_name=workspace, json=json_output))
+
+
+app.add_typer(workspaces.workspace_app, name="workspace")
+app.add_typer(workspaces.experiment_app, name="experiment")
+app.add_typer(runs.run_app, name="run")
+app.add_typer(resources.datastore_app, name="datastore")
+app.add_typer(resources.compute_app, name="compute")
+app.add_typer(resources.secret_app, name="secret")
+app.add_typer(resources.role_app, name="role")
+app.add_typer(resources.activity_app, name="activity")
+app.add_typer(resources.db_app, name="db")
+
+
+def main() -> None:
+    """Console-script entry point (``airflow-aml``)."""
+    app(prog_name="airflow-aml")
+
+
+__all__ = ["app", "main"]

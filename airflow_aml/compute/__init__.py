@@ -1,0 +1,82 @@
+"""Compute targets, chosen by the ``kind`` of their record.
+
+``build_compute_target(workspace, "gpu-box")`` looks the name up in the workspace's store and
+builds the class registered for its kind. The name ``local`` always works, registered or not: it
+is the target every workspace has. A new kind is one class registered with
+``register_compute_kind``.
+"""
+
+from __future__ import annotations
+
+from airflow_aml.compute.base import AbstractComputeTarget, RunLaunch, WorkspaceLike
+from airflow_aml.compute.local import LocalComputeTarget
+from airflow_aml.entities import ComputeTargetRecord, RunRecord
+from airflow_aml.exceptions import ComputeTargetNotFoundError, ValidationError
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "AbstractComputeTarget",
+    "LocalComputeTarget",
+    "RunLaunch",
+    "build_compute_target",
+    "compute_kinds",
+    "known_compute_kinds",
+    "register_compute_kind",
+]
+
+DEFAULT_TARGET = "local"
+
+_KINDS: dict[str, type[AbstractComputeTarget]] = {"local": LocalComputeTarget}
+
+
+def register_compute_kind(kind: str, cls: type[AbstractComputeTarget]) -> None:
+    """Make records of ``kind`` build ``cls`` (replacing an earlier registration of the kind)."""
+    if not isinstance(cls, type) or not issubclass(cls, AbstractComputeTarget):
+        raise ValidationError(f"Compute kind {kind!r} must be an AbstractComputeTarget subclass, not {cls!r}")
+    _KINDS[kind] = cls
+
+
+def compute_kinds() -> list[str]:
+    return sorted(_KINDS)
+
+
+known_compute_kinds = compute_kinds  # the name ``Workspace.register_compute_target`` uses
+
+
+def build_compute_target(
+    workspace: WorkspaceLike, name_or_record: str | ComputeTargetRecord | RunRecord | None
+) -> AbstractComputeTarget:
+    """The compute target for a name, a target record, or a run record (its ``compute_target``).
+
+    ``None`` (and a run without a target) means ``local``.
+    """
+    if isinstance(name_or_record, RunRecord):
+        name_or_record = name_or_record.compute_target
+    if name_or_record is None:
+        name_or_record = DEFAULT_TARGET
+    if isinstance(name_or_record, ComputeTargetRecord):
+        record: ComputeTargetRecord | None = name_or_record
+    else:
+        record = _lookup(workspace, name_or_record)
+        if record is None:  # the implicit local target
+            return LocalComputeTarget(workspace, None)
+    cls = _KINDS.get(record.kind)
+    if cls is None:
+        raise ValidationError(
+            f"Compute target {record.name!r} in workspace {record.workspace!r} has unknown kind "
+            f"{record.kind!r}; known kinds: {', '.join(compute_kinds())}"
+        )
+    return cls(workspace, record)
+
+
+def _lookup(workspace: WorkspaceLike, name: str) -> ComputeTargetRecord | None:
+    try:
+        return workspace.store.get_compute_target(workspace.name, name)
+    except ComputeTargetNotFoundError:
+        if name == DEFAULT_TARGET:
+            return None
+        registered = sorted(r.name for r in workspace.store.list_compute_targets(workspace.name))
+        listing = ", ".join([DEFAULT_TARGET, *(r for r in registered if r != DEFAULT_TARGET)])
+        raise ComputeTargetNotFoundError(
+            f"Compute target {name!r} not found in workspace {workspace.name!r}; available: {listing}"
+        ) from None

@@ -1,0 +1,72 @@
+"""Where the embedded default keeps its files, and which settings come from the environment.
+
+Everything lives under one folder, ``$AML_HOME`` (default ``$AIRFLOW_HOME/aml``, else
+``~/airflow/aml``): the SQLite metadata store, local datastores, run working folders, cached
+environments, and the key that encrypts secrets.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+from pathlib import Path
+
+ENV_HOME = "AML_HOME"
+ENV_STORE_URI = "AML_STORE_URI"
+ENV_SECRET_KEY = "AML_SECRET_KEY"
+ENV_PRINCIPAL = "AML_PRINCIPAL"
+
+
+def aml_home() -> Path:
+    if value := os.environ.get(ENV_HOME):
+        return Path(value).expanduser()
+    airflow_home = os.environ.get("AIRFLOW_HOME") or os.path.join("~", "airflow")
+    return Path(airflow_home).expanduser() / "aml"
+
+
+def default_store_uri() -> str:
+    if value := os.environ.get(ENV_STORE_URI):
+        return value
+    return f"sqlite:///{(aml_home() / 'aml.db').resolve()}"
+
+
+def default_datastore_root(workspace: str, datastore: str = "workspaceblobstore") -> Path:
+    return aml_home() / "datastores" / workspace / datastore
+
+
+def current_principal() -> str:
+    """Who is acting: ``$AML_PRINCIPAL`` (set by compute targets and the API later), else the OS user."""
+    if value := os.environ.get(ENV_PRINCIPAL):
+        return value
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # containers without a passwd entry for the uid
+        return f"uid-{os.getuid()}"
+
+
+def secret_key() -> bytes:
+    """The Fernet key that encrypts workspace secrets.
+
+    ``$AML_SECRET_KEY`` when set (what a multi-machine deployment must do: every machine needs the
+    same key); otherwise a key generated once into ``$AML_HOME/secret.key`` with mode 0600.
+    """
+    if value := os.environ.get(ENV_SECRET_KEY):
+        return value.encode()
+    path = aml_home() / "secret.key"
+    if not path.exists():
+        from cryptography.fernet import Fernet
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".secret.key.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(Fernet.generate_key())
+        try:
+            # Link, not rename: if another process created the key meanwhile, keep theirs.
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_bytes().strip()

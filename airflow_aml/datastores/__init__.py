@@ -1,0 +1,65 @@
+"""Datastores, chosen by kind.
+
+``build_datastore("workspaceblobstore", "local", {"root": "/data/aml"})``. A new backend (Azure
+Blob) is one module plus one ``register_datastore_kind`` line; an unknown kind lists the valid
+ones. Building does no I/O, so a workspace can validate a datastore's config before storing it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from airflow_aml.datastores.base import AbstractDatastore, ObjectInfo
+from airflow_aml.datastores.local import LocalDatastore
+from airflow_aml.datastores.paths import normalize_path
+from airflow_aml.exceptions import ValidationError
+
+__all__ = [
+    "AbstractDatastore",
+    "DatastoreBuilder",
+    "LocalDatastore",
+    "ObjectInfo",
+    "build_datastore",
+    "datastore_kinds",
+    "normalize_path",
+    "register_datastore_kind",
+]
+
+DatastoreBuilder = Callable[[str, Mapping[str, Any]], AbstractDatastore]
+
+
+def _build_local(name: str, config: Mapping[str, Any]) -> AbstractDatastore:
+    root = config.get("root")
+    if isinstance(root, os.PathLike):
+        root = os.fspath(root)
+    if not isinstance(root, str) or not root.strip():
+        raise ValidationError(
+            f"Datastore {name!r} of kind 'local' needs a 'root' folder in its config, got {root!r}"
+        )
+    return LocalDatastore(name, root)
+
+
+_BUILDERS: dict[str, DatastoreBuilder] = {
+    "local": _build_local,
+}
+
+
+def register_datastore_kind(kind: str, builder: DatastoreBuilder) -> None:
+    """Make ``kind`` buildable; registering an existing kind replaces its builder."""
+    _BUILDERS[kind] = builder
+
+
+def datastore_kinds() -> list[str]:
+    return sorted(_BUILDERS)
+
+
+def build_datastore(name: str, kind: str, config: Mapping[str, Any]) -> AbstractDatastore:
+    """A datastore object for a registered datastore; ValidationError for an unknown kind."""
+    builder = _BUILDERS.get(kind)
+    if builder is None:
+        raise ValidationError(
+            f"Unknown datastore kind {kind!r} for datastore {name!r}; valid kinds: {', '.join(datastore_kinds())}"
+        )
+    return builder(name, config)

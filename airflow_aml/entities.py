@@ -1,0 +1,217 @@
+"""Plain records that stores return. They carry data only: no sessions, no I/O.
+
+The SDK objects (``Workspace``, ``Run`` ...) wrap these and add behaviour; stores never return
+ORM rows, so a second store implementation (HTTP) can return the very same records.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "Queued"
+    PREPARING = "Preparing"
+    RUNNING = "Running"
+    FINALIZING = "Finalizing"
+    CANCEL_REQUESTED = "CancelRequested"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_RUN_STATUSES
+
+
+TERMINAL_RUN_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
+
+
+class ActivityStatus(enum.StrEnum):
+    NOT_STARTED = "NotStarted"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (ActivityStatus.SUCCEEDED, ActivityStatus.FAILED, ActivityStatus.CANCELED)
+
+
+class Role(enum.StrEnum):
+    OWNER = "Owner"
+    CONTRIBUTOR = "Contributor"
+    READER = "Reader"
+
+
+class MetricKind(enum.StrEnum):
+    SCALAR = "scalar"  # run.log / log_list: one number per (name, step)
+    ROW = "row"  # run.log_row / log_table: one table row per step, payload = {column: value}
+    IMAGE = "image"  # run.log_image: payload = {"path": <artifact path of the PNG>}
+
+
+@dataclass(frozen=True)
+class WorkspaceRecord:
+    name: str
+    description: str
+    created_by: str
+    created_at: datetime
+    default_datastore: str
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    workspace: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    workspace: str
+    experiment: str
+    parent_run_id: str | None
+    status: RunStatus
+    created_at: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    submitted_by: str
+    compute_target: str | None
+    run_config: dict[str, Any]
+    display_name: str | None = None
+    error: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    snapshot_sha256: str | None = None
+    idempotency_key: str | None = None
+    cancel_requested: bool = False
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.start_time is None:
+            return None
+        end = self.end_time or datetime.now(self.start_time.tzinfo)
+        return (end - self.start_time).total_seconds()
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One logged value. ``value`` is the number for SCALAR metrics, None for the others."""
+
+    name: str
+    value: float | None
+    step: int
+    timestamp: float  # seconds since the epoch, as time.time()
+    kind: MetricKind = MetricKind.SCALAR
+    payload: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        # NaN cannot round-trip through SQLite (it reads back as NULL): normalise here so both
+        # stores agree.
+        if self.kind is MetricKind.SCALAR and self.value is None:
+            object.__setattr__(self, "value", math.nan)
+
+
+@dataclass(frozen=True)
+class MetricCondition:
+    """A filter on a run's latest value of a scalar metric: ``accuracy >= 0.9``."""
+
+    metric: str
+    op: str  # one of "<", "<=", ">", ">=", "==", "!="
+    value: float
+
+    OPS = ("<", "<=", ">", ">=", "==", "!=")
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """What ``search_runs`` filters and orders by. Empty fields do not filter."""
+
+    experiment: str | None = None
+    statuses: tuple[RunStatus, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    parent_run_id: str | None = None
+    top_level_only: bool = False
+    metric_conditions: tuple[MetricCondition, ...] = ()
+    order_by_metric: str | None = None
+    descending: bool = True
+    max_results: int | None = None
+
+
+@dataclass(frozen=True)
+class DatastoreRecord:
+    workspace: str
+    name: str
+    kind: str  # "local", later "azure_blob"
+    config: dict[str, Any]  # never secrets: credentials live in the secrets store
+    is_default: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ComputeTargetRecord:
+    workspace: str
+    name: str
+    kind: str  # "local", later "docker", "spark", "kubernetes"
+    config: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RoleAssignment:
+    workspace: str
+    principal: str
+    role: Role
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ActivityRecord:
+    activity_id: str
+    workspace: str
+    kind: str  # "run", later "image_build", "deployment"
+    target_id: str
+    status: ActivityStatus
+    progress: float  # 0.0 .. 1.0
+    message: str
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    workspace: str
+    name: str
+    version: int
+    path: str  # datastore path of the model's files
+    datastore: str
+    created_at: datetime
+    created_by: str
+    description: str = ""
+    run_id: str | None = None
+    sha256: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    seq: int
+    stream: str
+    text: str
+    timestamp: float

@@ -1,0 +1,144 @@
+"""Every error airflow-aml raises on purpose.
+
+    AmlError
+    ├── ValidationError (ValueError)          bad input, refused before anything is written
+    │   ├── InvalidNameError
+    │   ├── InvalidMetricError
+    │   ├── RunConfigurationError
+    │   └── SnapshotTooLargeError
+    ├── NotFoundError (LookupError)           an id or name that does not exist
+    │   ├── WorkspaceNotFoundError
+    │   ├── ExperimentNotFoundError
+    │   ├── RunNotFoundError
+    │   ├── DatastoreNotFoundError
+    │   ├── ComputeTargetNotFoundError
+    │   ├── ModelNotFoundError
+    │   ├── ActivityNotFoundError
+    │   ├── SecretNotFoundError
+    │   └── ArtifactNotFoundError
+    ├── AlreadyExistsError                    a name that must be unique is taken
+    ├── ConflictError                         the object is in a state that forbids the call
+    ├── AuthorizationError (PermissionError)  the principal's role does not allow the action
+    ├── DatastoreError
+    │   ├── PathEscapeError                   a path that would leave the datastore root
+    │   └── IntegrityError                    stored bytes do not match their SHA-256
+    ├── UnsafeArchiveError                    a zip that must not be extracted
+    ├── StoreError                            the metadata store itself failed
+    │   └── SchemaOutOfDateError
+    └── RunFailedError                        waited for a run that ended Failed or Canceled
+
+Messages name the object (`Run 'abc' not found in workspace 'ws'`), so that one line in a task
+log says what went wrong and where.
+"""
+
+from __future__ import annotations
+
+
+class AmlError(Exception):
+    """Base class of every airflow-aml error."""
+
+
+class ValidationError(AmlError, ValueError):
+    """Input that is refused before anything is created or changed."""
+
+
+class InvalidNameError(ValidationError):
+    """A name that does not follow the naming rules of its kind of object."""
+
+
+class InvalidMetricError(ValidationError):
+    """A metric name or value that cannot be logged."""
+
+
+class RunConfigurationError(ValidationError):
+    """A run configuration (object, dict or YAML file) with a wrong or missing field."""
+
+
+class SnapshotTooLargeError(ValidationError):
+    """A source directory whose snapshot would exceed the size limit."""
+
+
+class NotFoundError(AmlError, LookupError):
+    """An object that does not exist."""
+
+
+class WorkspaceNotFoundError(NotFoundError):
+    """No workspace of that name."""
+
+
+class ExperimentNotFoundError(NotFoundError):
+    """No experiment of that name in the workspace."""
+
+
+class RunNotFoundError(NotFoundError):
+    """No run with that id."""
+
+
+class DatastoreNotFoundError(NotFoundError):
+    """No datastore of that name in the workspace."""
+
+
+class ComputeTargetNotFoundError(NotFoundError):
+    """No compute target of that name in the workspace."""
+
+
+class ModelNotFoundError(NotFoundError):
+    """No model (version) of that name in the workspace."""
+
+
+class ActivityNotFoundError(NotFoundError):
+    """No activity with that id."""
+
+
+class SecretNotFoundError(NotFoundError):
+    """No secret of that name in the workspace."""
+
+
+class ArtifactNotFoundError(NotFoundError):
+    """No file at that path in a datastore or a run's outputs."""
+
+
+class AlreadyExistsError(AmlError):
+    """A name that must be unique is already taken."""
+
+
+class ConflictError(AmlError):
+    """The object's current state forbids the operation (e.g. deleting a model used by an image)."""
+
+
+class AuthorizationError(AmlError, PermissionError):
+    """The acting principal's role does not allow the action."""
+
+
+class DatastoreError(AmlError):
+    """A datastore operation failed."""
+
+
+class PathEscapeError(DatastoreError, ValidationError):
+    """A path that would resolve outside the datastore root."""
+
+
+class IntegrityError(DatastoreError):
+    """Stored bytes whose SHA-256 does not match the one recorded when they were written."""
+
+
+class UnsafeArchiveError(AmlError, ValueError):
+    """A zip archive refused before extraction: path traversal, links, too large, too many entries."""
+
+
+class StoreError(AmlError):
+    """The metadata store failed (connection, locking, schema)."""
+
+
+class SchemaOutOfDateError(StoreError):
+    """The metadata database needs a migration; the message gives the command."""
+
+
+class RunFailedError(AmlError):
+    """A run that was waited for ended Failed or Canceled."""
+
+    def __init__(self, message: str, *, run_id: str, status: str, error: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.status = status
+        self.error = error

@@ -1,0 +1,58 @@
+"""What every airflow-aml operator shares: the hook, the idempotency key, deferral."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_aml.hooks.workspace import AmlWorkspaceHook
+from airflow_aml.triggers.activity import AmlActivityTrigger
+
+
+def idempotency_key(context: Any) -> str:
+    """The same for every try of one task instance, different for every other one.
+
+    Stored on what the task creates, so that a retry (or, rarely, a second concurrent copy of the
+    task) finds the run or model version the first try made instead of making another.
+    """
+    ti = context["ti"]
+    raw = f"{ti.dag_id}\x1f{ti.task_id}\x1f{ti.run_id}\x1f{getattr(ti, 'map_index', -1)}"
+    return "af-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+class AmlBaseOperator(BaseOperator):
+    """Base of the provider's operators: owns the hook (lazily) and the deferral plumbing."""
+
+    def __init__(self, *, aml_conn_id: str = AmlWorkspaceHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.aml_conn_id = aml_conn_id
+
+    @cached_property
+    def hook(self) -> AmlWorkspaceHook:
+        return AmlWorkspaceHook(aml_conn_id=self.aml_conn_id)
+
+    def defer_until_done(
+        self, activity_id: str, *, poll_interval: float, timeout: float | None, method_name: str = "execute_complete"
+    ) -> None:
+        end_time = None if timeout is None else time.time() + timeout
+        self.defer(
+            trigger=AmlActivityTrigger(
+                activity_id=activity_id, aml_conn_id=self.aml_conn_id, poll_interval=poll_interval,
+                end_time=end_time,
+            ),
+            method_name=method_name,
+        )
+
+    @staticmethod
+    def check_event(event: dict[str, Any] | None) -> dict[str, Any]:
+        """Turn a trigger event into its payload, or raise with the trigger's message."""
+        if not event:
+            raise AirflowException("Trigger returned no event")
+        if event.get("status") != "success":
+            raise AirflowException(event.get("message") or f"Activity ended with {event!r}")
+        return event

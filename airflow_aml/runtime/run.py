@@ -1,0 +1,569 @@
+"""``Run``: one execution of a script, and the object a script logs through.
+
+Inside a script started by a compute target, ``Run.get_context()`` returns the live run (the
+compute target put its identity in the environment). Run anywhere else, the same call returns an
+``OfflineRun`` that prints to the console, so one script works both ways. Outside a script, the
+SDK returns ``Run`` objects for querying: metrics, files, children, status, logs.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import numbers
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from airflow_aml.entities import (
+    ActivityStatus,
+    LogChunk,
+    Metric,
+    MetricKind,
+    RunRecord,
+    RunStatus,
+)
+from airflow_aml.exceptions import InvalidMetricError, RunFailedError, ValidationError
+from airflow_aml.names import validate_metric_name
+from airflow_aml.runtime import context as ctx
+from airflow_aml.runtime.buffer import buffer_for
+
+if TYPE_CHECKING:
+    from airflow_aml.datastores import AbstractDatastore
+    from airflow_aml.workspace import Workspace
+
+_HIDDEN_FILES = {"snapshot.zip"}
+
+
+def _check_value(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidMetricError(
+            f"Metric {name!r}: value {value!r} ({type(value).__name__}) is not a number"
+        )
+    return float(value)
+
+
+class Run:
+    """A run in a workspace. Cheap to build; ``record`` re-reads the store."""
+
+    def __init__(self, workspace: Workspace, record: RunRecord) -> None:
+        self.workspace = workspace
+        self._record = record
+        self._buffer = buffer_for(workspace.store)
+        self._steps: dict[str, int] = {}
+        self._steps_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def get(cls, workspace: Workspace, run_id: str) -> Run:
+        record = workspace.store.get_run(run_id)
+        if record.workspace != workspace.name:
+            from airflow_aml.exceptions import RunNotFoundError
+
+            raise RunNotFoundError(f"Run {run_id!r} not found in workspace {workspace.name!r}")
+        return cls(workspace, record)
+
+    @classmethod
+    def get_context(cls, *, allow_offline: bool = True) -> Run | OfflineRun:
+        """The run this script was started as, or an offline run when started by hand."""
+        run_id = os.environ.get(ctx.ENV_RUN_ID)
+        if not run_id:
+            if not allow_offline:
+                raise ValidationError(f"Not inside a run: ${ctx.ENV_RUN_ID} is not set")
+            return OfflineRun()
+        from airflow_aml.workspace import Workspace
+
+        workspace = Workspace.get(
+            os.environ[ctx.ENV_WORKSPACE],
+            store_uri=os.environ.get(ctx.ENV_STORE_URI),
+            principal=os.environ.get(ctx.ENV_PRINCIPAL),
+        )
+        run = cls.get(workspace, run_id)
+        _install_sigterm_flush()
+        return run
+
+    # ------------------------------------------------------------------ identity and status
+    @property
+    def id(self) -> str:
+        return self._record.run_id
+
+    @property
+    def experiment(self) -> str:
+        return self._record.experiment
+
+    @property
+    def record(self) -> RunRecord:
+        self._record = self.workspace.store.get_run(self.id)
+        return self._record
+
+    @property
+    def status(self) -> RunStatus:
+        return self.record.status
+
+    @property
+    def parent(self) -> Run | None:
+        parent_id = self._record.parent_run_id
+        return Run.get(self.workspace, parent_id) if parent_id else None
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, experiment={self.experiment!r}, status={self._record.status.value!r})"
+
+    def get_status(self, *, include_children: bool = False) -> RunStatus:
+        """The run's status; with ``include_children``, folded with its descendants' statuses.
+
+        A parent is only as done as its children: Running while any of them is not finished,
+        Failed if it or any of them failed, Canceled if it was canceled, else Completed.
+        """
+        own = self.record.status
+        if not include_children:
+            return own
+        statuses = [own] + [child.record.status for child in self.get_children(recursive=True)]
+        if not all(s.is_terminal for s in statuses):
+            return own if not own.is_terminal else RunStatus.RUNNING
+        if RunStatus.FAILED in statuses:
+            return RunStatus.FAILED
+        if own is RunStatus.CANCELED or RunStatus.CANCELED in statuses:
+            return RunStatus.CANCELED
+        return RunStatus.COMPLETED
+
+    def get_details(self) -> dict[str, Any]:
+        r = self.record
+        return {
+            "runId": r.run_id,
+            "experiment": r.experiment,
+            "parentRunId": r.parent_run_id,
+            "status": r.status.value,
+            "target": r.compute_target,
+            "submittedBy": r.submitted_by,
+            "createdTimeUtc": r.created_at.isoformat(),
+            "startTimeUtc": r.start_time.isoformat() if r.start_time else None,
+            "endTimeUtc": r.end_time.isoformat() if r.end_time else None,
+            "durationSeconds": r.duration_seconds,
+            "error": r.error,
+            "tags": dict(r.tags),
+            "properties": dict(r.properties),
+            "params": dict(r.params),
+            "runDefinition": dict(r.run_config),
+            "snapshotSha256": r.snapshot_sha256,
+        }
+
+    # ------------------------------------------------------------------ lifecycle of in-process runs
+    def start(self) -> None:
+        self.workspace.store.update_run_status(self.id, RunStatus.RUNNING)
+
+    def complete(self) -> None:
+        self.flush()
+        self._finish(RunStatus.COMPLETED)
+
+    def fail(self, error: str | BaseException | None = None) -> None:
+        self.flush()
+        message = None if error is None else (error if isinstance(error, str) else f"{type(error).__name__}: {error}")
+        self._finish(RunStatus.FAILED, message)
+
+    def cancel(self) -> None:
+        """Cancel the run: its compute target stops the script; an in-process run ends Canceled."""
+        record = self.record
+        if record.status.is_terminal:
+            return
+        if record.compute_target:
+            from airflow_aml.compute import build_compute_target
+
+            build_compute_target(self.workspace, record.compute_target).cancel(self.id)
+        else:
+            self.workspace.store.request_cancel(self.id)
+            self._finish(RunStatus.CANCELED)
+
+    def _finish(self, status: RunStatus, error: str | None = None) -> None:
+        store = self.workspace.store
+        self._record = store.update_run_status(self.id, status, error=error)
+        activities = store.list_activities(self.workspace.name, target_id=self.id, kind="run")
+        final = {
+            RunStatus.COMPLETED: ActivityStatus.SUCCEEDED,
+            RunStatus.FAILED: ActivityStatus.FAILED,
+            RunStatus.CANCELED: ActivityStatus.CANCELED,
+        }[status]
+        for activity in activities:
+            store.update_activity(activity.activity_id, status=final, progress=1.0, message=status.value, error=error)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self.workspace.store.get_run(self.id).status.is_terminal:
+            return
+        if exc is None:
+            self.complete()
+        elif isinstance(exc, KeyboardInterrupt):
+            self.flush()
+            self._finish(RunStatus.CANCELED)
+        else:
+            self.fail(exc)
+
+    def wait_for_completion(
+        self, *, show_output: bool = False, timeout: float | None = None, raise_on_error: bool = True,
+        poll_interval: float = 1.0,
+    ) -> dict[str, Any]:
+        """Block until the run ends; stream its log with ``show_output``. Returns ``get_details()``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seq = 0
+        while True:
+            if show_output:
+                for chunk in self.read_log(after_seq=seq):
+                    sys.stdout.write(chunk.text)
+                    seq = chunk.seq
+                sys.stdout.flush()
+            record = self.record
+            if record.status.is_terminal:
+                if show_output:  # the last lines written between the two reads
+                    for chunk in self.read_log(after_seq=seq):
+                        sys.stdout.write(chunk.text)
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"Run {self.id!r} still {record.status.value} after {timeout} s")
+            time.sleep(poll_interval)
+        if raise_on_error and record.status is not RunStatus.COMPLETED:
+            raise RunFailedError(
+                f"Run {self.id!r} ended {record.status.value}: {record.error or 'no error recorded'}",
+                run_id=self.id, status=record.status.value, error=record.error,
+            )
+        return self.get_details()
+
+    # ------------------------------------------------------------------ metrics
+    def _next_step(self, name: str, step: int | None) -> int:
+        with self._steps_lock:
+            if step is None:
+                step = self._steps.get(name, 0)
+            self._steps[name] = max(self._steps.get(name, 0), step + 1)
+            return step
+
+    def log(self, name: str, value: float, *, step: int | None = None, description: str = "") -> None:
+        """Log one number; repeated calls build a series (step 0, 1, 2 ... unless given)."""
+        validate_metric_name(name)
+        number = _check_value(name, value)
+        self._buffer.add(self.id, Metric(name, number, self._next_step(name, step), time.time()))
+
+    def log_list(self, name: str, values: Iterable[float], *, description: str = "") -> None:
+        validate_metric_name(name)
+        numbers_ = [_check_value(name, v) for v in values]  # all checked before any is queued
+        now = time.time()
+        for number in numbers_:
+            self._buffer.add(self.id, Metric(name, number, self._next_step(name, None), now))
+
+    def log_row(self, name: str, *, description: str = "", **columns: Any) -> None:
+        """Append one row to a table metric: ``run.log_row("roc", fpr=0.1, tpr=0.8)``."""
+        validate_metric_name(name)
+        if not columns:
+            raise InvalidMetricError(f"Metric {name!r}: log_row needs at least one column")
+        row = {column: _check_value(f"{name}.{column}", v) for column, v in columns.items()}
+        self._buffer.add(
+            self.id, Metric(name, None, self._next_step(name, None), time.time(), MetricKind.ROW, row)
+        )
+
+    def log_table(self, name: str, value: Mapping[str, Sequence[float]], *, description: str = "") -> None:
+        """Log a table given as columns of equal length: ``{"x": [1, 2], "y": [3, 4]}``."""
+        validate_metric_name(name)
+        lengths = {len(column) for column in value.values()}
+        if len(lengths) > 1:
+            raise InvalidMetricError(f"Metric {name!r}: table columns have different lengths {sorted(lengths)}")
+        columns = {k: [_check_value(f"{name}.{k}", v) for v in vs] for k, vs in value.items()}
+        length = lengths.pop() if lengths else 0
+        for i in range(length):
+            row = {k: columns[k][i] for k in columns}
+            self._buffer.add(
+                self.id, Metric(name, None, self._next_step(name, None), time.time(), MetricKind.ROW, row)
+            )
+
+    def log_image(self, name: str, path: str | Path | None = None, *, plot: Any = None, description: str = "") -> None:
+        """Log a PNG file or a matplotlib figure; stored under the run's ``images/``."""
+        validate_metric_name(name)
+        if (path is None) == (plot is None):
+            raise InvalidMetricError(f"Metric {name!r}: give exactly one of path= or plot=")
+        if plot is not None:
+            buffer = io.BytesIO()
+            figure = plot.gcf() if hasattr(plot, "gcf") else plot  # the pyplot module or a Figure
+            figure.savefig(buffer, format="png")
+            data = buffer.getvalue()
+        else:
+            data = Path(path).read_bytes()  # type: ignore[arg-type]
+            if not data.startswith(b"\x89PNG"):
+                raise InvalidMetricError(f"Metric {name!r}: {str(path)!r} is not a PNG file")
+        step = self._next_step(name, None)
+        artifact = f"images/{name.replace('/', '_')}_{step}.png"
+        self.upload_bytes(artifact, data)
+        self._buffer.add(self.id, Metric(name, None, step, time.time(), MetricKind.IMAGE, {"path": artifact}))
+
+    def log_param(self, key: str, value: Any) -> None:
+        self.workspace.store.log_params(self.id, {key: str(value)})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.workspace.store.log_params(self.id, {k: str(v) for k, v in params.items()})
+
+    def tag(self, key: str, value: str = "") -> None:
+        self.workspace.store.set_run_tags(self.id, {key: str(value)})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.workspace.store.set_run_tags(self.id, {k: str(v) for k, v in tags.items()})
+
+    def add_properties(self, properties: Mapping[str, Any]) -> None:
+        self.workspace.store.add_run_properties(self.id, {k: str(v) for k, v in properties.items()})
+
+    def flush(self) -> None:
+        """Write buffered metrics now (also done in the background, and at exit)."""
+        self._buffer.flush()
+
+    def get_metrics(self, name: str | None = None, *, recursive: bool = False) -> dict[str, Any]:
+        """Metrics as in the Azure ML SDK: a number for a single value, a list for a series,
+        ``{column: [values]}`` for a table, the image path(s) for images. With ``recursive``:
+        ``{run_id: metrics}`` for this run and all its descendants."""
+        self.flush()
+        if recursive:
+            runs = [self, *self.get_children(recursive=True)]
+            return {run.id: run.get_metrics(name) for run in runs}
+        metrics = self.workspace.store.get_metrics(self.id, [name] if name else None)
+        grouped: dict[str, list[Metric]] = {}
+        for metric in metrics:
+            grouped.setdefault(metric.name, []).append(metric)
+        return {key: _fold(values) for key, values in grouped.items()}
+
+    # ------------------------------------------------------------------ files
+    @property
+    def _datastore(self) -> AbstractDatastore:
+        return self.workspace.get_default_datastore()
+
+    def _path(self, name: str) -> str:
+        from airflow_aml.datastores.paths import normalize_path
+        from airflow_aml.workspace import run_prefix
+
+        return f"{run_prefix(self.id)}/{normalize_path(name)}"
+
+    def upload_file(self, name: str, path_or_stream: str | Path | BinaryIO) -> None:
+        """Store a file in the run as ``name`` (e.g. ``outputs/model.pkl``)."""
+        if isinstance(path_or_stream, str | Path):
+            self._datastore.upload_file(path_or_stream, self._path(name), show_progress=True)
+        else:
+            with self._datastore.open_write(self._path(name)) as handle:
+                while chunk := path_or_stream.read(1 << 20):
+                    handle.write(chunk)
+
+    def upload_bytes(self, name: str, data: bytes) -> None:
+        self._datastore.write_bytes(self._path(name), data)
+
+    def upload_folder(self, name: str, path: str | Path) -> None:
+        """Store every file below ``path`` in the run under the folder ``name``."""
+        self._datastore.upload(path, self._path(name), show_progress=True)
+
+    def get_file_names(self) -> list[str]:
+        from airflow_aml.workspace import run_prefix
+
+        prefix = run_prefix(self.id) + "/"
+        return [
+            info.path[len(prefix):]
+            for info in self._datastore.list(prefix)
+            if info.path[len(prefix):] not in _HIDDEN_FILES
+        ]
+
+    def download_file(self, name: str, output_file_path: str | Path | None = None) -> Path:
+        target = Path(output_file_path) if output_file_path else Path(Path(name).name)
+        if target.is_dir():
+            target = target / Path(name).name
+        return self._datastore.download_file(self._path(name), target, show_progress=True)
+
+    def download_files(self, prefix: str = "", output_directory: str | Path = ".") -> list[Path]:
+        """Download the run's files below ``prefix`` (e.g. ``outputs``), keeping their paths."""
+        from airflow_aml.workspace import run_prefix
+
+        root = run_prefix(self.id)
+        source = self._path(prefix) if prefix else root
+        target = Path(output_directory)
+        if prefix:  # keep the prefix folder itself in the local copy, as Azure ML does
+            target = target / prefix.strip("/")
+        return self._datastore.download(target, source, show_progress=True)
+
+    def take_snapshot(self, source_directory: str | Path) -> str:
+        """Zip ``source_directory`` into the run's snapshot; returns its SHA-256."""
+        import tempfile
+
+        from airflow_aml.snapshots import create_snapshot
+
+        with tempfile.TemporaryDirectory(prefix="aml-snapshot-") as tmp:
+            zip_path = Path(tmp) / "snapshot.zip"
+            info = create_snapshot(source_directory, zip_path, show_progress=True)
+            self._datastore.upload_file(zip_path, self._path("snapshot.zip"), show_progress=True)
+        self.workspace.store.set_snapshot(self.id, info.sha256)
+        return info.sha256
+
+    def download_snapshot(self, output_path: str | Path) -> Path:
+        """The snapshot zip of the run's source directory, as it was submitted."""
+        return self._datastore.download_file(self._path("snapshot.zip"), output_path, show_progress=True)
+
+    def restore_snapshot(self, output_directory: str | Path) -> list[str]:
+        """Extract the snapshot safely (no path escapes, bounded size) into ``output_directory``."""
+        import tempfile
+
+        from airflow_aml.snapshots import safe_extract
+
+        with tempfile.TemporaryDirectory(prefix="aml-snapshot-") as tmp:
+            zip_path = self.download_snapshot(Path(tmp) / "snapshot.zip")
+            return safe_extract(zip_path, output_directory)
+
+    # ------------------------------------------------------------------ logs
+    def read_log(self, *, after_seq: int = 0) -> list[LogChunk]:
+        return self.workspace.store.read_log(self.id, after_seq=after_seq)
+
+    def get_log_text(self) -> str:
+        return "".join(chunk.text for chunk in self.read_log())
+
+    # ------------------------------------------------------------------ children
+    def child_run(self, name: str | None = None, *, tags: Mapping[str, str] | None = None) -> Run:
+        """Start a child run in this process (status Running); use it as a context manager."""
+        store = self.workspace.store
+        record = store.create_run(
+            workspace=self.workspace.name, experiment=self.experiment, submitted_by=self.workspace.principal,
+            parent_run_id=self.id, display_name=name, tags=tags, status=RunStatus.RUNNING,
+        )
+        return Run(self.workspace, record)
+
+    def create_children(self, count: int | None = None, *, tag_key: str | None = None,
+                        tag_values: Sequence[str] | None = None) -> list[Run]:
+        """Create ``count`` child runs (or one per ``tag_values``, tagged ``tag_key``)."""
+        if tag_values is not None:
+            if not tag_key:
+                raise ValidationError("create_children: tag_values needs tag_key")
+            return [self.child_run(tags={tag_key: str(v)}) for v in tag_values]
+        if count is None or count < 1:
+            raise ValidationError(f"create_children: count must be a positive number, not {count!r}")
+        return [self.child_run() for _ in range(count)]
+
+    def get_children(self, *, recursive: bool = False) -> list[Run]:
+        from airflow_aml.entities import RunQuery
+
+        store = self.workspace.store
+        # The store lists newest first; children read best in the order they were created.
+        children = [
+            Run(self.workspace, r)
+            for r in reversed(store.search_runs(self.workspace.name, RunQuery(parent_run_id=self.id)))
+        ]
+        if recursive:
+            for child in list(children):
+                children.extend(child.get_children(recursive=True))
+        return children
+
+
+def _fold(values: list[Metric]) -> Any:
+    kind = values[0].kind
+    if kind is MetricKind.ROW:
+        table: dict[str, list[float]] = {}
+        for metric in values:
+            for column, value in (metric.payload or {}).items():
+                table.setdefault(column, []).append(value)
+        return table
+    if kind is MetricKind.IMAGE:
+        paths = [(m.payload or {}).get("path") for m in values]
+        return paths[0] if len(paths) == 1 else paths
+    numbers_ = [m.value if m.value is not None else math.nan for m in values]
+    return numbers_[0] if len(numbers_) == 1 else numbers_
+
+
+class OfflineRun:
+    """What ``Run.get_context()`` returns outside a run: logs to the console, files stay local."""
+
+    id = "OfflineRun"
+    experiment = "offline"
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, list[Any]] = {}
+        self.tags: dict[str, str] = {}
+        self.properties: dict[str, str] = {}
+        self.params: dict[str, str] = {}
+
+    def _print(self, text: str) -> None:
+        print(f"[offline run] {text}", file=sys.stderr)
+
+    def log(self, name: str, value: float, *, step: int | None = None, description: str = "") -> None:
+        validate_metric_name(name)
+        self.metrics.setdefault(name, []).append(_check_value(name, value))
+        self._print(f"{name} = {value}")
+
+    def log_list(self, name: str, values: Iterable[float], *, description: str = "") -> None:
+        for value in list(values):
+            self.log(name, value)
+
+    def log_row(self, name: str, *, description: str = "", **columns: Any) -> None:
+        self.metrics.setdefault(name, []).append(dict(columns))
+        self._print(f"{name} row {columns}")
+
+    def log_table(self, name: str, value: Mapping[str, Sequence[float]], *, description: str = "") -> None:
+        self.metrics.setdefault(name, []).append(dict(value))
+        self._print(f"{name} table with columns {list(value)}")
+
+    def log_image(self, name: str, path: str | Path | None = None, *, plot: Any = None, description: str = "") -> None:
+        self._print(f"{name} image {path or 'figure'} (not stored offline)")
+
+    def log_param(self, key: str, value: Any) -> None:
+        self.params[key] = str(value)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.params.update({k: str(v) for k, v in params.items()})
+
+    def tag(self, key: str, value: str = "") -> None:
+        self.tags[key] = str(value)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.tags.update({k: str(v) for k, v in tags.items()})
+
+    def add_properties(self, properties: Mapping[str, Any]) -> None:
+        self.properties.update({k: str(v) for k, v in properties.items()})
+
+    def flush(self) -> None:
+        pass
+
+    def get_metrics(self, name: str | None = None, *, recursive: bool = False) -> dict[str, Any]:
+        items = {k: (v[0] if len(v) == 1 else v) for k, v in self.metrics.items()}
+        return {name: items[name]} if name and name in items else ({} if name else items)
+
+    def upload_file(self, name: str, path_or_stream: Any) -> None:
+        self._print(f"upload_file({name!r}) skipped offline")
+
+    def upload_folder(self, name: str, path: str | Path) -> None:
+        self._print(f"upload_folder({name!r}) skipped offline")
+
+    def child_run(self, name: str | None = None, *, tags: Mapping[str, str] | None = None) -> OfflineRun:
+        return OfflineRun()
+
+    def complete(self) -> None:
+        pass
+
+    def fail(self, error: Any = None) -> None:
+        pass
+
+    def __enter__(self) -> OfflineRun:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+_SIGTERM_INSTALLED = False
+
+
+def _install_sigterm_flush() -> None:
+    """On SIGTERM (cancel, timeout) flush metrics, then exit as the default handler would."""
+    global _SIGTERM_INSTALLED
+    if _SIGTERM_INSTALLED or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return  # the script has its own handler; atexit still flushes if it exits normally
+
+    def _handler(signum: int, frame: Any) -> None:
+        from airflow_aml.runtime.buffer import flush_all
+
+        flush_all()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _handler)
+    _SIGTERM_INSTALLED = True

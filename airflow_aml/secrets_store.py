@@ -1,0 +1,46 @@
+"""Workspace secrets, encrypted at rest with Fernet (AES-128-CBC + HMAC-SHA256).
+
+The metadata store only ever sees ciphertext; values are decrypted on demand and never appear in
+listings or reprs. ``cryptography`` is the well-kept library Airflow itself uses for its own
+connection passwords, so no new dependency comes with it.
+"""
+
+from __future__ import annotations
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from airflow_aml.exceptions import AmlError, ValidationError
+from airflow_aml.store.base import AbstractStore
+
+
+class SecretsVault:
+    def __init__(self, store: AbstractStore, workspace: str, key: bytes) -> None:
+        self._store = store
+        self._workspace = workspace
+        try:
+            self._fernet = Fernet(key)
+        except ValueError as exc:
+            raise ValidationError(
+                "AML_SECRET_KEY is not a valid Fernet key (32 url-safe base64-encoded bytes)"
+            ) from exc
+
+    def set(self, name: str, value: str) -> None:
+        if not isinstance(value, str):
+            raise ValidationError(f"Secret {name!r} must be a string, not {type(value).__name__}")
+        self._store.put_secret(self._workspace, name, self._fernet.encrypt(value.encode()))
+
+    def get(self, name: str) -> str:
+        ciphertext = self._store.get_secret(self._workspace, name)
+        try:
+            return self._fernet.decrypt(ciphertext).decode()
+        except InvalidToken as exc:
+            raise AmlError(
+                f"Secret {name!r} of workspace {self._workspace!r} cannot be decrypted: the secret key "
+                "differs from the one it was written with (AML_SECRET_KEY / $AML_HOME/secret.key)"
+            ) from exc
+
+    def names(self) -> list[str]:
+        return self._store.list_secret_names(self._workspace)
+
+    def delete(self, name: str) -> None:
+        self._store.delete_secret(self._workspace, name)

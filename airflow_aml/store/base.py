@@ -1,0 +1,276 @@
+"""The metadata store interface.
+
+One abstract class; every method a store must implement is abstract, conveniences are concrete
+and delegate (``log_metric`` -> ``log_batch``). The SQL store implements it today; an HTTP client
+of the REST API will implement the same interface later, so nothing above this layer may reach
+for SQL.
+
+Every method raises the specific ``airflow_aml.exceptions`` error for an unknown object
+(``RunNotFoundError`` ...) and leaves the store unchanged when it raises.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow_aml.entities import (
+    ActivityRecord,
+    ActivityStatus,
+    ComputeTargetRecord,
+    DatastoreRecord,
+    ExperimentRecord,
+    LogChunk,
+    Metric,
+    ModelRecord,
+    Role,
+    RoleAssignment,
+    RunQuery,
+    RunRecord,
+    RunStatus,
+    WorkspaceRecord,
+)
+
+
+class AbstractStore(abc.ABC):
+    # ----------------------------------------------------------------- workspaces
+    @abc.abstractmethod
+    def create_workspace(
+        self, name: str, *, description: str, created_by: str, default_datastore: str
+    ) -> WorkspaceRecord:
+        """Create a workspace; AlreadyExistsError if the name is taken."""
+
+    @abc.abstractmethod
+    def get_workspace(self, name: str) -> WorkspaceRecord: ...
+
+    @abc.abstractmethod
+    def list_workspaces(self) -> list[WorkspaceRecord]: ...
+
+    @abc.abstractmethod
+    def set_default_datastore(self, workspace: str, datastore: str) -> None: ...
+
+    # ----------------------------------------------------------------- experiments
+    @abc.abstractmethod
+    def get_or_create_experiment(self, workspace: str, name: str) -> ExperimentRecord:
+        """Safe under concurrency: two callers creating the same name get the same record."""
+
+    @abc.abstractmethod
+    def get_experiment(self, workspace: str, name: str) -> ExperimentRecord: ...
+
+    @abc.abstractmethod
+    def list_experiments(self, workspace: str) -> list[ExperimentRecord]: ...
+
+    # ----------------------------------------------------------------- runs
+    @abc.abstractmethod
+    def create_run(
+        self,
+        *,
+        workspace: str,
+        experiment: str,
+        submitted_by: str,
+        run_id: str | None = None,
+        parent_run_id: str | None = None,
+        compute_target: str | None = None,
+        run_config: Mapping[str, Any] | None = None,
+        display_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        status: RunStatus = RunStatus.QUEUED,
+    ) -> RunRecord:
+        """Create a run (and its experiment if unknown). A run_id is generated when not given."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> RunRecord: ...
+
+    @abc.abstractmethod
+    def update_run_status(
+        self, run_id: str, status: RunStatus, *, error: str | None = None
+    ) -> RunRecord:
+        """Move a run to ``status``; sets start_time on Running and end_time on a terminal status.
+
+        A run already in a terminal status is not moved again (the call returns it unchanged), so
+        that a late writer cannot resurrect a canceled run.
+        """
+
+    @abc.abstractmethod
+    def request_cancel(self, run_id: str) -> RunRecord:
+        """Flag the run for cancellation; the compute target that runs it reacts."""
+
+    @abc.abstractmethod
+    def set_snapshot(self, run_id: str, sha256: str) -> None: ...
+
+    @abc.abstractmethod
+    def set_run_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Add or overwrite tags."""
+
+    @abc.abstractmethod
+    def add_run_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
+        """Add properties; properties are immutable, so overwriting one with another value is a
+        ConflictError."""
+
+    @abc.abstractmethod
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        """Params are immutable like properties (same rule)."""
+
+    @abc.abstractmethod
+    def search_runs(self, workspace: str, query: RunQuery) -> list[RunRecord]:
+        """Runs matching ``query``; ordered by the metric's latest value when asked, else newest
+        first. Runs without the order metric come last."""
+
+    @abc.abstractmethod
+    def find_run_by_idempotency_key(self, workspace: str, key: str) -> list[RunRecord]:
+        """Every run carrying the key, newest first."""
+
+    # ----------------------------------------------------------------- metrics
+    @abc.abstractmethod
+    def log_batch(self, run_id: str, metrics: Sequence[Metric]) -> None:
+        """Write many metrics in one transaction (all or none)."""
+
+    @abc.abstractmethod
+    def get_metrics(self, run_id: str, names: Sequence[str] | None = None) -> list[Metric]:
+        """Every logged metric of the run, in (name, step, timestamp) order."""
+
+    @abc.abstractmethod
+    def get_latest_scalar_metrics(self, run_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+        """{run_id: {metric name: value at the highest step}} for scalar metrics."""
+
+    def log_metric(self, run_id: str, metric: Metric) -> None:
+        self.log_batch(run_id, [metric])
+
+    # ----------------------------------------------------------------- logs
+    @abc.abstractmethod
+    def append_log(self, run_id: str, stream: str, text: str) -> None: ...
+
+    @abc.abstractmethod
+    def read_log(self, run_id: str, *, after_seq: int = 0) -> list[LogChunk]:
+        """Chunks with seq > after_seq, in order; poll with the last seq seen to follow a log."""
+
+    # ----------------------------------------------------------------- datastores
+    @abc.abstractmethod
+    def register_datastore(
+        self, workspace: str, name: str, *, kind: str, config: Mapping[str, Any], overwrite: bool = False
+    ) -> DatastoreRecord: ...
+
+    @abc.abstractmethod
+    def get_datastore(self, workspace: str, name: str) -> DatastoreRecord: ...
+
+    @abc.abstractmethod
+    def list_datastores(self, workspace: str) -> list[DatastoreRecord]: ...
+
+    @abc.abstractmethod
+    def delete_datastore(self, workspace: str, name: str) -> None:
+        """ConflictError for the default datastore."""
+
+    # ----------------------------------------------------------------- compute targets
+    @abc.abstractmethod
+    def register_compute_target(
+        self, workspace: str, name: str, *, kind: str, config: Mapping[str, Any], overwrite: bool = False
+    ) -> ComputeTargetRecord: ...
+
+    @abc.abstractmethod
+    def get_compute_target(self, workspace: str, name: str) -> ComputeTargetRecord: ...
+
+    @abc.abstractmethod
+    def list_compute_targets(self, workspace: str) -> list[ComputeTargetRecord]: ...
+
+    @abc.abstractmethod
+    def delete_compute_target(self, workspace: str, name: str) -> None: ...
+
+    # ----------------------------------------------------------------- roles
+    @abc.abstractmethod
+    def assign_role(self, workspace: str, principal: str, role: Role) -> RoleAssignment:
+        """Assign (or replace) the principal's role in the workspace."""
+
+    @abc.abstractmethod
+    def remove_role(self, workspace: str, principal: str) -> None:
+        """ConflictError when it would leave the workspace without an Owner."""
+
+    @abc.abstractmethod
+    def get_role(self, workspace: str, principal: str) -> Role | None: ...
+
+    @abc.abstractmethod
+    def list_role_assignments(self, workspace: str) -> list[RoleAssignment]: ...
+
+    # ----------------------------------------------------------------- secrets (ciphertext only)
+    @abc.abstractmethod
+    def put_secret(self, workspace: str, name: str, ciphertext: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def get_secret(self, workspace: str, name: str) -> bytes: ...
+
+    @abc.abstractmethod
+    def list_secret_names(self, workspace: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def delete_secret(self, workspace: str, name: str) -> None: ...
+
+    # ----------------------------------------------------------------- activities
+    @abc.abstractmethod
+    def create_activity(
+        self, workspace: str, *, kind: str, target_id: str, message: str = "", activity_id: str | None = None
+    ) -> ActivityRecord: ...
+
+    @abc.abstractmethod
+    def update_activity(
+        self,
+        activity_id: str,
+        *,
+        status: ActivityStatus | None = None,
+        progress: float | None = None,
+        message: str | None = None,
+        error: str | None = None,
+    ) -> ActivityRecord:
+        """Progress only moves forward (a lower value is ignored); a terminal activity is final."""
+
+    @abc.abstractmethod
+    def get_activity(self, activity_id: str) -> ActivityRecord: ...
+
+    @abc.abstractmethod
+    def list_activities(
+        self, workspace: str, *, target_id: str | None = None, kind: str | None = None
+    ) -> list[ActivityRecord]: ...
+
+    # ----------------------------------------------------------------- model registry
+    @abc.abstractmethod
+    def create_model_version(
+        self,
+        workspace: str,
+        name: str,
+        *,
+        path: str,
+        datastore: str,
+        created_by: str,
+        description: str = "",
+        run_id: str | None = None,
+        sha256: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> ModelRecord:
+        """Register the next version of ``name`` (previous max + 1, atomic, never reused)."""
+
+    @abc.abstractmethod
+    def get_model_version(self, workspace: str, name: str, version: int | None = None) -> ModelRecord:
+        """The given version, or the latest when ``version`` is None."""
+
+    @abc.abstractmethod
+    def search_models(
+        self, workspace: str, *, name: str | None = None, tags: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None, latest_only: bool = False,
+    ) -> list[ModelRecord]:
+        """Model versions matching every given filter, newest version first.
+
+        ``tags`` values of ``"*"`` match any value (tag key present)."""
+
+    @abc.abstractmethod
+    def set_model_tags(self, workspace: str, name: str, version: int, tags: Mapping[str, str]) -> None: ...
+
+    @abc.abstractmethod
+    def delete_model_version(self, workspace: str, name: str, version: int) -> None:
+        """ConflictError while an image uses the version (images come with the image registry)."""
+
+    # ----------------------------------------------------------------- lifecycle
+    def close(self) -> None:  # noqa: B027 - optional hook; stores without resources need nothing
+        """Release connections."""

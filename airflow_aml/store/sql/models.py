@@ -1,0 +1,197 @@
+"""The model registry: numbered versions per (workspace, name), tags and properties."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import ColumnElement, delete, exists, func, select
+from sqlalchemy.orm import Session
+
+from airflow_aml.entities import ModelRecord
+from airflow_aml.exceptions import ConflictError, ModelNotFoundError
+from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
+from airflow_aml.store.sql.records import Attributes, empty_attributes, model_record
+from airflow_aml.store.sql.tables import PROPERTY, TAG, ModelAttributeRow, ModelNameRow, ModelVersionRow
+
+ANY_VALUE = "*"  # a search_models tag value that matches any value of the key
+
+
+class ModelStore(SqlCore):
+    def create_model_version(
+        self,
+        workspace: str,
+        name: str,
+        *,
+        path: str,
+        datastore: str,
+        created_by: str,
+        description: str = "",
+        run_id: str | None = None,
+        sha256: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> ModelRecord:
+        def tx(session: Session) -> ModelRecord:
+            self._require_workspace(session, workspace)
+            if run_id is not None:
+                self._require_run(session, run_id)
+            version = self._next_version(session, workspace, name)
+            # Stamped after taking the version, i.e. under the per-name lock: within a name,
+            # created_at then grows with the version and "newest first" agrees with it.
+            row = ModelVersionRow(
+                workspace=workspace,
+                name=name,
+                version=version,
+                path=path,
+                datastore=datastore,
+                created_at=utcnow(),
+                created_by=created_by,
+                description=description,
+                run_id=run_id,
+                sha256=sha256,
+                idempotency_key=idempotency_key,
+            )
+            session.add(row)
+            session.flush()
+            attributes = empty_attributes()
+            for kind, values in ((TAG, tags), (PROPERTY, properties)):
+                for key, value in (values or {}).items():
+                    session.add(ModelAttributeRow(model_id=row.id, kind=kind, key=key, value=value))
+                    attributes[kind][key] = value
+            session.flush()
+            return model_record(row, attributes)
+
+        return self._write(tx)
+
+    def _next_version(self, session: Session, workspace: str, name: str) -> int:
+        """Atomically take the next version number of ``name``.
+
+        One upsert on the per-name counter: on PostgreSQL it row-locks the counter until commit
+        (concurrent registrations queue behind it, including for a brand-new name); on SQLite the
+        BEGIN IMMEDIATE write lock already serialises writers. The counter survives deletes, so
+        a version number is never handed out twice.
+        """
+        stmt = self._insert(ModelNameRow).values(workspace=workspace, name=name, last_version=1)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["workspace", "name"], set_={"last_version": ModelNameRow.last_version + 1}
+        ).returning(ModelNameRow.last_version)
+        return int(session.execute(stmt).scalar_one())
+
+    def get_model_version(self, workspace: str, name: str, version: int | None = None) -> ModelRecord:
+        def tx(session: Session) -> ModelRecord:
+            self._require_workspace(session, workspace)
+            row = self._model_row(session, workspace, name, version)
+            return model_record(row, self._model_attributes(session, [row.id])[row.id])
+
+        return self._read(tx)
+
+    def search_models(
+        self,
+        workspace: str,
+        *,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        latest_only: bool = False,
+    ) -> list[ModelRecord]:
+        filters: list[ColumnElement[bool]] = [ModelVersionRow.workspace == workspace]
+        if name is not None:
+            filters.append(ModelVersionRow.name == name)
+        if idempotency_key is not None:
+            filters.append(ModelVersionRow.idempotency_key == idempotency_key)
+        for key, value in (tags or {}).items():
+            tag_match = exists().where(
+                ModelAttributeRow.model_id == ModelVersionRow.id,
+                ModelAttributeRow.kind == TAG,
+                ModelAttributeRow.key == key,
+            )
+            if value != ANY_VALUE:
+                tag_match = tag_match.where(ModelAttributeRow.value == value)
+            filters.append(tag_match)
+        if latest_only:
+            # The newest version of each name among those that match the other filters.
+            ranked = (
+                select(
+                    ModelVersionRow.id,
+                    func.row_number()
+                    .over(partition_by=ModelVersionRow.name, order_by=ModelVersionRow.version.desc())
+                    .label("rank"),
+                )
+                .where(*filters)
+                .subquery()
+            )
+            stmt = select(ModelVersionRow).where(ModelVersionRow.id.in_(select(ranked.c.id).where(ranked.c.rank == 1)))
+        else:
+            stmt = select(ModelVersionRow).where(*filters)
+        stmt = stmt.order_by(
+            ModelVersionRow.created_at.desc(), self._bytewise(ModelVersionRow.name), ModelVersionRow.version.desc()
+        )
+
+        def tx(session: Session) -> list[ModelRecord]:
+            self._require_workspace(session, workspace)
+            rows = session.scalars(stmt).all()
+            attributes = self._model_attributes(session, [row.id for row in rows])
+            return [model_record(row, attributes[row.id]) for row in rows]
+
+        return self._read(tx)
+
+    def set_model_tags(self, workspace: str, name: str, version: int, tags: Mapping[str, str]) -> None:
+        def tx(session: Session) -> None:
+            self._require_workspace(session, workspace)
+            row = self._model_row(session, workspace, name, version)
+            if not tags:
+                return
+            stmt = self._insert(ModelAttributeRow).values(
+                [{"model_id": row.id, "kind": TAG, "key": key, "value": value} for key, value in tags.items()]
+            )
+            session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["model_id", "kind", "key"], set_={"value": stmt.excluded.value}
+                )
+            )
+
+        self._write(tx)
+
+    def delete_model_version(self, workspace: str, name: str, version: int) -> None:
+        def tx(session: Session) -> None:
+            self._require_workspace(session, workspace)
+            row = self._model_row(session, workspace, name, version, lock=True)
+            if self._model_version_in_use(session, workspace, name, version):
+                raise ConflictError(
+                    f"Model '{name}' version {version} is used by an image in workspace '{workspace}'; "
+                    "delete the image first"
+                )
+            # Explicit rather than ON DELETE CASCADE, which SQLite honours only with foreign_keys on.
+            session.execute(delete(ModelAttributeRow).where(ModelAttributeRow.model_id == row.id))
+            session.execute(delete(ModelVersionRow).where(ModelVersionRow.id == row.id))
+
+        self._write(tx)
+
+    def _model_version_in_use(self, session: Session, workspace: str, name: str, version: int) -> bool:
+        """Whether something (an image) still references the version; the image registry
+        overrides this. Called inside the deleting transaction, with the version row locked."""
+        return False
+
+    def _model_row(
+        self, session: Session, workspace: str, name: str, version: int | None, *, lock: bool = False
+    ) -> ModelVersionRow:
+        stmt = select(ModelVersionRow).where(ModelVersionRow.workspace == workspace, ModelVersionRow.name == name)
+        if version is None:
+            stmt = stmt.order_by(ModelVersionRow.version.desc()).limit(1)
+        else:
+            stmt = stmt.where(ModelVersionRow.version == version)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = session.scalars(stmt).first()
+        if row is None:
+            what = f"Model '{name}'" if version is None else f"Model '{name}' version {version}"
+            raise ModelNotFoundError(f"{what} not found in workspace '{workspace}'")
+        return row
+
+    def _model_attributes(self, session: Session, model_ids: Sequence[int]) -> dict[int, Attributes]:
+        result = {model_id: empty_attributes() for model_id in model_ids}
+        for chunk in chunked(list(result)):
+            for attr in session.scalars(select(ModelAttributeRow).where(ModelAttributeRow.model_id.in_(chunk))):
+                result[attr.model_id][attr.kind][attr.key] = attr.value
+        return result

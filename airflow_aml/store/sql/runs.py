@@ -1,0 +1,269 @@
+"""Runs: lifecycle, tags/properties/params and search."""
+
+from __future__ import annotations
+
+import operator
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, exists, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from airflow_aml.entities import RunQuery, RunRecord, RunStatus
+from airflow_aml.exceptions import AlreadyExistsError, ConflictError, RunNotFoundError, ValidationError
+from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
+from airflow_aml.store.sql.metric_sql import latest_scalar_value
+from airflow_aml.store.sql.records import Attributes, empty_attributes, run_record
+from airflow_aml.store.sql.tables import PARAM, PROPERTY, TAG, RunAttributeRow, RunRow
+from airflow_aml.store.sql.types import check_json
+
+_CONDITION_OPS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+class RunStore(SqlCore):
+    # ----------------------------------------------------------------- create / read
+    def create_run(
+        self,
+        *,
+        workspace: str,
+        experiment: str,
+        submitted_by: str,
+        run_id: str | None = None,
+        parent_run_id: str | None = None,
+        compute_target: str | None = None,
+        run_config: Mapping[str, Any] | None = None,
+        display_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        status: RunStatus = RunStatus.QUEUED,
+    ) -> RunRecord:
+        status = RunStatus(status)
+        config = check_json(dict(run_config or {}), "Run configuration")
+        new_id = run_id or uuid.uuid4().hex
+
+        def tx(session: Session) -> RunRecord:
+            self._require_workspace(session, workspace)
+            if parent_run_id is not None:
+                parent_ws = session.scalar(select(RunRow.workspace).where(RunRow.run_id == parent_run_id))
+                if parent_ws != workspace:
+                    raise RunNotFoundError(f"Parent run '{parent_run_id}' not found in workspace '{workspace}'")
+            if session.get(RunRow, new_id) is not None:
+                raise AlreadyExistsError(f"Run '{new_id}' already exists")
+            self._ensure_experiment(session, workspace, experiment)
+            now = utcnow()
+            row = RunRow(
+                run_id=new_id,
+                workspace=workspace,
+                experiment=experiment,
+                parent_run_id=parent_run_id,
+                status=status.value,
+                created_at=now,
+                start_time=now if status is RunStatus.RUNNING else None,
+                end_time=now if status.is_terminal else None,
+                submitted_by=submitted_by,
+                compute_target=compute_target,
+                run_config=config,
+                display_name=display_name,
+                error=None,
+                snapshot_sha256=None,
+                idempotency_key=idempotency_key,
+                cancel_requested=status is RunStatus.CANCEL_REQUESTED,
+                last_log_seq=0,
+            )
+            session.add(row)
+            try:
+                session.flush()
+            except IntegrityError as exc:  # same run_id inserted concurrently (PostgreSQL)
+                raise AlreadyExistsError(f"Run '{new_id}' already exists") from exc
+            attributes = empty_attributes()
+            for kind, values in ((TAG, tags), (PROPERTY, properties)):
+                for key, value in (values or {}).items():
+                    session.add(RunAttributeRow(run_id=new_id, kind=kind, key=key, value=value))
+                    attributes[kind][key] = value
+            session.flush()
+            return run_record(row, attributes)
+
+        return self._write(tx)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return self._read(lambda session: self._run_record(session, self._run_row(session, run_id)))
+
+    def _run_record(self, session: Session, row: RunRow) -> RunRecord:
+        return run_record(row, self._run_attributes(session, [row.run_id])[row.run_id])
+
+    def _run_records(self, session: Session, rows: Sequence[RunRow]) -> list[RunRecord]:
+        attributes = self._run_attributes(session, [row.run_id for row in rows])
+        return [run_record(row, attributes[row.run_id]) for row in rows]
+
+    def _run_attributes(self, session: Session, run_ids: Sequence[str]) -> dict[str, Attributes]:
+        """Tags, properties and params of many runs in one query per chunk of ids."""
+        result = {run_id: empty_attributes() for run_id in run_ids}
+        for chunk in chunked(list(result)):
+            for attr in session.scalars(select(RunAttributeRow).where(RunAttributeRow.run_id.in_(chunk))):
+                result[attr.run_id][attr.kind][attr.key] = attr.value
+        return result
+
+    # ----------------------------------------------------------------- lifecycle
+    def update_run_status(self, run_id: str, status: RunStatus, *, error: str | None = None) -> RunRecord:
+        status = RunStatus(status)
+
+        def tx(session: Session) -> RunRecord:
+            row = self._run_row(session, run_id, lock=True)
+            if RunStatus(row.status).is_terminal:
+                # Final: a late writer must not resurrect a canceled run.
+                return self._run_record(session, row)
+            now = utcnow()
+            # Once cancel is requested, only a terminal status replaces CancelRequested: a runner
+            # reporting Running late must not hide the pending cancellation.
+            if not (row.cancel_requested and not status.is_terminal):
+                row.status = status.value
+            if status is RunStatus.RUNNING and row.start_time is None:
+                row.start_time = now
+            if status.is_terminal:
+                row.end_time = now
+            if status is RunStatus.CANCEL_REQUESTED:
+                row.cancel_requested = True
+            if error is not None:
+                row.error = error
+            session.flush()
+            return self._run_record(session, row)
+
+        return self._write(tx)
+
+    def request_cancel(self, run_id: str) -> RunRecord:
+        def tx(session: Session) -> RunRecord:
+            row = self._run_row(session, run_id, lock=True)
+            if not RunStatus(row.status).is_terminal:
+                row.cancel_requested = True
+                row.status = RunStatus.CANCEL_REQUESTED.value
+                session.flush()
+            return self._run_record(session, row)
+
+        return self._write(tx)
+
+    def set_snapshot(self, run_id: str, sha256: str) -> None:
+        def tx(session: Session) -> None:
+            self._run_row(session, run_id).snapshot_sha256 = sha256
+
+        self._write(tx)
+
+    # ----------------------------------------------------------------- attributes
+    def set_run_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        def tx(session: Session) -> None:
+            self._require_run(session, run_id)
+            if not tags:
+                return
+            stmt = self._insert(RunAttributeRow).values(
+                [{"run_id": run_id, "kind": TAG, "key": key, "value": value} for key, value in tags.items()]
+            )
+            session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["run_id", "kind", "key"], set_={"value": stmt.excluded.value}
+                )
+            )
+
+        self._write(tx)
+
+    def add_run_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
+        self._write(lambda session: self._add_immutable(session, run_id, PROPERTY, properties))
+
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        self._write(lambda session: self._add_immutable(session, run_id, PARAM, params))
+
+    def _add_immutable(self, session: Session, run_id: str, kind: str, values: Mapping[str, str]) -> None:
+        """Insert what is new, then compare: a key already stored with another value is a
+        ConflictError and rolls the whole call back. Race-free: on PostgreSQL ON CONFLICT waits
+        for a concurrent inserter and the re-read sees its committed value."""
+        self._require_run(session, run_id)
+        if not values:
+            return
+        stmt = self._insert(RunAttributeRow).values(
+            [{"run_id": run_id, "kind": kind, "key": key, "value": value} for key, value in values.items()]
+        )
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["run_id", "kind", "key"]))
+        stored = dict(
+            session.execute(
+                select(RunAttributeRow.key, RunAttributeRow.value).where(
+                    RunAttributeRow.run_id == run_id,
+                    RunAttributeRow.kind == kind,
+                    RunAttributeRow.key.in_(list(values)),
+                )
+            ).all()
+        )
+        for key, value in values.items():
+            if stored[key] != value:
+                raise ConflictError(
+                    f"{kind.capitalize()} '{key}' of run '{run_id}' is already {stored[key]!r} and cannot "
+                    f"be changed to {value!r}: {kind}s are immutable"
+                )
+
+    # ----------------------------------------------------------------- search
+    def search_runs(self, workspace: str, query: RunQuery) -> list[RunRecord]:
+        stmt = self._search_statement(workspace, query)
+
+        def tx(session: Session) -> list[RunRecord]:
+            self._require_workspace(session, workspace)
+            return self._run_records(session, session.scalars(stmt).all())
+
+        return self._read(tx)
+
+    def _search_statement(self, workspace: str, query: RunQuery) -> Select[tuple[RunRow]]:
+        stmt = select(RunRow).where(RunRow.workspace == workspace)
+        if query.experiment is not None:
+            stmt = stmt.where(RunRow.experiment == query.experiment)
+        if query.statuses:
+            stmt = stmt.where(RunRow.status.in_([RunStatus(s).value for s in query.statuses]))
+        for key, value in query.tags.items():
+            stmt = stmt.where(
+                exists().where(
+                    RunAttributeRow.run_id == RunRow.run_id,
+                    RunAttributeRow.kind == TAG,
+                    RunAttributeRow.key == key,
+                    RunAttributeRow.value == value,
+                )
+            )
+        if query.parent_run_id is not None:
+            stmt = stmt.where(RunRow.parent_run_id == query.parent_run_id)
+        if query.top_level_only:
+            stmt = stmt.where(RunRow.parent_run_id.is_(None))
+        for condition in query.metric_conditions:
+            compare = _CONDITION_OPS.get(condition.op)
+            if compare is None:
+                raise ValidationError(
+                    f"Unknown operator {condition.op!r} in the condition on metric '{condition.metric}'; "
+                    f"valid: {', '.join(_CONDITION_OPS)}"
+                )
+            # A run without the metric (or whose latest value is NaN) matches no condition.
+            stmt = stmt.where(compare(latest_scalar_value(self._dialect, condition.metric), condition.value))
+        if query.order_by_metric is not None:
+            value = latest_scalar_value(self._dialect, query.order_by_metric)
+            ordered = value.desc() if query.descending else value.asc()
+            stmt = stmt.order_by(ordered.nulls_last())
+        stmt = stmt.order_by(RunRow.created_at.desc(), RunRow.run_id.desc())
+        if query.max_results is not None:
+            if query.max_results < 0:
+                raise ValidationError(f"max_results must be >= 0, got {query.max_results}")
+            stmt = stmt.limit(query.max_results)
+        return stmt
+
+    def find_run_by_idempotency_key(self, workspace: str, key: str) -> list[RunRecord]:
+        def tx(session: Session) -> list[RunRecord]:
+            self._require_workspace(session, workspace)
+            rows = session.scalars(
+                select(RunRow)
+                .where(RunRow.workspace == workspace, RunRow.idempotency_key == key)
+                .order_by(RunRow.created_at.desc(), RunRow.run_id.desc())
+            ).all()
+            return self._run_records(session, rows)
+
+        return self._read(tx)

@@ -1,0 +1,114 @@
+"""``AmlActivityTrigger``: waits for an activity (a run, an image build, a deployment) to end.
+
+One trigger serves every sensor and deferrable operator of the provider. It polls the metadata
+store in a worker thread (the store client is synchronous; the event loop is never blocked),
+logs progress as it changes, honours an absolute deadline, and yields exactly one event:
+
+    {"status": "success" | "error" | "timeout", "message": str, "activity_id": str,
+     "target_id": str, "activity_status": str, "progress": float, "progress_message": str}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_aml.entities import ActivityRecord, ActivityStatus
+from airflow_aml.hooks.settings import WorkspaceSettings
+from airflow_aml.hooks.workspace import AmlWorkspaceHook
+
+
+class AmlActivityTrigger(BaseTrigger):
+    """
+    :param activity_id: the activity to watch (a run's activity id is its run id).
+    :param aml_conn_id: the ``aml_workspace`` connection.
+    :param poll_interval: seconds between two reads of the store.
+    :param end_time: absolute deadline (epoch seconds); None waits for ever.
+    """
+
+    def __init__(
+        self,
+        activity_id: str,
+        aml_conn_id: str = AmlWorkspaceHook.default_conn_name,
+        poll_interval: float = 5.0,
+        end_time: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.activity_id = activity_id
+        self.aml_conn_id = aml_conn_id
+        self.poll_interval = poll_interval
+        self.end_time = end_time
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "activity_id": self.activity_id,
+                "aml_conn_id": self.aml_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+            },
+        )
+
+    async def _settings(self) -> WorkspaceSettings:
+        try:
+            conn = await AmlWorkspaceHook.aget_connection(self.aml_conn_id)
+        except AirflowNotFoundException:
+            if self.aml_conn_id != AmlWorkspaceHook.default_conn_name:
+                raise
+            conn = None
+        return AmlWorkspaceHook.settings_for(conn, self.aml_conn_id)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            settings = await self._settings()
+            workspace = await asyncio.to_thread(settings.open)
+            last_reported: tuple[float, str] | None = None
+            while True:
+                activity = await asyncio.to_thread(workspace.store.get_activity, self.activity_id)
+                if (activity.progress, activity.message) != last_reported:
+                    last_reported = (activity.progress, activity.message)
+                    self.log.info(
+                        "Activity %s (%s %s): %s %.0f%% %s", activity.activity_id, activity.kind,
+                        activity.target_id, activity.status.value, activity.progress * 100, activity.message,
+                    )
+                if activity.status.is_terminal:
+                    yield TriggerEvent(self._event(activity))
+                    return
+                if self.end_time is not None and time.time() >= self.end_time:
+                    yield TriggerEvent(
+                        self._event(activity, status="timeout", message=(
+                            f"Activity {self.activity_id} ({activity.kind} {activity.target_id}) still "
+                            f"{activity.status.value} at the deadline"
+                        ))
+                    )
+                    return
+                await asyncio.sleep(self.poll_interval)
+        except Exception as exc:  # one event, always: the task turns it into a clear failure
+            yield TriggerEvent({
+                "status": "error", "message": f"Watching activity {self.activity_id} failed: {exc}",
+                "activity_id": self.activity_id, "target_id": None, "activity_status": None,
+                "progress": None, "progress_message": None,
+            })
+
+    def _event(self, activity: ActivityRecord, *, status: str | None = None, message: str | None = None) -> dict:
+        if status is None:
+            status = "success" if activity.status is ActivityStatus.SUCCEEDED else "error"
+        if message is None:
+            message = f"Activity {activity.activity_id} ({activity.kind} {activity.target_id}) ended " + (
+                activity.status.value + (f": {activity.error}" if activity.error else "")
+            )
+        return {
+            "status": status,
+            "message": message,
+            "activity_id": activity.activity_id,
+            "target_id": activity.target_id,
+            "activity_status": activity.status.value,
+            "progress": activity.progress,
+            "progress_message": activity.message,
+        }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs the project into ./.venv with uv (from uv.lock). Sourced by main.sh and test.sh.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if ! command -v uv >/dev/null 2>&1; then
+    python3 -m pip install --quiet uv
+fi
+uv sync --quiet --frozen --extra dev --extra postgres
+export PATH="$PWD/.venv/bin:$PATH"

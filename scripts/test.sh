@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs everything, starts the services the tests need, then runs lint and the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+source scripts/services.sh
+ruff check airflow_aml tests dags_examples examples benchmarks
+pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,81 @@
+"""The example DAGs, run end to end with ``dag.test()`` on the embedded default.
+
+Real training runs (scikit-learn on iris) on the local compute target, in a throw-away $AML_HOME
+and $AIRFLOW_HOME: the same path as the README's main-job command.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from airflow_aml.entities import RunStatus
+from airflow_aml.workspace import Workspace
+
+DAGS = Path(__file__).resolve().parents[2] / "dags_examples"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", DAGS / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def embedded_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "aml"
+    monkeypatch.setenv("AML_HOME", str(home))
+    monkeypatch.setenv("AML_PROGRESS", "0")
+    for name in ("AML_STORE_URI", "AML_PRINCIPAL", "AIRFLOW_CONN_AML_DEFAULT"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+def _states(dag_run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["waiting", "deferrable"])
+def test_train_register_dag_end_to_end(airflow_db: Path, embedded_home: Path, deferrable: bool) -> None:
+    dag = _load("aml_train_register_deploy").dag
+    dag.get_task("train").deferrable = deferrable
+    experiment = f"iris-{'deferred' if deferrable else 'waiting'}"
+    dag_run = dag.test(run_conf={"experiment": experiment, "grid_C": [0.05, 1.0], "model_name": experiment})
+    assert _states(dag_run) == {"train": "success", "best_run": "success", "register_model": "success"}
+
+    ws = Workspace.get("default")
+    [sweep] = ws.experiment(experiment).get_runs()
+    children = sweep.get_children()
+    assert [c.record.params["C"] for c in children] == ["0.05", "1.0"]
+    assert all(c.status is RunStatus.COMPLETED for c in children)
+    best = ws.experiment(experiment).best_run("cv_accuracy", parent_run_id=sweep.id)
+    assert best is not None and best.record.params["C"] == "1.0"
+    [model] = ws.list_models(name=experiment)
+    assert model.version == 1 and model.record.run_id == best.id
+    assert "model.pkl" in model.files()
+    assert float(model.record.properties["metric.cv_accuracy"]) == best.get_metrics()["cv_accuracy"]
+
+
+def test_threshold_miss_stops_before_registering(airflow_db: Path, embedded_home: Path) -> None:
+    dag = _load("aml_train_register_deploy").dag
+    dag_run = dag.test(run_conf={"experiment": "iris-strict", "grid_C": [0.01], "threshold": 0.99,
+                                 "model_name": "iris-strict"})
+    states = _states(dag_run)
+    assert states["train"] == "success"
+    assert states["best_run"] == "failed"
+    assert states["register_model"] == "upstream_failed"
+    assert Workspace.get("default").list_models(name="iris-strict") == []
+
+
+def test_scheduled_retraining_registers_only_a_better_model(airflow_db: Path, embedded_home: Path) -> None:
+    dag = _load("aml_scheduled_retraining").dag
+    first = dag.test(run_conf={"C": 1.0})
+    assert _states(first)["register_if_better"] == "success"
+    second = dag.test(run_conf={"C": 0.01})  # a worse model: not registered
+    assert _states(second) == {"train": "success", "wait_for_training": "success", "register_if_better": "skipped"}
+    assert [m.version for m in Workspace.get("default").list_models(name="iris-classifier")] == [1]

@@ -1,0 +1,128 @@
+"""search_runs: every RunQuery field, evaluated in SQL."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from sqlalchemy import event
+
+from airflow_aml.entities import MetricCondition, RunQuery, RunStatus
+from airflow_aml.exceptions import ValidationError, WorkspaceNotFoundError
+from airflow_aml.store.sql import SqlStore
+from tests.unit.store.helpers import WS, new_workspace, scalar
+
+
+@pytest.fixture
+def runs(store: SqlStore) -> SqlStore:
+    """Runs r1..r6 created in that order (so newest first is r6..r1).
+
+    r1 exp-a Completed  tags team=a,size=s   acc latest 0.9 (step 2; step 1 was 0.1)
+    r2 exp-a Failed     tags team=a           acc latest 0.5
+    r3 exp-b Running    tags team=b           no acc; loss 3
+    r4 exp-a Queued     child of r1           acc latest NaN
+    r5 exp-b Completed  child of r1, team=a   acc latest 0.7 (same step twice: the later timestamp wins)
+    r6 exp-a Completed  in workspace ws, nothing else
+    """
+    new_workspace(store)
+    new_workspace(store, "other")
+
+    def make(run_id: str, experiment: str, status: RunStatus, **kwargs: object) -> None:
+        store.create_run(
+            workspace=WS, experiment=experiment, submitted_by="alice", run_id=run_id, status=status, **kwargs
+        )  # type: ignore[arg-type]
+
+    make("r1", "exp-a", RunStatus.COMPLETED, tags={"team": "a", "size": "s"})
+    make("r2", "exp-a", RunStatus.FAILED, tags={"team": "a"})
+    make("r3", "exp-b", RunStatus.RUNNING, tags={"team": "b"})
+    make("r4", "exp-a", RunStatus.QUEUED, parent_run_id="r1")
+    make("r5", "exp-b", RunStatus.COMPLETED, parent_run_id="r1", tags={"team": "a"})
+    make("r6", "exp-a", RunStatus.COMPLETED)
+    store.create_run(workspace="other", experiment="exp-a", submitted_by="bob", run_id="x1", tags={"team": "a"})
+
+    store.log_batch("r1", [scalar("acc", 0.1, 1), scalar("acc", 0.9, 2), scalar("acc", 0.2, 0)])
+    store.log_batch("r2", [scalar("acc", 0.5, 0)])
+    store.log_batch("r3", [scalar("loss", 3.0, 0)])
+    store.log_batch("r4", [scalar("acc", 0.99, 0), scalar("acc", math.nan, 1)])
+    store.log_batch("r5", [scalar("acc", 0.1, 3, timestamp=100.0), scalar("acc", 0.7, 3, timestamp=200.0)])
+    store.log_batch("x1", [scalar("acc", 1.0, 0)])
+    return store
+
+
+def _ids(store: SqlStore, **query: object) -> list[str]:
+    return [run.run_id for run in store.search_runs(WS, RunQuery(**query))]  # type: ignore[arg-type]
+
+
+def test_default_is_newest_first(runs: SqlStore) -> None:
+    assert _ids(runs) == ["r6", "r5", "r4", "r3", "r2", "r1"]
+
+
+def test_filters(runs: SqlStore) -> None:
+    assert _ids(runs, experiment="exp-b") == ["r5", "r3"]
+    assert _ids(runs, experiment="unknown") == []
+    assert _ids(runs, statuses=(RunStatus.COMPLETED, RunStatus.FAILED)) == ["r6", "r5", "r2", "r1"]
+    assert _ids(runs, tags={"team": "a"}) == ["r5", "r2", "r1"]
+    assert _ids(runs, tags={"team": "a", "size": "s"}) == ["r1"]  # every tag must match
+    assert _ids(runs, tags={"team": "c"}) == []
+    assert _ids(runs, parent_run_id="r1") == ["r5", "r4"]
+    assert _ids(runs, top_level_only=True) == ["r6", "r3", "r2", "r1"]
+    assert _ids(runs, experiment="exp-a", statuses=(RunStatus.COMPLETED,), top_level_only=True) == ["r6", "r1"]
+
+
+def test_search_returns_full_records(runs: SqlStore) -> None:
+    (r1,) = runs.search_runs(WS, RunQuery(tags={"size": "s"}))
+    assert r1 == runs.get_run("r1")
+    assert r1.tags == {"team": "a", "size": "s"}
+
+
+def test_metric_conditions_use_the_latest_value(runs: SqlStore) -> None:
+    assert _ids(runs, metric_conditions=(MetricCondition("acc", ">=", 0.7),)) == ["r5", "r1"]
+    assert _ids(runs, metric_conditions=(MetricCondition("acc", "<", 0.2),)) == []  # r1's 0.1 is not latest
+    assert _ids(runs, metric_conditions=(MetricCondition("acc", "==", 0.5),)) == ["r2"]
+    # runs without the metric, or whose latest value is NaN, match no condition
+    assert _ids(runs, metric_conditions=(MetricCondition("acc", "!=", 0.5),)) == ["r5", "r1"]
+    both = (MetricCondition("acc", ">", 0.4), MetricCondition("acc", "<=", 0.7))
+    assert _ids(runs, metric_conditions=both) == ["r5", "r2"]
+    assert _ids(runs, metric_conditions=(MetricCondition("loss", ">", 1),)) == ["r3"]
+
+
+def test_unknown_operator_is_a_validation_error(runs: SqlStore) -> None:
+    with pytest.raises(ValidationError, match="Unknown operator '=~'"):
+        _ids(runs, metric_conditions=(MetricCondition("acc", "=~", 1),))
+
+
+def test_order_by_metric(runs: SqlStore) -> None:
+    # r4 (latest NaN), r3 and r6 (no acc) come last in newest-first order, both directions
+    assert _ids(runs, order_by_metric="acc") == ["r1", "r5", "r2", "r6", "r4", "r3"]
+    assert _ids(runs, order_by_metric="acc", descending=False) == ["r2", "r5", "r1", "r6", "r4", "r3"]
+    assert _ids(runs, order_by_metric="acc", max_results=2) == ["r1", "r5"]
+    assert _ids(runs, order_by_metric="acc", tags={"team": "a"}, descending=False) == ["r2", "r5", "r1"]
+
+
+def test_max_results(runs: SqlStore) -> None:
+    assert _ids(runs, max_results=3) == ["r6", "r5", "r4"]
+    assert _ids(runs, max_results=0) == []
+    with pytest.raises(ValidationError, match="max_results"):
+        _ids(runs, max_results=-1)
+
+
+def test_unknown_workspace(runs: SqlStore) -> None:
+    with pytest.raises(WorkspaceNotFoundError):
+        runs.search_runs("nope", RunQuery())
+
+
+def test_search_is_one_statement_without_loading_metrics(runs: SqlStore) -> None:
+    """The filtering and ordering happen in SQL: no statement reads whole metric series."""
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(runs._engine, "before_cursor_execute", record)
+    try:
+        _ids(runs, order_by_metric="acc", metric_conditions=(MetricCondition("acc", ">", 0),), max_results=1)
+    finally:
+        event.remove(runs._engine, "before_cursor_execute", record)
+    metric_reads = [s for s in statements if "FROM metrics" in s]
+    assert metric_reads and all("LIMIT" in s for s in metric_reads)
+    assert not any(s.lstrip().startswith("SELECT metrics.") for s in statements)
