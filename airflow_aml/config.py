@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -70,3 +71,11 @@ def secret_key() -> bytes:
         finally:
             tmp.unlink()
     return path.read_bytes().strip()
+
+
+_URI_PASSWORD = re.compile(r"(://[^\s:/@'\"]+:)[^\s'\"]+@")
+
+
+def redact(text: str) -> str:
+    """Hide the passwords of URIs anywhere in ``text`` (``postgresql://u:secret@h`` -> ``u:***@h``)."""
+    return _URI_PASSWORD.sub(r"\1***@", text)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_aml import config
 from airflow_aml.datastores import AbstractDatastore, build_datastore
+from airflow_aml.datastores.readonly import ReadOnlyDatastore
 from airflow_aml.entities import (
     ActivityRecord,
     ComputeTargetRecord,
@@ -31,6 +32,7 @@ from airflow_aml.entities import (
     WorkspaceRecord,
 )
 from airflow_aml.exceptions import (
+    ActivityNotFoundError,
     AlreadyExistsError,
     AuthorizationError,
     ValidationError,
@@ -114,7 +116,7 @@ class Workspace:
         return self._record
 
     def __repr__(self) -> str:
-        return f"Workspace(name={self.name!r}, store={_redact(self.store_uri)!r})"
+        return f"Workspace(name={self.name!r}, store={config.redact(self.store_uri)!r})"
 
     # ------------------------------------------------------------------ roles
     @cached_property
@@ -124,10 +126,11 @@ class Workspace:
 
     def require(self, action: Action) -> None:
         if not allows(self.role, action):
-            held = self.role.value if self.role else "no role"
-            raise AuthorizationError(
-                f"Principal {self.principal!r} ({held}) may not {action.value} in workspace {self.name!r}"
-            )
+            raise AuthorizationError(self._refusal(action))
+
+    def _refusal(self, action: Action) -> str:
+        held = self.role.value if self.role else "no role"
+        return f"Principal {self.principal!r} ({held}) may not {action.value} in workspace {self.name!r}"
 
     def assign_role(self, principal: str, role: Role | str) -> RoleAssignment:
         self.require(Action.MANAGE)
@@ -189,9 +192,14 @@ class Workspace:
         self._record = self.store.get_workspace(self.name)
 
     def get_datastore(self, name: str) -> AbstractDatastore:
+        """The datastore ``name``; read-only for a principal who may not write (a Reader)."""
+        self.require(Action.READ)
         if name not in self._datastores:
             record = self.store.get_datastore(self.name, name)
-            self._datastores[name] = build_datastore(record.name, record.kind, dict(record.config))
+            datastore = build_datastore(record.name, record.kind, dict(record.config))
+            if not allows(self.role, Action.WRITE):
+                datastore = ReadOnlyDatastore(datastore, self._refusal(Action.WRITE))
+            self._datastores[name] = datastore
         return self._datastores[name]
 
     def get_default_datastore(self) -> AbstractDatastore:
@@ -199,6 +207,7 @@ class Workspace:
 
     @property
     def datastores(self) -> dict[str, DatastoreRecord]:
+        self.require(Action.READ)
         return {d.name: d for d in self.store.list_datastores(self.name)}
 
     # ------------------------------------------------------------------ compute targets
@@ -220,6 +229,7 @@ class Workspace:
 
     @property
     def compute_targets(self) -> dict[str, ComputeTargetRecord]:
+        self.require(Action.READ)
         return {c.name: c for c in self.store.list_compute_targets(self.name)}
 
     def delete_compute_target(self, name: str) -> None:
@@ -232,11 +242,19 @@ class Workspace:
 
     @property
     def experiments(self) -> dict[str, Experiment]:
+        self.require(Action.READ)
         return {e.name: Experiment(self, e.name) for e in self.store.list_experiments(self.name)}
+
+    def get_experiment(self, name: str) -> Experiment:
+        """An existing experiment; ExperimentNotFoundError otherwise (``experiment()`` does not check)."""
+        self.require(Action.READ)
+        self.store.get_experiment(self.name, validate_name("experiment", name))
+        return Experiment(self, name)
 
     def get_run(self, run_id: str) -> Run:
         from airflow_aml.runtime.run import Run
 
+        self.require(Action.READ)
         return Run.get(self, run_id)
 
     # ------------------------------------------------------------------ model registry
@@ -260,9 +278,14 @@ class Workspace:
 
     # ------------------------------------------------------------------ activities
     def get_activity(self, activity_id: str) -> ActivityRecord:
-        return self.store.get_activity(activity_id)
+        self.require(Action.READ)
+        activity = self.store.get_activity(activity_id)
+        if activity.workspace != self.name:
+            raise ActivityNotFoundError(f"Activity {activity_id!r} not found in workspace {self.name!r}")
+        return activity
 
     def list_activities(self, *, target_id: str | None = None, kind: str | None = None) -> list[ActivityRecord]:
+        self.require(Action.READ)
         return self.store.list_activities(self.name, target_id=target_id, kind=kind)
 
 
@@ -469,17 +492,6 @@ def _statuses(status: RunStatus | str | Sequence[RunStatus | str] | None) -> tup
         raise ValidationError(
             f"Unknown run status in {items!r}; valid: {', '.join(s.value for s in RunStatus)}"
         ) from None
-
-
-def _redact(uri: str) -> str:
-    """Hide a password in a database URI (postgresql://user:secret@host -> user:***@host)."""
-    if "@" in uri and "://" in uri:
-        scheme, rest = uri.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        if ":" in creds:
-            creds = creds.split(":", 1)[0] + ":***"
-        return f"{scheme}://{creds}@{host}"
-    return uri
 
 
 __all__ = ["Experiment", "Workspace"]

@@ -13,7 +13,6 @@ import enum
 import json
 import math
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from airflow_aml.config import redact
 from airflow_aml.exceptions import AmlError, ValidationError
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class State:
     store_uri: str
     workspace_name: str
     json: bool = False
-    _workspace: Workspace | None = None
+    _workspace: Workspace | None = dataclasses.field(default=None, repr=False)
 
     def workspace(self) -> Workspace:
         if self._workspace is None:
@@ -86,14 +86,6 @@ def want_json(local: bool = False) -> bool:
 # ---------------------------------------------------------------------------------------- errors
 def debug_enabled() -> bool:
     return os.environ.get(ENV_DEBUG, "").strip().lower() not in ("", "0", "false", "no")
-
-
-_URI_PASSWORD = re.compile(r"(://[^\s:/@'\"]+:)[^\s'\"]+@")
-
-
-def redact(text: str) -> str:
-    """Hide passwords of URIs anywhere in ``text`` (``postgresql://u:secret@h`` -> ``u:***@h``)."""
-    return _URI_PASSWORD.sub(r"\1***@", text)
 
 
 def one_line(text: str) -> str:

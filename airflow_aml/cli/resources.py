@@ -22,6 +22,7 @@ from airflow_aml.cli._common import (
     state,
     want_json,
 )
+from airflow_aml.exceptions import ValidationError
 
 datastore_app = typer.Typer(help="Register datastores and move files in and out of them.", no_args_is_help=True)
 compute_app = typer.Typer(help="Attach and list compute targets.", no_args_is_help=True)
@@ -123,7 +124,10 @@ def compute_attach(
     name: Annotated[str, typer.Argument(help="Compute target name (what run configurations name as target).")],
     kind: Annotated[str, typer.Option("--kind", help="Kind of compute, e.g. local.")] = "local",
     config: Annotated[
-        list[str] | None, typer.Option("--config", help="key=value setting of the target (repeatable; YAML values).")
+        list[str] | None,
+        typer.Option(
+            "--config", metavar="KEY=VALUE", help="key=value setting of the target (repeatable; YAML values)."
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a target of that name.")] = False,
 ) -> None:
@@ -148,6 +152,8 @@ def secret_set(
             value = sys.stdin.read()
             value = value[:-1] if value.endswith("\n") else value
             value = value[:-1] if value.endswith("\r") else value
+            if not value:
+                raise ValidationError(f"No value for secret {name!r} on stdin; pipe it in or pass --value")
         else:
             value = typer.prompt(f"Value of secret {name!r}", hide_input=True, confirmation_prompt=True)
     ws = state().workspace()

@@ -42,7 +42,9 @@ ExperimentOption = Annotated[str, typer.Option("--experiment", "-e", help="Exper
 TimeoutOption = Annotated[
     float | None, typer.Option("--timeout", min=0, help="Give up waiting after this many seconds (exit 1).")
 ]
-TagsOption = Annotated[list[str] | None, typer.Option("--tag", help="key=value (repeat for more).")]
+TagsOption = Annotated[
+    list[str] | None, typer.Option("--tag", metavar="KEY=VALUE", help="key=value (repeat for more).")
+]
 
 
 def _get_run(run_id: str) -> Run:
@@ -55,6 +57,13 @@ def _existing_experiment(name: str) -> Experiment:
     experiment = ws.experiment(name)  # InvalidNameError first
     ws.store.get_experiment(ws.name, experiment.name)
     return experiment
+
+
+def _status(value: str) -> str:
+    """``completed`` -> ``Completed``; unknown values go to the SDK, which lists the valid ones."""
+    from airflow_aml.entities import RunStatus
+
+    return {s.value.lower(): s.value for s in RunStatus}.get(value.lower(), value)
 
 
 def _run_config(source_dir: Path, value: str) -> RunConfiguration:
@@ -97,12 +106,16 @@ def submit(
     script: Annotated[str | None, typer.Option("--script", help="Script to run, relative to SOURCE_DIR.")] = None,
     arguments: Annotated[
         list[str] | None,
-        typer.Option("--arg", help="An argument of the script (repeat for more; write --arg=--lr for options)."),
+        typer.Option(
+            "--arg", metavar="ARG", help="An argument of the script (repeat for more; write --arg=--lr for options)."
+        ),
     ] = None,
     run_config: Annotated[
         str | None,
         typer.Option(
-            "--run-config", help="A run configuration YAML file, or NAME of SOURCE_DIR/.aml/NAME.runconfig.yml."
+            "--run-config",
+            metavar="FILE|NAME",
+            help="A run configuration YAML file, or NAME of SOURCE_DIR/.aml/NAME.runconfig.yml.",
         ),
     ] = None,
     experiment: ExperimentOption = "default",
@@ -170,10 +183,15 @@ def submit(
 @run_app.command("list")
 def list_runs(
     experiment: ExperimentOption,
-    status: Annotated[list[str] | None, typer.Option("--status", help="Only runs in this status (repeatable).")] = None,
+    status: Annotated[
+        list[str] | None, typer.Option("--status", metavar="STATUS", help="Only runs in this status (repeatable).")
+    ] = None,
     tags: TagsOption = None,
     metrics: Annotated[
-        list[str] | None, typer.Option("--metric", help="A condition on a metric, e.g. 'accuracy >= 0.9' (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--metric", metavar="'NAME OP VALUE'", help="A condition on a metric, e.g. 'accuracy >= 0.9' (repeatable)."
+        ),
     ] = None,
     order_by: Annotated[
         str | None, typer.Option("--order-by", help="Order by the latest value of this metric.")
@@ -189,7 +207,7 @@ def list_runs(
     exp = _existing_experiment(experiment)
     conditions = [parse_metric_condition(m) for m in metrics or ()]
     runs = exp.search_runs(
-        status=status or None,
+        status=[_status(value) for value in status or ()] or None,
         tags=parse_pairs(tags, "--tag"),
         metrics=conditions,
         order_by=order_by,
@@ -298,7 +316,7 @@ def metrics(
 @run_app.command("best")
 def best(
     experiment: ExperimentOption,
-    metric: Annotated[str, typer.Option("--metric", help="The metric to compare.")],
+    metric: Annotated[str, typer.Option("--metric", metavar="NAME", help="The metric to compare.")],
     goal: Annotated[str, typer.Option("--goal", help="maximize or minimize.")] = "maximize",
     json_output: JsonOption = False,
 ) -> None:

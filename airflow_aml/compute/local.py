@@ -74,11 +74,7 @@ class LocalComputeTarget(AbstractComputeTarget):
         env[ENV_PRINCIPAL] = launch.principal
         env[ENV_HOME] = str(aml_home())  # the supervisor must use the same home as the submitter
         try:
-            with open(folder / "supervisor.log", "ab") as out:
-                proc = subprocess.Popen(
-                    command, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                )
+            proc = _start_with_sigterm_blocked(command, cwd=folder, env=env, log_path=folder / "supervisor.log")
         except OSError as exc:
             error = f"Could not start the local supervisor of run {launch.run_id!r}: {exc}"
             store.update_run_status(launch.run_id, RunStatus.FAILED, error=error)
@@ -116,6 +112,26 @@ class LocalComputeTarget(AbstractComputeTarget):
             store.update_run_status(run_id, RunStatus.CANCELED, error=error)
             with contextlib.suppress(NotFoundError):
                 store.update_activity(run_id, status=ActivityStatus.CANCELED, progress=1.0, message="Canceled")
+
+
+def _start_with_sigterm_blocked(
+    command: list[str], *, cwd: Path, env: dict[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
+    """Start the detached supervisor with SIGTERM blocked.
+
+    The signal mask is inherited across fork and exec; the supervisor unblocks SIGTERM once its
+    handler is installed. A cancel that arrives while Python is still importing then stays
+    pending, instead of killing the supervisor before it can finalize the run.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        with open(log_path, "ab") as out:
+            return subprocess.Popen(
+                command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True,
+            )
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def supervisor_alive(pid: int, run_id: str) -> bool:

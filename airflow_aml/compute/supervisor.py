@@ -392,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     signal.signal(signal.SIGTERM, supervisor.handle_sigterm)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # detached: a closing terminal is not a cancel
+    # LocalComputeTarget starts us with SIGTERM blocked; a cancel that came early is delivered now.
+    # Unblocking also keeps the mask from being inherited by the scripts we start.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     try:
         return supervisor.run()
     finally:

@@ -136,6 +136,7 @@ class Run:
         return {
             "runId": r.run_id,
             "experiment": r.experiment,
+            "displayName": r.display_name,
             "parentRunId": r.parent_run_id,
             "status": r.status.value,
             "target": r.compute_target,

@@ -40,7 +40,9 @@ def get_store(uri: str, *, cached: bool = True) -> AbstractStore:
     scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme not in _BUILDERS:
         valid = ", ".join(sorted(_BUILDERS))
-        raise ValidationError(f"Unknown metadata store URI scheme {scheme!r} in {uri!r}; valid: {valid}")
+        from airflow_aml.config import redact
+
+        raise ValidationError(f"Unknown metadata store URI scheme {scheme!r} in {redact(uri)!r}; valid: {valid}")
     if not cached:
         return _BUILDERS[scheme](uri)
     with _LOCK:

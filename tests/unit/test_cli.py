@@ -155,7 +155,8 @@ def test_run_list_filters_and_orders(invoke: Invoke, ws: Workspace) -> None:
     assert ids("--order-by", "accuracy", "--asc") == [low.id, mid.id, high.id]
     assert ids("--metric", "accuracy >= 0.7", "--order-by", "accuracy") == [high.id, mid.id]
     assert ids("--tag", "team=a") == [mid.id, low.id]
-    assert ids("--status", "Completed", "--limit", "1", "--order-by", "accuracy") == [high.id]
+    assert ids("--status", "completed", "--limit", "1", "--order-by", "accuracy") == [high.id]
+    assert ids("--status", "Running") == []
     assert child.id in ids("--children")
 
     table = invoke("run", "list", "-e", "exp", "--order-by", "accuracy", "--children")
@@ -301,6 +302,20 @@ def test_submit_wait_success(invoke: Invoke, ws: Workspace, src: Path, tmp_path:
 
 
 @pytest.mark.slow
+def test_submit_wait_json(invoke: Invoke, ws: Workspace, src: Path) -> None:
+    result = invoke("run", "submit", str(src), "--script", "train.py", "-e", "cli", "--wait", "--json")
+    assert result.exit_code == 0, result.output
+    details = json.loads(result.stdout)  # only the JSON document: the log went to stderr
+    assert details["status"] == "Completed" and details["experiment"] == "cli"
+    assert "hello from train" in result.stderr
+
+    quiet = invoke("run", "submit", str(src), "--script", "train.py", "-e", "cli", "--wait", "--no-show-output")
+    assert quiet.exit_code == 0, quiet.output
+    assert "hello from train" not in quiet.output
+    assert quiet.stdout.strip() == ws.experiment("cli").get_runs()[0].id
+
+
+@pytest.mark.slow
 def test_submit_run_config_and_failure(invoke: Invoke, ws: Workspace, src: Path) -> None:
     (src / ".aml").mkdir()
     (src / ".aml" / "failing.runconfig.yml").write_text("script: fail.py\ntarget: local\n")
@@ -380,6 +395,8 @@ def test_secrets_never_print_values(invoke: Invoke, ws: Workspace) -> None:
     for result in (set_value, piped, listed, listed_json, invoke("workspace", "show")):
         assert "s3cr3t" not in result.output and "piped-value" not in result.output
     assert ws.get_secret("api-key") == "piped-value"  # the trailing newline of stdin is not kept
+
+    assert_one_line_error(invoke("secret", "set", "empty", input=""), "stdin")
 
     deleted = invoke("secret", "delete", "api-key")
     assert deleted.exit_code == 0, deleted.output

@@ -150,3 +150,33 @@ def test_experiments_listing(workspace: Workspace) -> None:
     workspace.experiment("a").start_logging().complete()
     workspace.experiment("b").start_logging().complete()
     assert sorted(workspace.experiments) == ["a", "b"]
+
+
+def test_reader_gets_a_read_only_datastore(workspace: Workspace, store_uri: str) -> None:
+    workspace.get_default_datastore().write_bytes("data.csv", b"a,b\n")
+    workspace.assign_role("bob", Role.READER)
+    bob = Workspace.get("ws", store_uri=store_uri, principal="bob")
+    datastore = bob.get_default_datastore()
+    assert datastore.read_bytes("data.csv") == b"a,b\n"
+    with pytest.raises(AuthorizationError, match="'bob' \\(Reader\\) may not write.*data.csv"):
+        datastore.write_bytes("data.csv", b"overwritten")
+    with pytest.raises(AuthorizationError, match="deleting"):
+        datastore.delete("data.csv")
+    assert workspace.get_default_datastore().read_bytes("data.csv") == b"a,b\n"
+    stranger = Workspace.get("ws", store_uri=store_uri, principal="mallory")
+    with pytest.raises(AuthorizationError, match="no role"):
+        stranger.get_default_datastore()
+
+
+def test_get_experiment_and_activity_scoping(workspace: Workspace, store_uri: str, aml_home: Path) -> None:
+    from airflow_aml.exceptions import ActivityNotFoundError, ExperimentNotFoundError
+
+    with pytest.raises(ExperimentNotFoundError):
+        workspace.get_experiment("never-run")
+    workspace.experiment("ran").start_logging().complete()
+    assert workspace.get_experiment("ran").name == "ran"
+    other = Workspace.create("other", store_uri=store_uri)
+    activity = other.store.create_activity("other", kind="run", target_id="x")
+    with pytest.raises(ActivityNotFoundError, match="not found in workspace 'ws'"):
+        workspace.get_activity(activity.activity_id)
+    assert other.get_activity(activity.activity_id).target_id == "x"

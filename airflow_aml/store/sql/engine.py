@@ -8,6 +8,8 @@ connection runs in WAL mode with a busy timeout, and writes take the write lock 
 
 from __future__ import annotations
 
+import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +50,24 @@ def display_uri(url: URL) -> str:
 
 
 def create_store_engine(url: URL) -> Engine:
-    if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True)
+    sqlite = url.get_backend_name() == "sqlite"
+    engine = _sqlite_engine(url) if sqlite else create_engine(url, pool_pre_ping=True)
+    _forget_pool_after_fork(engine)
+    return engine
+
+
+def _forget_pool_after_fork(engine: Engine) -> None:
+    """A forked child (Airflow's LocalExecutor forks) must not reuse the parent's pooled
+    connections: two processes on one SQLite handle or PostgreSQL socket corrupt each other.
+    ``dispose(close=False)`` drops them in the child without closing the parent's."""
+    ref = weakref.ref(engine)  # the hook cannot be unregistered: do not keep the engine alive
+
+    def reset() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.dispose(close=False)
+
+    os.register_at_fork(after_in_child=reset)
 
 
 def _sqlite_engine(url: URL) -> Engine:

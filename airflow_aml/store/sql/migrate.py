@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from airflow_aml.exceptions import SchemaOutOfDateError
 from airflow_aml.store.sql.engine import WRITE_OPTION, create_store_engine, display_uri, normalize_uri
@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+# The newest revision in migrations/versions. Kept as a constant so that opening an up-to-date
+# store (every run's supervisor and script does) reads one row instead of importing Alembic and
+# parsing the migration scripts; a test keeps it equal to Alembic's head.
+SCHEMA_HEAD = "0001"
 
 # Arbitrary constant shared by every airflow-aml process ("AMLM" in ASCII).
 _PG_MIGRATION_LOCK_KEY = 0x414D4C4D
@@ -60,17 +65,24 @@ def upgrade_command(url: URL) -> str:
     return f"airflow-aml db upgrade --store-uri {display_uri(url)}"
 
 
+def _stamped_revision(connection: Connection) -> str | None:
+    """The revision recorded in ``alembic_version`` (None for an empty database), in plain SQL."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
 def ensure_schema(engine: Engine, url: URL) -> None:
     """Create the schema of an empty database; SchemaOutOfDateError unless it is at head."""
-    head = head_revision()
 
     def read_revision() -> str | None:
         with engine.connect() as connection:
-            return current_revision(connection)
+            return _stamped_revision(connection)
 
     current = with_retries(read_revision, what="reading the metadata schema revision")
-    if current == head:
+    if current == SCHEMA_HEAD:
         return
+    head = head_revision()
     if current is not None:
         raise _out_of_date(url, current, head)
 

@@ -363,3 +363,13 @@ def test_run_outlives_the_process_that_submitted_it(workspace: Workspace, src: P
     record = wait_for(run)
     assert record.status is RunStatus.COMPLETED, record.error
     assert "done" in wait_for_log(run, "done")
+
+
+def test_cancel_right_after_submit(workspace: Workspace, src: Path) -> None:
+    """SIGTERM reaches the supervisor while Python is still importing: it must not be lost or fatal."""
+    write(src, "train.py", "import time\ntime.sleep(300)\n")
+    run = workspace.experiment("exp").submit(src, RunConfiguration(script="train.py"))
+    run.cancel()
+    record = wait_for(run, timeout=60)
+    assert record.status is RunStatus.CANCELED
+    assert workspace.get_activity(run.id).status is ActivityStatus.CANCELED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 import threading
 import time
@@ -161,3 +162,19 @@ def test_retry_stops_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(StoreError, match="failed after 1 attempts"):
         with_retries(always_locked)
     assert len(calls) == 1
+
+
+def _child_writes(store: SqlStore, run_id: str) -> None:
+    store.log_batch(run_id, [scalar("from-child", 1.0, 0)])
+
+
+def test_a_forked_child_gets_its_own_connections(sqlite_store: SqlStore) -> None:
+    new_workspace(sqlite_store)
+    run_id = sqlite_store.create_run(workspace=WS, experiment="e", submitted_by="a").run_id
+    sqlite_store.get_run(run_id)  # the pool now holds a connection the child must not use
+    child = multiprocessing.get_context("fork").Process(target=_child_writes, args=(sqlite_store, run_id))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    sqlite_store.log_batch(run_id, [scalar("from-parent", 1.0, 0)])
+    assert [m.name for m in sqlite_store.get_metrics(run_id)] == ["from-child", "from-parent"]
