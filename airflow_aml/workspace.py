@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from airflow_aml.runtime.run import Run
 
 DEFAULT_DATASTORE = "workspaceblobstore"
+# The datastore that holds a run's files, fixed when the run is created: changing the workspace's
+# default later must not hide the files of earlier runs.
+DATASTORE_PROPERTY = "aml.datastore"
 SNAPSHOT_NAME = "snapshot.zip"
 
 
@@ -311,6 +314,7 @@ class Experiment:
         record = self.workspace.store.create_run(
             workspace=self.workspace.name, experiment=self.name, submitted_by=self.workspace.principal,
             display_name=display_name, tags=tags, status=RunStatus.RUNNING,
+            properties={DATASTORE_PROPERTY: self.workspace.record.default_datastore},
         )
         run = Run(self.workspace, record)
         if snapshot_directory is not None:
@@ -356,7 +360,8 @@ class Experiment:
             record = ws.store.create_run(
                 workspace=ws.name, experiment=self.name, submitted_by=ws.principal,
                 compute_target=config_obj.target, run_config=config_obj.to_dict(),
-                display_name=display_name, tags=tags, properties=properties,
+                display_name=display_name, tags=tags,
+                properties={**(properties or {}), DATASTORE_PROPERTY: datastore.name},
                 idempotency_key=idempotency_key,
             )
             activity = ws.store.create_activity(

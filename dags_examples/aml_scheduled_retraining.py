@@ -28,9 +28,14 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     render_template_as_native_obj=True,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "aml_conn_id": "{{ params.aml_conn_id }}",  # every AML task of this DAG
+    },
     tags=["aml", "example"],
     params={
+        "aml_conn_id": Param("aml_default", type="string", description="aml_workspace connection to use"),
         "experiment": Param("iris-retraining", type="string"),
         "C": Param(1.0, type="number", exclusiveMinimum=0),
         "metric": Param("cv_accuracy", type="string", enum=["cv_accuracy", "accuracy"]),

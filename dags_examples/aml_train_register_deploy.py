@@ -30,8 +30,10 @@ with DAG(
     schedule=None,
     catchup=False,
     render_template_as_native_obj=True,
+    default_args={"aml_conn_id": "{{ params.aml_conn_id }}"},  # every AML task of this DAG
     tags=["aml", "example"],
     params={
+        "aml_conn_id": Param("aml_default", type="string", description="aml_workspace connection to use"),
         "experiment": Param("iris-train", type="string", description="Experiment the runs are grouped in"),
         "grid_C": Param(
             [0.01, 0.1, 1.0, 10.0], type="array", items={"type": "number", "exclusiveMinimum": 0},

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
+from show_result import print_sweep  # examples/show_result.py
 
 from airflow_aml.runconfig import RunConfiguration, SweepSpec
 from airflow_aml.workspace import Workspace
@@ -30,16 +30,7 @@ def main() -> None:
     console.print(f"Submitted sweep run [bold]{run.id}[/] to workspace [bold]{ws.name}[/]")
     run.wait_for_completion(show_output=True)
 
-    table = Table(title=f"Child runs of {run.id}")
-    for column in ("run", "C", "status", "cv_accuracy", "accuracy"):
-        table.add_column(column)
-    for child in run.get_children():
-        metrics = child.get_metrics()
-        table.add_row(
-            child.id, child.record.params.get("C", "?"), child.status.value,
-            f"{metrics.get('cv_accuracy', float('nan')):.4f}", f"{metrics.get('accuracy', float('nan')):.4f}",
-        )
-    console.print(table)
+    print_sweep(console, run)
 
     best = experiment.best_run("cv_accuracy", goal="maximize", parent_run_id=run.id)
     if best is None:

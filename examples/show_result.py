@@ -1,4 +1,7 @@
-"""Print what the example DAG left in the embedded workspace: the sweep, its best run, the model."""
+"""Print what a training sweep left in a workspace: its child runs, the best one, the model.
+
+    python examples/show_result.py      # after scripts/main.sh: the example DAG's sweep and model
+"""
 
 from __future__ import annotations
 
@@ -6,16 +9,11 @@ from rich.console import Console
 from rich.table import Table
 
 from airflow_aml.exceptions import ModelNotFoundError
+from airflow_aml.runtime import Run
 from airflow_aml.workspace import Workspace
 
 
-def main(experiment: str = "iris-train", model_name: str = "iris-classifier") -> None:
-    console = Console()
-    ws = Workspace.get("default")
-    sweeps = ws.experiment(experiment).get_runs()
-    if not sweeps:
-        raise SystemExit(f"No run of experiment {experiment!r} in workspace {ws.name!r}")
-    sweep = sweeps[0]
+def print_sweep(console: Console, sweep: Run) -> None:
     table = Table(title=f"Sweep {sweep.id} ({sweep.status.value})")
     for column in ("child run", "C", "status", "cv_accuracy", "accuracy"):
         table.add_column(column)
@@ -26,6 +24,15 @@ def main(experiment: str = "iris-train", model_name: str = "iris-classifier") ->
             f"{metrics.get('cv_accuracy', float('nan')):.4f}", f"{metrics.get('accuracy', float('nan')):.4f}",
         )
     console.print(table)
+
+
+def main(experiment: str = "iris-train", model_name: str = "iris-classifier") -> None:
+    console = Console()
+    ws = Workspace.get("default")
+    sweeps = ws.experiment(experiment).get_runs()
+    if not sweeps:
+        raise SystemExit(f"No run of experiment {experiment!r} in workspace {ws.name!r}")
+    print_sweep(console, sweeps[0])
     try:
         model = ws.get_model(model_name)
     except ModelNotFoundError:

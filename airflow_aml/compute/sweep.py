@@ -65,6 +65,8 @@ def run_sweep(
             compute_target=parent.compute_target,
             run_config=child_config.to_dict(),
             tags=tags,
+            # Children keep their files where the parent does (see workspace.DATASTORE_PROPERTY).
+            properties={k: v for k, v in parent.properties.items() if k == "aml.datastore"},
         )
         if parent.snapshot_sha256:
             store.set_snapshot(record.run_id, parent.snapshot_sha256)

@@ -29,6 +29,7 @@ class AmlRegisterModelOperator(AmlBaseOperator):
     """
 
     template_fields: Sequence[str] = (
+        "aml_conn_id",
         "model_name", "run_id", "run_path", "model_path", "datastore_path", "tags", "properties", "description",
         "compare_metric",
     )

@@ -45,7 +45,9 @@ class AmlQueryRunsOperator(AmlBaseOperator):
     :return: a list of run summaries ``{run_id, status, metrics, tags, params}``.
     """
 
-    template_fields: Sequence[str] = ("experiment_name", "status", "tags", "metric_conditions", "parent_run_id")
+    template_fields: Sequence[str] = (
+        "aml_conn_id", "experiment_name", "status", "tags", "metric_conditions", "parent_run_id",
+    )
 
     def __init__(
         self, *, experiment_name: str, status: str | list[str] | None = None, tags: dict[str, str] | None = None,
@@ -123,7 +125,7 @@ class AmlBestRunOperator(AmlBaseOperator):
     :return: ``{run_id, metric, value, metrics, tags, params, ...}``.
     """
 
-    template_fields: Sequence[str] = ("experiment_name", "metric", "parent_run_id", "threshold", "tags")
+    template_fields: Sequence[str] = ("aml_conn_id", "experiment_name", "metric", "parent_run_id", "threshold", "tags")
     operator_extra_links = (AmlRunLink(),)
 
     def __init__(
@@ -165,7 +167,7 @@ class AmlBestRunOperator(AmlBaseOperator):
 class AmlBestRunBranchOperator(BaseBranchOperator):
     """Branch on whether the best run reaches ``threshold``; the best run goes to XCom ``best_run``."""
 
-    template_fields: Sequence[str] = ("experiment_name", "metric", "parent_run_id", "threshold", "tags")
+    template_fields: Sequence[str] = ("aml_conn_id", "experiment_name", "metric", "parent_run_id", "threshold", "tags")
     operator_extra_links = (AmlRunLink(),)
 
     def __init__(

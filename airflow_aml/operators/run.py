@@ -41,6 +41,7 @@ class AmlSubmitRunOperator(AmlBaseOperator):
     """
 
     template_fields: Sequence[str] = (
+        "aml_conn_id",
         "experiment_name", "source_directory", "run_config", "script", "arguments", "compute_target",
         "sweep", "tags",
     )

@@ -334,7 +334,10 @@ class Run:
     # ------------------------------------------------------------------ files
     @property
     def _datastore(self) -> AbstractDatastore:
-        return self.workspace.get_default_datastore()
+        from airflow_aml.workspace import DATASTORE_PROPERTY
+
+        name = self._record.properties.get(DATASTORE_PROPERTY)
+        return self.workspace.get_datastore(name) if name else self.workspace.get_default_datastore()
 
     def _path(self, name: str) -> str:
         from airflow_aml.datastores.paths import normalize_path
@@ -422,10 +425,13 @@ class Run:
     # ------------------------------------------------------------------ children
     def child_run(self, name: str | None = None, *, tags: Mapping[str, str] | None = None) -> Run:
         """Start a child run in this process (status Running); use it as a context manager."""
+        from airflow_aml.workspace import DATASTORE_PROPERTY
+
         store = self.workspace.store
         record = store.create_run(
             workspace=self.workspace.name, experiment=self.experiment, submitted_by=self.workspace.principal,
             parent_run_id=self.id, display_name=name, tags=tags, status=RunStatus.RUNNING,
+            properties={DATASTORE_PROPERTY: self._datastore.name},
         )
         return Run(self.workspace, record)
 

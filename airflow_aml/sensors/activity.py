@@ -26,7 +26,7 @@ class AmlActivitySensor(BaseSensorOperator):
     :param activity_id: the activity (a run's activity id is its run id).
     """
 
-    template_fields: Sequence[str] = ("activity_id",)
+    template_fields: Sequence[str] = ("aml_conn_id", "activity_id")
 
     def __init__(
         self,
@@ -82,7 +82,7 @@ class AmlActivitySensor(BaseSensorOperator):
 class AmlRunSensor(AmlActivitySensor):
     """Wait until a run ends Completed (a run's activity id is its run id)."""
 
-    template_fields: Sequence[str] = ("run_id",)
+    template_fields: Sequence[str] = ("aml_conn_id", "run_id")
     operator_extra_links = (AmlRunLink(),)
 
     def __init__(self, *, run_id: str, **kwargs: Any) -> None:

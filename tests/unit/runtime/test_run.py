@@ -89,7 +89,7 @@ def test_params_tags_and_properties(workspace: Workspace) -> None:
     record = run.record
     assert record.params == {"C": "1.0", "solver": "lbfgs"}
     assert record.tags == {"team": "ml"}
-    assert record.properties == {"git": "abc"}
+    assert record.properties == {"git": "abc", "aml.datastore": "workspaceblobstore"}
 
 
 def test_files_upload_download_and_listing(workspace: Workspace, tmp_path: Path) -> None:
@@ -187,3 +187,13 @@ def test_activity_follows_in_process_run(workspace: Workspace) -> None:
     run.complete()
     final = workspace.get_activity(activity.activity_id)
     assert final.status is ActivityStatus.SUCCEEDED and final.progress == 1.0
+
+
+def test_files_stay_readable_after_the_default_datastore_changes(workspace: Workspace, tmp_path: Path) -> None:
+    run = workspace.experiment("e").start_logging()
+    run.upload_bytes("outputs/model.pkl", b"m")
+    child = run.child_run()
+    child.upload_bytes("outputs/child.pkl", b"c")
+    workspace.register_datastore("archive", config={"root": str(tmp_path / "archive")}, set_default=True)
+    assert workspace.get_run(run.id).get_file_names() == ["outputs/model.pkl"]
+    assert workspace.get_run(child.id).get_file_names() == ["outputs/child.pkl"]

@@ -154,4 +154,4 @@ def test_sqlite_parent_folders_are_created(tmp_path: Path) -> None:
 
 def test_schema_head_constant_matches_the_migration_scripts() -> None:
     """ensure_schema trusts SCHEMA_HEAD to skip Alembic on every open: it must name the real head."""
-    assert migrate.SCHEMA_HEAD == migrate.head_revision()
+    assert migrate.head_revision() == migrate.SCHEMA_HEAD
