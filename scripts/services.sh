@@ -18,7 +18,7 @@ start_postgres() {
     if ! pg_lsclusters -h | grep -q "^$version main"; then
         pg_createcluster "$version" main >/dev/null
     fi
-    pg_ctlcluster "$version" main start 2>/dev/null || true
+    pg_ctlcluster "$version" main start >/dev/null 2>&1 || true  # "already running" is fine
     for _ in $(seq 1 30); do
         pg_isready -h 127.0.0.1 -q && break
         sleep 1

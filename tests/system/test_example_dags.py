@@ -82,23 +82,29 @@ def test_scheduled_retraining_registers_only_a_better_model(airflow_db: Path, em
 
 
 def test_dag_on_a_connection_added_with_the_airflow_cli(airflow_db: Path, embedded_home: Path, tmp_path: Path) -> None:
-    """`airflow connections add --conn-type aml_workspace` works and the tasks use that workspace."""
+    """`airflow connections add --conn-type aml_workspace`, then `airflow dags test` on that connection,
+    each in its own process as a user would run them: the tasks use the connection's workspace."""
     import json
     import os
     import subprocess
     import sys
 
+    def airflow(*args: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "airflow", *args], env=os.environ.copy(), capture_output=True, text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
     store_uri = f"sqlite:///{tmp_path / 'team.db'}"
     extra = {"store_uri": store_uri, "datastore_root": str(tmp_path / "team-datastore")}
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "connections", "add", "aml_team", "--conn-type", "aml_workspace",
-         "--conn-schema", "team", "--conn-extra", json.dumps(extra)],
-        check=True, env=os.environ.copy(), capture_output=True, timeout=300,
-    )
-    dag = _load("aml_scheduled_retraining").dag
-    dag_run = dag.test(run_conf={"aml_conn_id": "aml_team", "experiment": "team-retraining"})
-    assert set(_states(dag_run).values()) == {"success"}
+    airflow("connections", "add", "aml_team", "--conn-type", "aml_workspace", "--conn-schema", "team",
+            "--conn-extra", json.dumps(extra))
+    airflow("dags", "test", "aml_scheduled_retraining", "--conf",
+            json.dumps({"aml_conn_id": "aml_team", "experiment": "team-retraining"}))
+
     team = Workspace.get("team", store_uri=store_uri)
     assert [r.status for r in team.experiment("team-retraining").get_runs()] == [RunStatus.COMPLETED]
     assert [m.version for m in team.list_models(name="iris-classifier")] == [1]
     assert (tmp_path / "team-datastore").is_dir()
+    assert Workspace.list() == []  # nothing went to the embedded default
