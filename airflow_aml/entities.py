@@ -43,6 +43,16 @@ class ActivityStatus(enum.StrEnum):
         return self in (ActivityStatus.SUCCEEDED, ActivityStatus.FAILED, ActivityStatus.CANCELED)
 
 
+class ImageStatus(enum.StrEnum):
+    BUILDING = "Building"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not ImageStatus.BUILDING
+
+
 class Role(enum.StrEnum):
     OWNER = "Owner"
     CONTRIBUTOR = "Contributor"
@@ -177,7 +187,7 @@ class RoleAssignment:
 class ActivityRecord:
     activity_id: str
     workspace: str
-    kind: str  # "run", later "image_build", "deployment"
+    kind: str  # "run", "image_build", later "deployment"
     target_id: str
     status: ActivityStatus
     progress: float  # 0.0 .. 1.0
@@ -200,6 +210,37 @@ class ModelRecord:
     description: str = ""
     run_id: str | None = None
     sha256: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One version of an image: a scoring bundle (model files + scoring code) and the environment
+    built for it by a builder (``local``: a cached virtualenv; ``docker``: a container image)."""
+
+    workspace: str
+    name: str
+    version: int
+    status: ImageStatus
+    builder: str  # "local", "docker"
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    model_ids: list[str] = field(default_factory=list)  # exact "name:version", in the spec's order
+    spec: dict[str, Any] = field(default_factory=dict)  # the ImageSpec, models resolved, paths absolute
+    description: str = ""
+    digest: str | None = None  # sha256 of the bundle content (equal content, equal digest)
+    location: str | None = None  # bundle folder (local) or image reference (docker)
+    error: str | None = None
+    build_log_path: str | None = None  # datastore path of the full build log (images/<name>/<version>/build.log)
+    build_log_tail: str = ""  # the log's last lines, so that a failure reads without a download
+    activity_id: str | None = None  # the image_build activity
     tags: dict[str, str] = field(default_factory=dict)
     properties: dict[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None

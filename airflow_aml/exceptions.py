@@ -13,6 +13,7 @@
     │   ├── DatastoreNotFoundError
     │   ├── ComputeTargetNotFoundError
     │   ├── ModelNotFoundError
+    │   ├── ImageNotFoundError
     │   ├── ActivityNotFoundError
     │   ├── SecretNotFoundError
     │   └── ArtifactNotFoundError
@@ -25,7 +26,8 @@
     ├── UnsafeArchiveError                    a zip that must not be extracted
     ├── StoreError                            the metadata store itself failed
     │   └── SchemaOutOfDateError
-    └── RunFailedError                        waited for a run that ended Failed or Canceled
+    ├── RunFailedError                        waited for a run that ended Failed or Canceled
+    └── ImageBuildError                       an image build failed (or was waited for and failed)
 
 Messages name the object (`Run 'abc' not found in workspace 'ws'`), so that one line in a task
 log says what went wrong and where.
@@ -86,6 +88,10 @@ class ModelNotFoundError(NotFoundError):
     """No model (version) of that name in the workspace."""
 
 
+class ImageNotFoundError(NotFoundError):
+    """No image (version) of that name in the workspace."""
+
+
 class ActivityNotFoundError(NotFoundError):
     """No activity with that id."""
 
@@ -141,4 +147,16 @@ class RunFailedError(AmlError):
         super().__init__(message)
         self.run_id = run_id
         self.status = status
+        self.error = error
+
+
+class ImageBuildError(AmlError):
+    """Building an image failed; the image version is recorded Failed with its build log.
+
+    ``image_id`` is ``"name:version"`` when the version exists (None when the build failed before).
+    """
+
+    def __init__(self, message: str, *, image_id: str | None = None, error: str | None = None) -> None:
+        super().__init__(message)
+        self.image_id = image_id
         self.error = error

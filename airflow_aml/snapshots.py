@@ -142,6 +142,13 @@ def _write_zip(raw: IO[bytes], source: Path, files: list[_SourceFile], max_bytes
     return written
 
 
+def list_source_files(source_dir: str | Path) -> list[tuple[str, str]]:
+    """(POSIX path relative to ``source_dir``, file to read) for every file a snapshot of it would
+    hold: the same ``.amlignore``/``.gitignore`` rules and link handling. Image bundles use it for
+    their ``app/`` folder, so that code is packaged the same way for runs and images."""
+    return [(f.rel, f.path) for f in _collect(Path(source_dir))]
+
+
 def _collect(source: Path, *, exclude: Path | None = None) -> list[_SourceFile]:
     """The files a snapshot of ``source`` holds, sorted by their path in the zip."""
     root_real = os.path.realpath(source)

@@ -44,6 +44,7 @@ from airflow_aml.secrets_store import SecretsVault
 from airflow_aml.store import AbstractStore, get_store
 
 if TYPE_CHECKING:
+    from airflow_aml.images import Image, ImageSpec
     from airflow_aml.models import Model
     from airflow_aml.runtime.run import Run
 
@@ -278,6 +279,27 @@ class Workspace:
         from airflow_aml.models import Model
 
         return Model.list(self, name=name, tags=tags, latest=latest)
+
+    # ------------------------------------------------------------------ images
+    def create_image(self, name: str, spec: ImageSpec | Mapping[str, Any] | str | Path, **kwargs: Any) -> Image:
+        """See ``Image.create``: builder=, tags=, wait=, idempotency_key=."""
+        from airflow_aml.images import Image
+
+        return Image.create(self, name, spec, **kwargs)
+
+    def get_image(self, name: str, version: int | None = None) -> Image:
+        from airflow_aml.images import Image
+
+        return Image.get(self, name, version)
+
+    def list_images(
+        self, *, name: str | None = None, tags: Mapping[str, str] | None = None, model: str | Model | None = None,
+        latest: bool = False,
+    ) -> list[Image]:
+        """See ``Image.list``: ``model`` is a Model, ``"name:version"`` or ``"name"``."""
+        from airflow_aml.images import Image
+
+        return Image.list(self, name=name, tags=tags, model=model, latest=latest)
 
     # ------------------------------------------------------------------ activities
     def get_activity(self, activity_id: str) -> ActivityRecord:

@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 source scripts/services.sh
+source scripts/docker-service.sh
 ruff check airflow_aml tests dags_examples examples benchmarks
 pytest -q -p no:cacheprovider "$@"

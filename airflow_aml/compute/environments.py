@@ -3,7 +3,9 @@
 A ``virtualenv`` spec is built once per content and reused: the folder is
 ``$AML_HOME/envs/<sha256 of the normalized spec>``. The hash covers the requirement lines (from
 ``pip`` and the conda file's contents, sorted), the Python request, and the runtime pins below, so
-editing any of them builds a new environment and an untouched spec never rebuilds.
+editing any of them builds a new environment and an untouched spec never rebuilds. The building
+and caching itself (``ensure_virtualenv``) is shared with image environments
+(``airflow_aml.images.local``, cached under ``$AML_HOME/images/envs``).
 
 Conda files are read, not executed by conda: ``python=X`` picks the interpreter, ``pip:`` lines are
 installed as they are, and every other conda package is installed **from PyPI under the same name**
@@ -41,7 +43,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,10 +191,35 @@ def prepare_python(
         "python": python or os.path.realpath(sys.executable),
         "requirements": sorted(set(requirements)),
         "runtime": runtime,
-        "package": str(_package_dir()),
+        "package": str(package_dir()),
     }
+    return ensure_virtualenv(
+        aml_home() / "envs", key_doc, python=python or sys.executable, requirements=requirements,
+        runtime=runtime, log_fn=emit, stop=stop,
+    )
+
+
+def ensure_virtualenv(
+    envs: Path,
+    key_doc: Mapping[str, Any],
+    *,
+    python: str,
+    requirements: Sequence[str],
+    runtime: Sequence[str],
+    log_fn: LogFn,
+    stop: threading.Event | None = None,
+) -> str:
+    """The interpreter of the virtualenv ``envs/<sha256 of key_doc>``, built with uv when missing.
+
+    Shared by run environments (``$AML_HOME/envs``) and image environments
+    (``$AML_HOME/images/envs``): ``key_doc`` must cover everything the environment's content
+    depends on, because a folder that exists is reused as it is. ``requirements`` (the user's) and
+    ``runtime`` (pins for airflow_aml.runtime, from ``runtime_requirements``) are installed together;
+    the venv gets the ``.pth`` shim that exposes this ``airflow_aml`` package. Concurrent callers
+    for one key build it once (a file lock); the folder appears with one rename, complete.
+    """
+    emit = log_fn  # the name the rest of this module uses
     digest = hashlib.sha256(json.dumps(key_doc, sort_keys=True).encode()).hexdigest()
-    envs = aml_home() / "envs"
     envs.mkdir(parents=True, exist_ok=True)
     final = envs / digest
     interpreter = final / "bin" / "python"
@@ -206,11 +233,12 @@ def prepare_python(
             return str(interpreter)
         if final.exists():  # a half-built leftover (crash mid-rename is impossible, but be safe)
             shutil.rmtree(final, ignore_errors=True)
-        emit(f"Building environment {digest[:12]} with uv: {' '.join(sorted(set(requirements))) or '(no packages)'}")
+        wanted = sorted(set(requirements))
+        emit(f"Building environment {digest[:12]} with uv: {' '.join(wanted) or '(no packages)'}")
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{digest[:12]}-", dir=envs))
         try:
-            _build(tmp, final, python or sys.executable, [*sorted(set(requirements)), *runtime], emit, stop)
-            (tmp / _MARKER).write_text(json.dumps(key_doc, indent=2, sort_keys=True))
+            _build(tmp, final, python, [*wanted, *runtime], emit, stop)
+            (tmp / _MARKER).write_text(json.dumps(dict(key_doc), indent=2, sort_keys=True))
             os.rename(tmp, final)  # atomic: readers see no env or a complete one
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -230,8 +258,13 @@ def resolve_requirements(spec: EnvironmentSpec, source_dir: Path) -> tuple[list[
     return requirements, python
 
 
-def runtime_requirements(user_requirements: list[str]) -> list[str]:
-    """Pinned requirement lines for airflow_aml.runtime, minus packages the user pins."""
+def runtime_requirements(user_requirements: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+    """Pinned requirement lines for airflow_aml.runtime, minus packages the user pins.
+
+    ``extra`` names more distributions to install beside the runtime's (an image's scoring server
+    needs fastapi and uvicorn); each is pinned to this environment's version when it is installed
+    here, and left unpinned otherwise.
+    """
     taken = {_canonical(re.split(r"[\[<>=!~;\s]", line, maxsplit=1)[0]) for line in user_requirements}
     names = list(_RUNTIME_DISTRIBUTIONS)
     # The PostgreSQL driver only when this environment has it: a SQLite store does not need it.
@@ -239,6 +272,7 @@ def runtime_requirements(user_requirements: list[str]) -> list[str]:
         names.append("psycopg")
         if _installed_version("psycopg-binary"):
             names.append("psycopg-binary")
+    names += [name for name in extra if _canonical(name) not in {_canonical(n) for n in names}]
     lines = []
     for name in names:
         if _canonical(name) in taken:
@@ -261,7 +295,7 @@ def _build(
     site_packages = _site_packages(tmp)
     shim = tmp / _RUNTIME_DIR
     shim.mkdir()
-    (shim / "airflow_aml").symlink_to(_package_dir() / "airflow_aml", target_is_directory=True)
+    (shim / "airflow_aml").symlink_to(package_dir() / "airflow_aml", target_is_directory=True)
     # The .pth names the FINAL location: it is read after the rename.
     (site_packages / "_airflow_aml_runtime.pth").write_text(f"{final / _RUNTIME_DIR}\n")
     # Smoke test, with the shim path added by hand (the .pth names the final folder, not there yet).
@@ -380,7 +414,7 @@ def find_uv() -> str:
         ) from None
 
 
-def _package_dir() -> Path:
+def package_dir() -> Path:
     """The folder that contains the ``airflow_aml`` package this process runs."""
     return Path(airflow_aml.__file__).resolve().parent.parent
 

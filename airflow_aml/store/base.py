@@ -21,6 +21,8 @@ from airflow_aml.entities import (
     ComputeTargetRecord,
     DatastoreRecord,
     ExperimentRecord,
+    ImageRecord,
+    ImageStatus,
     LogChunk,
     Metric,
     ModelRecord,
@@ -269,7 +271,78 @@ class AbstractStore(abc.ABC):
 
     @abc.abstractmethod
     def delete_model_version(self, workspace: str, name: str, version: int) -> None:
-        """ConflictError while an image uses the version (images come with the image registry)."""
+        """ConflictError, naming the images, while an image version packages the model version."""
+
+    # ----------------------------------------------------------------- image registry
+    @abc.abstractmethod
+    def create_image_version(
+        self,
+        workspace: str,
+        name: str,
+        *,
+        builder: str,
+        created_by: str,
+        model_ids: Sequence[str],
+        spec: Mapping[str, Any],
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> ImageRecord:
+        """Register the next version of image ``name`` (previous max + 1, atomic, never reused),
+        status Building.
+
+        ``model_ids`` are exact ``"name:version"`` ids; an unknown one is a ModelNotFoundError and a
+        malformed one a ValidationError. The links keep those versions from being deleted (see
+        ``delete_model_version``) until the image version is deleted.
+        """
+
+    @abc.abstractmethod
+    def update_image(
+        self,
+        workspace: str,
+        name: str,
+        version: int,
+        *,
+        status: ImageStatus | None = None,
+        digest: str | None = None,
+        location: str | None = None,
+        error: str | None = None,
+        build_log_path: str | None = None,
+        build_log_tail: str | None = None,
+        activity_id: str | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> ImageRecord:
+        """Set the given fields (None leaves a field as it is).
+
+        Once Succeeded or Failed the status is final: another status is a ConflictError. Properties
+        are added; giving an existing one another value is a ConflictError.
+        """
+
+    @abc.abstractmethod
+    def get_image(self, workspace: str, name: str, version: int | None = None) -> ImageRecord:
+        """The given version, or the latest when ``version`` is None."""
+
+    @abc.abstractmethod
+    def search_images(
+        self, workspace: str, *, name: str | None = None, tags: Mapping[str, str] | None = None,
+        model: str | None = None, status: ImageStatus | None = None, idempotency_key: str | None = None,
+        latest_only: bool = False,
+    ) -> list[ImageRecord]:
+        """Image versions matching every given filter, newest first.
+
+        ``tags`` values of ``"*"`` match any value (tag key present). ``model`` is ``"name:version"``
+        (images packaging that version) or ``"name"`` (any version of the model). With
+        ``latest_only``, the newest matching version of each image name.
+        """
+
+    @abc.abstractmethod
+    def set_image_tags(self, workspace: str, name: str, version: int, tags: Mapping[str, str]) -> None:
+        """Add or overwrite tags."""
+
+    @abc.abstractmethod
+    def delete_image_version(self, workspace: str, name: str, version: int) -> None:
+        """Delete the version, its tags and model links. Its number is never reused."""
 
     # ----------------------------------------------------------------- lifecycle
     def close(self) -> None:  # noqa: B027 - optional hook; stores without resources need nothing

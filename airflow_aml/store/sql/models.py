@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import ColumnElement, delete, exists, func, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session
 
 from airflow_aml.entities import ModelRecord
 from airflow_aml.exceptions import ConflictError, ModelNotFoundError
 from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
 from airflow_aml.store.sql.records import Attributes, empty_attributes, model_record
+from airflow_aml.store.sql.registry_queries import tag_filters, versions_query
 from airflow_aml.store.sql.tables import PROPERTY, TAG, ModelAttributeRow, ModelNameRow, ModelVersionRow
-
-ANY_VALUE = "*"  # a search_models tag value that matches any value of the key
 
 
 class ModelStore(SqlCore):
@@ -100,33 +99,8 @@ class ModelStore(SqlCore):
             filters.append(ModelVersionRow.name == name)
         if idempotency_key is not None:
             filters.append(ModelVersionRow.idempotency_key == idempotency_key)
-        for key, value in (tags or {}).items():
-            tag_match = exists().where(
-                ModelAttributeRow.model_id == ModelVersionRow.id,
-                ModelAttributeRow.kind == TAG,
-                ModelAttributeRow.key == key,
-            )
-            if value != ANY_VALUE:
-                tag_match = tag_match.where(ModelAttributeRow.value == value)
-            filters.append(tag_match)
-        if latest_only:
-            # The newest version of each name among those that match the other filters.
-            ranked = (
-                select(
-                    ModelVersionRow.id,
-                    func.row_number()
-                    .over(partition_by=ModelVersionRow.name, order_by=ModelVersionRow.version.desc())
-                    .label("rank"),
-                )
-                .where(*filters)
-                .subquery()
-            )
-            stmt = select(ModelVersionRow).where(ModelVersionRow.id.in_(select(ranked.c.id).where(ranked.c.rank == 1)))
-        else:
-            stmt = select(ModelVersionRow).where(*filters)
-        stmt = stmt.order_by(
-            ModelVersionRow.created_at.desc(), self._bytewise(ModelVersionRow.name), ModelVersionRow.version.desc()
-        )
+        filters += tag_filters(ModelVersionRow.id, ModelAttributeRow, ModelAttributeRow.model_id, tags)
+        stmt = versions_query(ModelVersionRow, filters, latest_only=latest_only, bytewise=self._bytewise)
 
         def tx(session: Session) -> list[ModelRecord]:
             self._require_workspace(session, workspace)
@@ -158,8 +132,10 @@ class ModelStore(SqlCore):
             self._require_workspace(session, workspace)
             row = self._model_row(session, workspace, name, version, lock=True)
             if self._model_version_in_use(session, workspace, name, version):
+                users = self._model_version_users(session, workspace, name, version)
+                named = f" ({', '.join(users)})" if users else ""
                 raise ConflictError(
-                    f"Model '{name}' version {version} is used by an image in workspace '{workspace}'; "
+                    f"Model '{name}' version {version} is used by an image in workspace '{workspace}'{named}; "
                     "delete the image first"
                 )
             # Explicit rather than ON DELETE CASCADE, which SQLite honours only with foreign_keys on.
@@ -170,8 +146,13 @@ class ModelStore(SqlCore):
 
     def _model_version_in_use(self, session: Session, workspace: str, name: str, version: int) -> bool:
         """Whether something (an image) still references the version; the image registry
-        overrides this. Called inside the deleting transaction, with the version row locked."""
+        (``images.ImageStore``) overrides this. Called inside the deleting transaction, with the
+        version row locked."""
         return False
+
+    def _model_version_users(self, session: Session, workspace: str, name: str, version: int) -> list[str]:
+        """What uses the version (``"image 'scorer' version 2"``), for the ConflictError."""
+        return []
 
     def _model_row(
         self, session: Session, workspace: str, name: str, version: int | None, *, lock: bool = False

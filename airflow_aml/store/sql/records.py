@@ -11,6 +11,8 @@ from airflow_aml.entities import (
     ComputeTargetRecord,
     DatastoreRecord,
     ExperimentRecord,
+    ImageRecord,
+    ImageStatus,
     LogChunk,
     Metric,
     MetricKind,
@@ -29,6 +31,7 @@ from airflow_aml.store.sql.tables import (
     ComputeTargetRow,
     DatastoreRow,
     ExperimentRow,
+    ImageRow,
     ModelVersionRow,
     RoleAssignmentRow,
     RunLogChunkRow,
@@ -36,7 +39,7 @@ from airflow_aml.store.sql.tables import (
     WorkspaceRow,
 )
 
-# {kind: {key: value}} for one run or model version
+# {kind: {key: value}} for one run, model version or image version
 Attributes = dict[str, dict[str, str]]
 
 
@@ -152,6 +155,31 @@ def model_record(row: ModelVersionRow, attributes: Attributes) -> ModelRecord:
         description=row.description,
         run_id=row.run_id,
         sha256=row.sha256,
+        tags=dict(attributes[TAG]),
+        properties=dict(attributes[PROPERTY]),
+        idempotency_key=row.idempotency_key,
+    )
+
+
+def image_record(row: ImageRow, attributes: Attributes, model_ids: list[str]) -> ImageRecord:
+    return ImageRecord(
+        workspace=row.workspace,
+        name=row.name,
+        version=row.version,
+        status=ImageStatus(row.status),
+        builder=row.builder,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        updated_at=row.updated_at,
+        model_ids=list(model_ids),
+        spec=dict(row.spec or {}),
+        description=row.description,
+        digest=row.digest,
+        location=row.location,
+        error=row.error,
+        build_log_path=row.build_log_path,
+        build_log_tail=row.build_log_tail,
+        activity_id=row.activity_id,
         tags=dict(attributes[TAG]),
         properties=dict(attributes[PROPERTY]),
         idempotency_key=row.idempotency_key,

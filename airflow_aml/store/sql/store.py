@@ -1,7 +1,8 @@
 """``SqlStore``: the metadata store on SQLAlchemy, for SQLite and PostgreSQL.
 
 The methods live in one mixin per area (workspaces, resources, runs, metrics, activities,
-models); this module composes them and owns the lifecycle: engine, schema check, close.
+images, models); this module composes them and owns the lifecycle: engine, schema check, close.
+``ImageStore`` comes before ``ModelStore``: it overrides the model registry's in-use hooks.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from airflow_aml.store.base import AbstractStore
 from airflow_aml.store.sql.activities import ActivityStore
 from airflow_aml.store.sql.engine import create_store_engine, display_uri, normalize_uri
+from airflow_aml.store.sql.images import ImageStore
 from airflow_aml.store.sql.metrics import MetricStore
 from airflow_aml.store.sql.migrate import ensure_schema
 from airflow_aml.store.sql.models import ModelStore
@@ -17,7 +19,9 @@ from airflow_aml.store.sql.runs import RunStore
 from airflow_aml.store.sql.workspaces import WorkspaceStore
 
 
-class SqlStore(WorkspaceStore, ResourceStore, RunStore, MetricStore, ActivityStore, ModelStore, AbstractStore):
+class SqlStore(
+    WorkspaceStore, ResourceStore, RunStore, MetricStore, ActivityStore, ImageStore, ModelStore, AbstractStore
+):
     """The metadata store in a SQL database.
 
     ``uri``: ``sqlite:////abs/path/aml.db`` (parent folders are created) or

@@ -235,3 +235,74 @@ class ModelAttributeRow(Base):
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     key: Mapped[str] = mapped_column(NAME, primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class ImageNameRow(Base):
+    """Per-name version counter of images: versions are never reused, even after a delete."""
+
+    __tablename__ = "image_names"
+
+    workspace: Mapped[str] = mapped_column(NAME, ForeignKey("workspaces.name"), primary_key=True)
+    name: Mapped[str] = mapped_column(NAME, primary_key=True)
+    last_version: Mapped[int] = mapped_column(Integer)
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+    __table_args__ = (
+        ForeignKeyConstraint(["workspace", "name"], ["image_names.workspace", "image_names.name"]),
+        UniqueConstraint("workspace", "name", "version"),
+        Index("ix_images_idempotency_key", "idempotency_key"),
+    )
+
+    id: Mapped[int] = mapped_column(AUTO_ID, primary_key=True, autoincrement=True)
+    workspace: Mapped[str] = mapped_column(NAME)
+    name: Mapped[str] = mapped_column(NAME)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32))
+    builder: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JsonText())
+    description: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(NAME)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    digest: Mapped[str | None] = mapped_column(String(64))
+    location: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    # The full log lives in the datastore; the row keeps where, and the last lines.
+    build_log_path: Mapped[str | None] = mapped_column(Text)
+    build_log_tail: Mapped[str] = mapped_column(Text)
+    activity_id: Mapped[str | None] = mapped_column(NAME)
+    idempotency_key: Mapped[str | None] = mapped_column(NAME)
+
+
+class ImageAttributeRow(Base):
+    """Tags (mutable) and properties (add-only) of an image version."""
+
+    __tablename__ = "image_attributes"
+
+    image_id: Mapped[int] = mapped_column(AUTO_ID, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(NAME, primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class ImageModelRow(Base):
+    """The model versions an image packages.
+
+    ``model_id`` is a real foreign key without cascade: the database itself refuses to delete a
+    model version an image still uses (the store checks first, to raise a ConflictError naming the
+    images). Name and version are copied for searching by ``"name:version"`` without a join.
+    """
+
+    __tablename__ = "image_models"
+    __table_args__ = (
+        Index("ix_image_models_model_id", "model_id"),
+        Index("ix_image_models_model_name_model_version", "model_name", "model_version"),
+    )
+
+    image_id: Mapped[int] = mapped_column(AUTO_ID, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[int] = mapped_column(AUTO_ID, ForeignKey("model_versions.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)  # order of the spec's model list
+    model_name: Mapped[str] = mapped_column(NAME)
+    model_version: Mapped[int] = mapped_column(Integer)

@@ -38,12 +38,12 @@ def _execute(uri: str, sql: str) -> None:
 def test_empty_database_gets_the_schema_at_head(sql_store_uri: str) -> None:
     store = SqlStore(sql_store_uri)
     store.close()
-    assert _revision(sql_store_uri) == migrate.head_revision() == "0001"
+    assert _revision(sql_store_uri) == migrate.head_revision() == "0002"
     SqlStore(sql_store_uri).close()  # opening again is a no-op
 
 
 def test_migrations_match_the_table_definitions(store: SqlStore) -> None:
-    """The hand-written 0001 migration creates exactly what tables.py declares."""
+    """The hand-written migrations create exactly what tables.py declares."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
@@ -54,18 +54,18 @@ def test_migrations_match_the_table_definitions(store: SqlStore) -> None:
     assert names == set(Base.metadata.tables) | {"alembic_version"}
 
 
-def _migrations_with_a_second_revision(tmp_path: Path) -> Path:
+def _migrations_with_a_next_revision(tmp_path: Path) -> Path:
     folder = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "0002_extra.py").write_text(
+    (folder / "versions" / "0003_extra.py").write_text(
         textwrap.dedent(
             '''
-            """Test-only second revision."""
+            """Test-only next revision."""
             import sqlalchemy as sa
             from alembic import op
 
-            revision = "0002"
-            down_revision = "0001"
+            revision = "0003"
+            down_revision = "0002"
             branch_labels = None
             depends_on = None
 
@@ -90,19 +90,19 @@ def test_older_revision_is_refused_with_the_upgrade_command(
     store = SqlStore(sql_store_uri)
     new_workspace(store)
     store.close()
-    # What a newer airflow-aml would ship: a second migration and the head constant naming it.
-    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", _migrations_with_a_second_revision(tmp_path))
-    monkeypatch.setattr(migrate, "SCHEMA_HEAD", "0002")
+    # What a newer airflow-aml would ship: a next migration and the head constant naming it.
+    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", _migrations_with_a_next_revision(tmp_path))
+    monkeypatch.setattr(migrate, "SCHEMA_HEAD", "0003")
 
     with pytest.raises(SchemaOutOfDateError) as caught:
         SqlStore(sql_store_uri)
     message = str(caught.value)
     command = f"airflow-aml db upgrade --store-uri {display_uri(normalize_uri(sql_store_uri))}"
-    assert command in message and "'0001'" in message and "'0002'" in message
-    assert _revision(sql_store_uri) == "0001"  # refused, not migrated behind the user's back
+    assert command in message and "'0002'" in message and "'0003'" in message
+    assert _revision(sql_store_uri) == "0002"  # refused, not migrated behind the user's back
 
-    assert upgrade(sql_store_uri) == "0002"
-    assert _revision(sql_store_uri) == "0002"
+    assert upgrade(sql_store_uri) == "0003"
+    assert _revision(sql_store_uri) == "0003"
     reopened = SqlStore(sql_store_uri)
     assert reopened.get_workspace("ws").name == "ws"  # data kept across the migration
     reopened.close()
@@ -110,7 +110,7 @@ def test_older_revision_is_refused_with_the_upgrade_command(
     with engine.connect() as conn:
         assert "extra" in {c["name"] for c in inspect(conn).get_columns("workspaces")}
     engine.dispose()
-    assert upgrade(sql_store_uri) == "0002"  # idempotent
+    assert upgrade(sql_store_uri) == "0003"  # idempotent
 
 
 def test_unknown_revision_is_refused(sql_store_uri: str) -> None:
@@ -124,8 +124,35 @@ def test_unknown_revision_is_refused(sql_store_uri: str) -> None:
 
 
 def test_upgrade_creates_an_empty_database(sql_store_uri: str) -> None:
-    assert upgrade(sql_store_uri) == "0001"
-    assert _revision(sql_store_uri) == "0001"
+    assert upgrade(sql_store_uri) == "0002"
+    assert _revision(sql_store_uri) == "0002"
+
+
+def test_a_0001_database_upgrades_to_the_image_registry(sql_store_uri: str) -> None:
+    """0002 adds the image tables to a database made by the first release, keeping its data."""
+    from alembic import command
+
+    engine = create_engine(normalize_uri(sql_store_uri))
+    try:
+        with engine.begin() as conn:
+            command.upgrade(migrate.alembic_config(conn), "0001")
+            conn.execute(text(
+                "INSERT INTO workspaces (name, description, created_by, created_at, default_datastore, properties) "
+                "VALUES ('ws', '', 'alice', CURRENT_TIMESTAMP, 'files', '{}')"
+            ))
+    finally:
+        engine.dispose()
+    with pytest.raises(SchemaOutOfDateError, match="'0001'.*'0002'"):
+        SqlStore(sql_store_uri)
+    assert upgrade(sql_store_uri) == "0002"
+    store = SqlStore(sql_store_uri)
+    try:
+        assert store.get_workspace("ws").created_by == "alice"
+        store.create_model_version("ws", "m", path="models/m", datastore="files", created_by="alice")
+        image = store.create_image_version("ws", "img", builder="local", created_by="alice", model_ids=["m:1"], spec={})
+        assert image.id == "img:1" and image.model_ids == ["m:1"]
+    finally:
+        store.close()
 
 
 def test_get_store_builds_a_sql_store(sql_store_uri: str) -> None:

@@ -1,0 +1,305 @@
+"""Images: a scoring bundle (model versions + scoring code) and the environment that serves it.
+
+    spec = ImageSpec(models=["iris:3"], source_directory="score/", entry_script="score.py", pip=["scikit-learn"])
+    image = Image.create(ws, "iris-scorer", spec)            # builds now; ImageBuildError if it fails
+    image = Image.create(ws, "iris-scorer", spec, wait=False)  # detached build; image.wait_for_completion()
+    Image.list(ws, model="iris:3")
+    image.bundle_path()
+
+Versions are numbered per name by the store (never reused). ``create`` checks everything before it
+writes anything: the spec, the model versions (``"iris"`` means the latest, recorded as its exact
+version), the scoring script, the dependency lines, the builder. Progress is an ``image_build``
+activity (target ``"name:version"``); the build log is stored in the workspace's datastore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_aml.entities import ActivityRecord, ActivityStatus, ImageRecord, ImageStatus
+from airflow_aml.exceptions import (
+    AmlError,
+    ArtifactNotFoundError,
+    ConflictError,
+    ImageBuildError,
+    NotFoundError,
+)
+from airflow_aml.images.build import ACTIVITY_KIND, execute_build
+from airflow_aml.images.builders import DEFAULT_BUILDER
+from airflow_aml.images.bundle import bundle_path as digest_bundle_path
+from airflow_aml.images.plan import plan_image
+from airflow_aml.images.spec import ImageSpec
+from airflow_aml.images.worker import (
+    PROP_BUILD_HOST,
+    PROP_BUILD_PID,
+    PROP_BUILD_PROCESS,
+    WORKER_LOG,
+    build_dir,
+    build_process_alive,
+    start_build_process,
+)
+from airflow_aml.names import validate_name
+from airflow_aml.roles import Action
+
+if TYPE_CHECKING:
+    from airflow_aml.models import Model
+    from airflow_aml.workspace import Workspace
+
+# The datastore that holds an image's build log, fixed at creation (as for runs).
+DATASTORE_PROPERTY = "aml.datastore"
+
+
+class Image:
+    def __init__(self, workspace: Workspace, record: ImageRecord) -> None:
+        self.workspace = workspace
+        self.record = record
+
+    def __repr__(self) -> str:
+        return f"Image(name={self.name!r}, version={self.version}, status={self.status.value!r})"
+
+    # ------------------------------------------------------------------ fields
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def status(self) -> ImageStatus:
+        return self.record.status
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return dict(self.record.tags)
+
+    @property
+    def properties(self) -> dict[str, str]:
+        return dict(self.record.properties)
+
+    @property
+    def model_ids(self) -> list[str]:
+        return list(self.record.model_ids)
+
+    @property
+    def digest(self) -> str | None:
+        return self.record.digest
+
+    @property
+    def location(self) -> str | None:
+        return self.record.location
+
+    @property
+    def error(self) -> str | None:
+        return self.record.error
+
+    # ------------------------------------------------------------------ registry
+    @classmethod
+    def create(
+        cls,
+        workspace: Workspace,
+        name: str,
+        spec: ImageSpec | Mapping[str, Any] | str | Path,
+        *,
+        builder: str = DEFAULT_BUILDER,
+        tags: Mapping[str, str] | None = None,
+        wait: bool = True,
+        idempotency_key: str | None = None,
+    ) -> Image:
+        """Create the next version of image ``name`` and build it.
+
+        ``spec``: an ImageSpec, a mapping or a YAML file. Everything is validated first; a refused
+        spec leaves nothing behind. With ``wait`` (the default) the build runs in this process and
+        a failure raises ImageBuildError (the version stays, Failed, with its log). With
+        ``wait=False`` a detached process builds it and this returns at once, status Building:
+        follow ``image.activity`` or call ``image.wait_for_completion()``.
+
+        With an ``idempotency_key``, a version created earlier with the same key is returned
+        instead of a new one (what a retried Airflow task needs), unless that version Failed: a
+        retry then builds again.
+        """
+        workspace.require(Action.WRITE)
+        validate_name("image", name)
+        image_spec = ImageSpec.coerce(dict(spec) if isinstance(spec, Mapping) else spec, image=name)
+        store = workspace.store
+        if idempotency_key:
+            for record in store.search_images(workspace.name, name=name, idempotency_key=idempotency_key):
+                if record.status is not ImageStatus.FAILED:
+                    existing = cls(workspace, record)
+                    return existing.wait_for_completion() if wait else existing
+
+        plan = plan_image(workspace, name, image_spec, builder=builder)
+        properties = {DATASTORE_PROPERTY: plan.datastore}
+        if wait:
+            properties.update({PROP_BUILD_PID: str(os.getpid()), PROP_BUILD_HOST: socket.gethostname(),
+                               PROP_BUILD_PROCESS: "inline"})
+        record = store.create_image_version(
+            workspace.name, name, builder=builder, created_by=workspace.principal, model_ids=plan.model_ids,
+            spec=plan.spec, description=image_spec.description, tags={**image_spec.tags, **(tags or {})},
+            properties=properties, idempotency_key=idempotency_key,
+        )
+        try:
+            activity = store.create_activity(workspace.name, kind=ACTIVITY_KIND, target_id=record.id, message="Queued")
+            record = store.update_image(workspace.name, name, record.version, activity_id=activity.activity_id)
+        except BaseException as exc:
+            # The version exists now: record why it never built instead of leaving it Building.
+            with contextlib.suppress(Exception):
+                store.update_image(workspace.name, name, record.version, status=ImageStatus.FAILED,
+                                   error=f"Could not start the build: {exc}")
+            raise
+        plan = plan.with_image(record.version, activity.activity_id)
+        if not wait:
+            start_build_process(workspace, plan)
+            return cls(workspace, store.get_image(workspace.name, name, record.version))
+        image = cls(workspace, execute_build(workspace, plan))
+        image._raise_if_failed()
+        return image
+
+    @classmethod
+    def get(cls, workspace: Workspace, name: str, version: int | None = None) -> Image:
+        """The given version, or the latest."""
+        workspace.require(Action.READ)
+        return cls(workspace, workspace.store.get_image(workspace.name, name, version))
+
+    @classmethod
+    def list(
+        cls,
+        workspace: Workspace,
+        *,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        model: str | Model | None = None,
+        status: ImageStatus | str | None = None,
+        latest: bool = False,
+    ) -> list[Image]:
+        """Versions matching every filter, newest first. ``tags`` values of ``"*"`` match any value;
+        ``model`` is a Model, ``"name:version"`` or ``"name"`` (any version)."""
+        workspace.require(Action.READ)
+        model_filter = model if model is None or isinstance(model, str) else model.id
+        records = workspace.store.search_images(
+            workspace.name, name=name, tags=tags, model=model_filter,
+            status=None if status is None else ImageStatus(status), latest_only=latest,
+        )
+        return [cls(workspace, record) for record in records]
+
+    # ------------------------------------------------------------------ one version
+    def refresh(self) -> Image:
+        self.record = self.workspace.store.get_image(self.workspace.name, self.name, self.version)
+        return self
+
+    @property
+    def activity(self) -> ActivityRecord:
+        """The build's image_build activity (status, progress 0..1, message)."""
+        if self.record.activity_id is None:
+            raise NotFoundError(f"Image '{self.name}' version {self.version} has no build activity")
+        return self.workspace.get_activity(self.record.activity_id)
+
+    def wait_for_completion(
+        self, *, timeout: float | None = None, poll_interval: float = 0.5, raise_on_error: bool = True
+    ) -> Image:
+        """Block until the build ends; ImageBuildError if it Failed (unless ``raise_on_error=False``).
+
+        A build whose process died (killed, machine rebooted) is recorded Failed here, so that no
+        caller waits forever; TimeoutError after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.refresh().status.is_terminal:
+            if build_process_alive(self.record.properties) is False:
+                self._fail_abandoned()
+                continue
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"Image '{self.name}' version {self.version} still building after {timeout} s")
+            time.sleep(poll_interval)
+        if raise_on_error:
+            self._raise_if_failed()
+        return self
+
+    def add_tags(self, tags: Mapping[str, str]) -> None:
+        self.workspace.require(Action.WRITE)
+        self.workspace.store.set_image_tags(self.workspace.name, self.name, self.version, dict(tags))
+        self.refresh()
+
+    def bundle_path(self) -> Path:
+        """The bundle folder on this machine (``$AML_HOME/images/bundles/<digest>``)."""
+        if self.record.digest is None:
+            raise ConflictError(
+                f"Image '{self.name}' version {self.version} has no bundle (status {self.status.value})"
+            )
+        path = digest_bundle_path(self.record.digest)
+        if not path.is_dir():
+            raise ArtifactNotFoundError(
+                f"The bundle of image '{self.name}' version {self.version} is not on this machine: {path}"
+            )
+        return path
+
+    def get_build_log(self) -> str:
+        """The whole build log (the record's tail while the build runs)."""
+        if self.record.build_log_path is None:
+            return self.record.build_log_tail
+        datastore = self.workspace.get_datastore(self.record.properties.get(DATASTORE_PROPERTY)
+                                                 or self.workspace.record.default_datastore)
+        return datastore.read_bytes(self.record.build_log_path).decode(errors="replace")
+
+    def delete(self) -> None:
+        """Delete this version (its number is never reused) and its build log.
+
+        Refused (ConflictError) while it builds and while a deployment uses it. The bundle stays:
+        it is content-addressed and may be shared by other versions.
+        """
+        self.workspace.require(Action.WRITE)
+        self.refresh()
+        if self.status is ImageStatus.BUILDING and build_process_alive(self.record.properties) is not False:
+            raise ConflictError(
+                f"Image '{self.name}' version {self.version} in workspace '{self.workspace.name}' is still "
+                "building; wait for it to end"
+            )
+        if self._image_in_use():
+            raise ConflictError(
+                f"Image '{self.name}' version {self.version} in workspace '{self.workspace.name}' is used by a "
+                "deployment; delete the deployment first"
+            )
+        self.workspace.store.delete_image_version(self.workspace.name, self.name, self.version)
+        if self.record.build_log_path is not None:
+            with contextlib.suppress(AmlError):
+                datastore = self.workspace.get_datastore(
+                    self.record.properties.get(DATASTORE_PROPERTY) or self.workspace.record.default_datastore
+                )
+                datastore.delete(self.record.build_log_path)
+
+    def _image_in_use(self) -> bool:
+        """Whether a deployment serves this version. Hook for the deployment registry, which does
+        not exist yet: until then nothing uses an image and this returns False. It should then
+        move into the store, next to ``_model_version_in_use``, so that the REST API refuses too."""
+        return False
+
+    # ------------------------------------------------------------------ helpers
+    def _raise_if_failed(self) -> None:
+        if self.status is ImageStatus.FAILED:
+            raise ImageBuildError(
+                f"Image '{self.name}' version {self.version} in workspace '{self.workspace.name}' failed to "
+                f"build: {self.error or 'no error recorded'}",
+                image_id=self.id, error=self.error,
+            )
+
+    def _fail_abandoned(self) -> None:
+        props = self.record.properties
+        where = f"pid {props.get(PROP_BUILD_PID)} on {props.get(PROP_BUILD_HOST)}"
+        error = f"The build process ({where}) ended before the build did"
+        if props.get(PROP_BUILD_PROCESS) == "worker":
+            error += f"; see {build_dir(self.workspace.name, self.name, self.version) / WORKER_LOG}"
+        store = self.workspace.store
+        with contextlib.suppress(ConflictError):  # it ended meanwhile after all
+            store.update_image(self.workspace.name, self.name, self.version, status=ImageStatus.FAILED, error=error)
+            if self.record.activity_id:
+                store.update_activity(self.record.activity_id, status=ActivityStatus.FAILED, error=error)

@@ -1,0 +1,43 @@
+"""The query shape the two versioned registries share (model versions and image versions):
+filter by tags (``"*"`` = any value), keep only the newest version per name, order newest first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, exists, func, select
+
+from airflow_aml.store.sql.tables import TAG
+
+ANY_VALUE = "*"  # a tag value in a search that matches any value of the key
+
+
+def tag_filters(owner_id: Any, attributes: Any, attribute_owner_id: Any, tags: Mapping[str, str] | None,
+                ) -> list[ColumnElement[bool]]:
+    """One EXISTS per tag on the ``attributes`` table (rows of kind TAG pointing at ``owner_id``)."""
+    filters: list[ColumnElement[bool]] = []
+    for key, value in (tags or {}).items():
+        match = exists().where(attribute_owner_id == owner_id, attributes.kind == TAG, attributes.key == key)
+        if value != ANY_VALUE:
+            match = match.where(attributes.value == value)
+        filters.append(match)
+    return filters
+
+
+def versions_query(
+    row: Any, filters: list[ColumnElement[bool]], *, latest_only: bool,
+    bytewise: Callable[[ColumnElement[str]], ColumnElement[str]],
+) -> Select[Any]:
+    """Rows of ``row`` (a table with id, name, version, created_at) matching ``filters``; with
+    ``latest_only`` the newest matching version of each name; newest first."""
+    if latest_only:
+        ranked = (
+            select(row.id, func.row_number().over(partition_by=row.name, order_by=row.version.desc()).label("rank"))
+            .where(*filters)
+            .subquery()
+        )
+        stmt = select(row).where(row.id.in_(select(ranked.c.id).where(ranked.c.rank == 1)))
+    else:
+        stmt = select(row).where(*filters)
+    return stmt.order_by(row.created_at.desc(), bytewise(row.name), row.version.desc())
