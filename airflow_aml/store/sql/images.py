@@ -18,7 +18,7 @@ from airflow_aml.entities import ImageRecord, ImageStatus
 from airflow_aml.exceptions import ConflictError, ImageNotFoundError, ModelNotFoundError, ValidationError
 from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
 from airflow_aml.store.sql.records import Attributes, empty_attributes, image_record
-from airflow_aml.store.sql.registry_queries import tag_filters, versions_query
+from airflow_aml.store.sql.registry_queries import tag_filters, upsert_tags, versions_query
 from airflow_aml.store.sql.tables import (
     PROPERTY,
     TAG,
@@ -228,16 +228,7 @@ class ImageStore(SqlCore):
         def tx(session: Session) -> None:
             self._require_workspace(session, workspace)
             row = self._image_row(session, workspace, name, version)
-            if not tags:
-                return
-            stmt = self._insert(ImageAttributeRow).values(
-                [{"image_id": row.id, "kind": TAG, "key": key, "value": value} for key, value in tags.items()]
-            )
-            session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["image_id", "kind", "key"], set_={"value": stmt.excluded.value}
-                )
-            )
+            upsert_tags(session, self._insert, ImageAttributeRow, "image_id", row.id, tags)
 
         self._write(tx)
 

@@ -11,7 +11,7 @@ from airflow_aml.entities import ModelRecord
 from airflow_aml.exceptions import ConflictError, ModelNotFoundError
 from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
 from airflow_aml.store.sql.records import Attributes, empty_attributes, model_record
-from airflow_aml.store.sql.registry_queries import tag_filters, versions_query
+from airflow_aml.store.sql.registry_queries import tag_filters, upsert_tags, versions_query
 from airflow_aml.store.sql.tables import PROPERTY, TAG, ModelAttributeRow, ModelNameRow, ModelVersionRow
 
 
@@ -114,16 +114,7 @@ class ModelStore(SqlCore):
         def tx(session: Session) -> None:
             self._require_workspace(session, workspace)
             row = self._model_row(session, workspace, name, version)
-            if not tags:
-                return
-            stmt = self._insert(ModelAttributeRow).values(
-                [{"model_id": row.id, "kind": TAG, "key": key, "value": value} for key, value in tags.items()]
-            )
-            session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["model_id", "kind", "key"], set_={"value": stmt.excluded.value}
-                )
-            )
+            upsert_tags(session, self._insert, ModelAttributeRow, "model_id", row.id, tags)
 
         self._write(tx)
 

@@ -41,3 +41,16 @@ def versions_query(
     else:
         stmt = select(row).where(*filters)
     return stmt.order_by(row.created_at.desc(), bytewise(row.name), row.version.desc())
+
+
+def upsert_tags(session: Any, insert: Callable[[Any], Any], attributes: Any, owner_column: str, owner_id: int,
+                tags: Mapping[str, str]) -> None:
+    """Add or overwrite tags of one model/image version (rows of kind TAG in ``attributes``)."""
+    if not tags:
+        return
+    stmt = insert(attributes).values(
+        [{owner_column: owner_id, "kind": TAG, "key": key, "value": value} for key, value in tags.items()]
+    )
+    session.execute(
+        stmt.on_conflict_do_update(index_elements=[owner_column, "kind", "key"], set_={"value": stmt.excluded.value})
+    )
