@@ -18,7 +18,7 @@ from airflow_aml.entities import ImageRecord, ImageStatus
 from airflow_aml.exceptions import ConflictError, ImageNotFoundError, ModelNotFoundError, ValidationError
 from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
 from airflow_aml.store.sql.records import Attributes, empty_attributes, image_record
-from airflow_aml.store.sql.registry_queries import tag_filters, upsert_tags, versions_query
+from airflow_aml.store.sql.registry_queries import tag_filters, upsert_tags, version_row, versions_query
 from airflow_aml.store.sql.tables import (
     PROPERTY,
     TAG,
@@ -265,18 +265,9 @@ class ImageStore(SqlCore):
     def _image_row(
         self, session: Session, workspace: str, name: str, version: int | None, *, lock: bool = False
     ) -> ImageRow:
-        stmt = select(ImageRow).where(ImageRow.workspace == workspace, ImageRow.name == name)
-        if version is None:
-            stmt = stmt.order_by(ImageRow.version.desc()).limit(1)
-        else:
-            stmt = stmt.where(ImageRow.version == version)
-        if lock:
-            stmt = stmt.with_for_update()
-        row = session.scalars(stmt).first()
-        if row is None:
-            what = f"Image '{name}'" if version is None else f"Image '{name}' version {version}"
-            raise ImageNotFoundError(f"{what} not found in workspace '{workspace}'")
-        return row
+        return version_row(
+            session, ImageRow, workspace, name, version, lock=lock, kind="Image", not_found=ImageNotFoundError
+        )
 
     def _record(self, session: Session, row: ImageRow) -> ImageRecord:
         return image_record(

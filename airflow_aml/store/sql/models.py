@@ -11,7 +11,7 @@ from airflow_aml.entities import ModelRecord
 from airflow_aml.exceptions import ConflictError, ModelNotFoundError
 from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
 from airflow_aml.store.sql.records import Attributes, empty_attributes, model_record
-from airflow_aml.store.sql.registry_queries import tag_filters, upsert_tags, versions_query
+from airflow_aml.store.sql.registry_queries import tag_filters, upsert_tags, version_row, versions_query
 from airflow_aml.store.sql.tables import PROPERTY, TAG, ModelAttributeRow, ModelNameRow, ModelVersionRow
 
 
@@ -148,18 +148,9 @@ class ModelStore(SqlCore):
     def _model_row(
         self, session: Session, workspace: str, name: str, version: int | None, *, lock: bool = False
     ) -> ModelVersionRow:
-        stmt = select(ModelVersionRow).where(ModelVersionRow.workspace == workspace, ModelVersionRow.name == name)
-        if version is None:
-            stmt = stmt.order_by(ModelVersionRow.version.desc()).limit(1)
-        else:
-            stmt = stmt.where(ModelVersionRow.version == version)
-        if lock:
-            stmt = stmt.with_for_update()
-        row = session.scalars(stmt).first()
-        if row is None:
-            what = f"Model '{name}'" if version is None else f"Model '{name}' version {version}"
-            raise ModelNotFoundError(f"{what} not found in workspace '{workspace}'")
-        return row
+        return version_row(
+            session, ModelVersionRow, workspace, name, version, lock=lock, kind="Model", not_found=ModelNotFoundError
+        )
 
     def _model_attributes(self, session: Session, model_ids: Sequence[int]) -> dict[int, Attributes]:
         result = {model_id: empty_attributes() for model_id in model_ids}

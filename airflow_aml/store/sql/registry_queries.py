@@ -54,3 +54,18 @@ def upsert_tags(session: Any, insert: Callable[[Any], Any], attributes: Any, own
     session.execute(
         stmt.on_conflict_do_update(index_elements=[owner_column, "kind", "key"], set_={"value": stmt.excluded.value})
     )
+
+
+def version_row(session: Any, row: Any, workspace: str, name: str, version: int | None, *, lock: bool,
+                kind: str, not_found: type[Exception]) -> Any:
+    """One version of a model/image (the newest when ``version`` is None), optionally locked;
+    ``not_found`` names it (``Model 'm' version 3 not found in workspace 'ws'``)."""
+    stmt = select(row).where(row.workspace == workspace, row.name == name)
+    stmt = stmt.order_by(row.version.desc()).limit(1) if version is None else stmt.where(row.version == version)
+    if lock:
+        stmt = stmt.with_for_update()
+    found = session.scalars(stmt).first()
+    if found is None:
+        what = f"{kind} '{name}'" if version is None else f"{kind} '{name}' version {version}"
+        raise not_found(f"{what} not found in workspace '{workspace}'")
+    return found
