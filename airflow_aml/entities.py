@@ -53,6 +53,16 @@ class ImageStatus(enum.StrEnum):
         return self is not ImageStatus.BUILDING
 
 
+class DeploymentState(enum.StrEnum):
+    """A web service's state, as Azure ML names them."""
+
+    TRANSITIONING = "Transitioning"  # being created or updated
+    HEALTHY = "Healthy"  # every replica answers /ready
+    UNHEALTHY = "Unhealthy"  # running, but some or all replicas do not answer (or the supervisor is gone)
+    FAILED = "Failed"  # the last create could not bring up a single healthy replica
+    DELETING = "Deleting"
+
+
 class Role(enum.StrEnum):
     OWNER = "Owner"
     CONTRIBUTOR = "Contributor"
@@ -187,7 +197,7 @@ class RoleAssignment:
 class ActivityRecord:
     activity_id: str
     workspace: str
-    kind: str  # "run", "image_build", later "deployment"
+    kind: str  # "run", "image_build", "deployment_create" / "_update" / "_delete"
     target_id: str
     status: ActivityStatus
     progress: float  # 0.0 .. 1.0
@@ -256,3 +266,39 @@ class LogChunk:
     stream: str
     text: str
     timestamp: float
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    """A web service: an image served by a deployment target with a configuration.
+
+    ``image_id`` is the image version the deployment should serve; ``serving_image_id`` the one its
+    replicas serve now (they differ while an update rolls out). Keys are stored only as SHA-256
+    hashes. ``runtime`` is the target's own state (supervisor pid, replicas, ports).
+    """
+
+    workspace: str
+    name: str
+    target: str  # "local", "docker"
+    state: DeploymentState
+    image_id: str  # "name:version"
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    generation: int  # +1 at every create/update: the supervisor applies the newest
+    config: dict[str, Any] = field(default_factory=dict)  # DeploymentConfig as JSON
+    serving_image_id: str | None = None
+    scoring_uri: str | None = None
+    primary_key_hash: str | None = None
+    secondary_key_hash: str | None = None
+    error: str | None = None
+    activity_id: str | None = None  # the latest create/update/delete activity
+    runtime: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.name

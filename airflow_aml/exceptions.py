@@ -14,6 +14,7 @@
     │   ├── ComputeTargetNotFoundError
     │   ├── ModelNotFoundError
     │   ├── ImageNotFoundError
+    │   ├── DeploymentNotFoundError
     │   ├── ActivityNotFoundError
     │   ├── SecretNotFoundError
     │   └── ArtifactNotFoundError
@@ -27,7 +28,8 @@
     ├── StoreError                            the metadata store itself failed
     │   └── SchemaOutOfDateError
     ├── RunFailedError                        waited for a run that ended Failed or Canceled
-    └── ImageBuildError                       an image build failed (or was waited for and failed)
+    ├── ImageBuildError                       an image build failed (or was waited for and failed)
+    └── DeploymentError                       a deployment create/update/delete failed
 
 Messages name the object (`Run 'abc' not found in workspace 'ws'`), so that one line in a task
 log says what went wrong and where.
@@ -90,6 +92,10 @@ class ModelNotFoundError(NotFoundError):
 
 class ImageNotFoundError(NotFoundError):
     """No image (version) of that name in the workspace."""
+
+
+class DeploymentNotFoundError(NotFoundError):
+    """No deployment (web service) of that name in the workspace."""
 
 
 class ActivityNotFoundError(NotFoundError):
@@ -159,4 +165,13 @@ class ImageBuildError(AmlError):
     def __init__(self, message: str, *, image_id: str | None = None, error: str | None = None) -> None:
         super().__init__(message)
         self.image_id = image_id
+        self.error = error
+
+
+class DeploymentError(AmlError):
+    """A deployment operation (create, update, delete) failed; the activity holds the details."""
+
+    def __init__(self, message: str, *, deployment: str | None = None, error: str | None = None) -> None:
+        super().__init__(message)
+        self.deployment = deployment
         self.error = error

@@ -44,6 +44,7 @@ from airflow_aml.secrets_store import SecretsVault
 from airflow_aml.store import AbstractStore, get_store
 
 if TYPE_CHECKING:
+    from airflow_aml.deployments import Deployment
     from airflow_aml.images import Image, ImageSpec
     from airflow_aml.models import Model
     from airflow_aml.runtime.run import Run
@@ -302,6 +303,24 @@ class Workspace:
         return Image.list(self, name=name, tags=tags, model=model, latest=latest)
 
     # ------------------------------------------------------------------ activities
+    # ------------------------------------------------------------------ deployments
+    def deploy_webservice(self, name: str, image: Image | str, **kwargs: Any) -> Deployment:
+        """Create or update web service ``name``; see ``Deployment.deploy`` (target=, config=, wait= ...)."""
+        from airflow_aml.deployments import Deployment
+
+        return Deployment.deploy(self, name, image, **kwargs)
+
+    def get_deployment(self, name: str) -> Deployment:
+        from airflow_aml.deployments import Deployment
+
+        return Deployment.get(self, name)
+
+    def list_deployments(self, **filters: Any) -> list[Deployment]:
+        """See ``Deployment.list``: image=, state=, target=, tags=."""
+        from airflow_aml.deployments import Deployment
+
+        return Deployment.list(self, **filters)
+
     def get_activity(self, activity_id: str) -> ActivityRecord:
         self.require(Action.READ)
         activity = self.store.get_activity(activity_id)

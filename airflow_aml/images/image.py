@@ -15,6 +15,7 @@ activity (target ``"name:version"``); the build log is stored in the workspace's
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -50,6 +51,8 @@ from airflow_aml.roles import Action
 if TYPE_CHECKING:
     from airflow_aml.models import Model
     from airflow_aml.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 # The datastore that holds an image's build log, fixed at creation (as for runs).
 DATASTORE_PROPERTY = "aml.datastore"
@@ -252,10 +255,12 @@ class Image:
         return datastore.read_bytes(self.record.build_log_path).decode(errors="replace")
 
     def delete(self) -> None:
-        """Delete this version (its number is never reused) and its build log.
+        """Delete this version (its number is never reused), its build log, and for a Docker image
+        the engine's image.
 
-        Refused (ConflictError) while it builds and while a deployment uses it. The bundle stays:
-        it is content-addressed and may be shared by other versions.
+        Refused (ConflictError) while it builds and while a deployment serves it or rolls it out
+        (the store refuses, naming the deployments). The bundle stays: it is content-addressed and
+        may be shared by other versions.
         """
         self.workspace.require(Action.WRITE)
         self.refresh()
@@ -264,11 +269,6 @@ class Image:
                 f"Image '{self.name}' version {self.version} in workspace '{self.workspace.name}' is still "
                 "building; wait for it to end"
             )
-        if self._image_in_use():
-            raise ConflictError(
-                f"Image '{self.name}' version {self.version} in workspace '{self.workspace.name}' is used by a "
-                "deployment; delete the deployment first"
-            )
         self.workspace.store.delete_image_version(self.workspace.name, self.name, self.version)
         if self.record.build_log_path is not None:
             with contextlib.suppress(AmlError):
@@ -276,12 +276,18 @@ class Image:
                     self.record.properties.get(DATASTORE_PROPERTY) or self.workspace.record.default_datastore
                 )
                 datastore.delete(self.record.build_log_path)
+        if self.record.builder == "docker" and self.record.location:
+            self._remove_docker_image(self.record.location)
 
-    def _image_in_use(self) -> bool:
-        """Whether a deployment serves this version. Hook for the deployment registry, which does
-        not exist yet: until then nothing uses an image and this returns False. It should then
-        move into the store, next to ``_model_version_in_use``, so that the REST API refuses too."""
-        return False
+    def _remove_docker_image(self, reference: str) -> None:
+        """Best effort: the record is gone either way; an engine that refuses (another tag, a
+        container of it still exists) keeps the image, which ``docker image prune`` handles."""
+        try:
+            from airflow_aml.images.docker import remove_image
+
+            remove_image(reference)
+        except Exception as exc:
+            log.warning("Image '%s' deleted, but the Docker image %s was not removed: %s", self.id, reference, exc)
 
     # ------------------------------------------------------------------ helpers
     def _raise_if_failed(self) -> None:

@@ -20,6 +20,8 @@ from airflow_aml.entities import (
     ActivityStatus,
     ComputeTargetRecord,
     DatastoreRecord,
+    DeploymentRecord,
+    DeploymentState,
     ExperimentRecord,
     ImageRecord,
     ImageStatus,
@@ -342,7 +344,71 @@ class AbstractStore(abc.ABC):
 
     @abc.abstractmethod
     def delete_image_version(self, workspace: str, name: str, version: int) -> None:
-        """Delete the version, its tags and model links. Its number is never reused."""
+        """Delete the version, its tags and model links. Its number is never reused.
+
+        ConflictError, naming the deployments, while a deployment serves or rolls out the version.
+        """
+
+    # ----------------------------------------------------------------- deployments (web services)
+    @abc.abstractmethod
+    def create_deployment(
+        self,
+        workspace: str,
+        name: str,
+        *,
+        target: str,
+        image_id: str,
+        created_by: str,
+        config: Mapping[str, Any],
+        scoring_uri: str | None = None,
+        primary_key_hash: str | None = None,
+        secondary_key_hash: str | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        runtime: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> DeploymentRecord:
+        """A new deployment, state Transitioning, generation 1; AlreadyExistsError if the name is
+        taken, ImageNotFoundError for an unknown ``"name:version"`` image."""
+
+    @abc.abstractmethod
+    def update_deployment(
+        self,
+        workspace: str,
+        name: str,
+        *,
+        state: DeploymentState | None = None,
+        image_id: str | None = None,
+        serving_image_id: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        runtime: Mapping[str, Any] | None = None,
+        scoring_uri: str | None = None,
+        primary_key_hash: str | None = None,
+        secondary_key_hash: str | None = None,
+        error: str | None = None,
+        activity_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        next_generation: bool = False,
+        if_generation: int | None = None,
+    ) -> DeploymentRecord:
+        """Set the given fields (None = unchanged, ``error=""`` clears it); ``next_generation``
+        adds one to the generation; ``if_generation``: ConflictError unless the row is at it."""
+
+    @abc.abstractmethod
+    def get_deployment(self, workspace: str, name: str) -> DeploymentRecord: ...
+
+    @abc.abstractmethod
+    def search_deployments(
+        self, workspace: str, *, target: str | None = None, state: DeploymentState | None = None,
+        image: str | None = None, tags: Mapping[str, str] | None = None, idempotency_key: str | None = None,
+    ) -> list[DeploymentRecord]:
+        """Deployments matching every filter, by name. ``image``: ``"name:version"`` or ``"name"``
+        (desired or serving); ``tags`` values of ``"*"`` match any value."""
+
+    @abc.abstractmethod
+    def delete_deployment(self, workspace: str, name: str) -> None:
+        """Remove the record (DeploymentNotFoundError if there is none)."""
 
     # ----------------------------------------------------------------- lifecycle
     def close(self) -> None:  # noqa: B027 - optional hook; stores without resources need nothing

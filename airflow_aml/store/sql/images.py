@@ -236,6 +236,12 @@ class ImageStore(SqlCore):
         def tx(session: Session) -> None:
             self._require_workspace(session, workspace)
             row = self._image_row(session, workspace, name, version, lock=True)
+            users = self._image_version_users(session, row.id)
+            if users:
+                raise ConflictError(
+                    f"Image '{name}' version {version} in workspace '{workspace}' is used by "
+                    f"{', '.join(users)}; delete or update the deployment first"
+                )
             # Explicit rather than ON DELETE CASCADE, which SQLite honours only with foreign_keys on.
             session.execute(delete(ImageModelRow).where(ImageModelRow.image_id == row.id))
             session.execute(delete(ImageAttributeRow).where(ImageAttributeRow.image_id == row.id))
@@ -260,6 +266,10 @@ class ImageStore(SqlCore):
             .order_by(self._bytewise(ImageRow.name), ImageRow.version)
         )
         return [f"image '{image}' version {image_version}" for image, image_version in session.execute(stmt)]
+
+    def _image_version_users(self, session: Session, image_row_id: int) -> list[str]:
+        """What serves this image version (overridden by the deployment store); [] = free."""
+        return []
 
     # ----------------------------------------------------------------- helpers
     def _image_row(

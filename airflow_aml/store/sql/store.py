@@ -1,14 +1,16 @@
 """``SqlStore``: the metadata store on SQLAlchemy, for SQLite and PostgreSQL.
 
 The methods live in one mixin per area (workspaces, resources, runs, metrics, activities,
-images, models); this module composes them and owns the lifecycle: engine, schema check, close.
-``ImageStore`` comes before ``ModelStore``: it overrides the model registry's in-use hooks.
+deployments, images, models); this module composes them and owns the lifecycle: engine, schema
+check, close. ``DeploymentStore`` comes before ``ImageStore`` and ``ImageStore`` before
+``ModelStore``: each overrides the in-use hook of the registry after it.
 """
 
 from __future__ import annotations
 
 from airflow_aml.store.base import AbstractStore
 from airflow_aml.store.sql.activities import ActivityStore
+from airflow_aml.store.sql.deployments import DeploymentStore
 from airflow_aml.store.sql.engine import create_store_engine, display_uri, normalize_uri
 from airflow_aml.store.sql.images import ImageStore
 from airflow_aml.store.sql.metrics import MetricStore
@@ -20,7 +22,8 @@ from airflow_aml.store.sql.workspaces import WorkspaceStore
 
 
 class SqlStore(
-    WorkspaceStore, ResourceStore, RunStore, MetricStore, ActivityStore, ImageStore, ModelStore, AbstractStore
+    WorkspaceStore, ResourceStore, RunStore, MetricStore, ActivityStore, DeploymentStore, ImageStore, ModelStore,
+    AbstractStore,
 ):
     """The metadata store in a SQL database.
 

@@ -306,3 +306,45 @@ class ImageModelRow(Base):
     position: Mapped[int] = mapped_column(Integer)  # order of the spec's model list
     model_name: Mapped[str] = mapped_column(NAME)
     model_version: Mapped[int] = mapped_column(Integer)
+
+
+class DeploymentRow(Base):
+    """A web service. Named, not versioned: an update changes the row (``generation`` + 1).
+
+    ``image_ref`` and ``serving_image_ref`` are real foreign keys to ``images.id`` without
+    cascade: the database refuses to delete an image version a deployment serves or is rolling
+    out (the store checks first, to raise a ConflictError naming the deployment).
+    """
+
+    __tablename__ = "deployments"
+    __table_args__ = (
+        UniqueConstraint("workspace", "name"),
+        Index("ix_deployments_image_ref", "image_ref"),
+        Index("ix_deployments_serving_image_ref", "serving_image_ref"),
+        Index("ix_deployments_idempotency_key", "idempotency_key"),
+    )
+
+    id: Mapped[int] = mapped_column(AUTO_ID, primary_key=True, autoincrement=True)
+    workspace: Mapped[str] = mapped_column(NAME, ForeignKey("workspaces.name"))
+    name: Mapped[str] = mapped_column(NAME)
+    target: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(32))
+    image_ref: Mapped[int] = mapped_column(AUTO_ID, ForeignKey("images.id"))
+    image_id: Mapped[str] = mapped_column(Text)  # "name:version", copied for display and search
+    serving_image_ref: Mapped[int | None] = mapped_column(AUTO_ID, ForeignKey("images.id"))
+    serving_image_id: Mapped[str | None] = mapped_column(Text)
+    generation: Mapped[int] = mapped_column(Integer)
+    config: Mapped[dict[str, Any]] = mapped_column(JsonText())
+    runtime: Mapped[dict[str, Any]] = mapped_column(JsonText())
+    tags: Mapped[dict[str, str]] = mapped_column(JsonText())
+    properties: Mapped[dict[str, str]] = mapped_column(JsonText())
+    description: Mapped[str] = mapped_column(Text)
+    scoring_uri: Mapped[str | None] = mapped_column(Text)
+    primary_key_hash: Mapped[str | None] = mapped_column(String(64))
+    secondary_key_hash: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    activity_id: Mapped[str | None] = mapped_column(NAME)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(NAME)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    idempotency_key: Mapped[str | None] = mapped_column(NAME)

@@ -217,7 +217,7 @@ def test_models_used_by_an_image_cannot_be_deleted(
 
 
 def test_delete_is_refused_while_building_or_deployed(
-    ws: Workspace, source: Path, fake_builder: type[FakeBuilder], monkeypatch: pytest.MonkeyPatch
+    ws: Workspace, source: Path, fake_builder: type[FakeBuilder]
 ) -> None:
     record = ws.store.create_image_version(
         "ws", "img", builder="fake", created_by="alice", model_ids=["m:1"], spec={},
@@ -233,10 +233,11 @@ def test_delete_is_refused_while_building_or_deployed(
         building.wait_for_completion(timeout=0.1, poll_interval=0.02)
 
     done = ws.create_image("done", _spec(source), builder="fake")
-    monkeypatch.setattr(Image, "_image_in_use", lambda self: True)
-    with pytest.raises(ConflictError, match="Image 'done' version 1 in workspace 'ws' is used by a deployment"):
+    # A deployment record is all the guard looks at (the store refuses, naming it).
+    ws.store.create_deployment("ws", "svc", target="local", image_id="done:1", created_by="alice", config={})
+    with pytest.raises(ConflictError, match="Image 'done' version 1 in workspace 'ws' is used by deployment 'svc'"):
         done.delete()
-    monkeypatch.undo()
+    ws.store.delete_deployment("ws", "svc")
     done.delete()
     assert ws.create_image("done", _spec(source), builder="fake").version == 2  # never reused
 

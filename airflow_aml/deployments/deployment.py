@@ -1,0 +1,712 @@
+"""Deployments: an image served as a key-protected HTTP scoring web service.
+
+    service = Deployment.create(ws, "iris-svc", "iris-scorer:2")                 # local processes
+    service = Deployment.create(ws, "iris-svc", image, target="docker",
+                                config={"autoscale": {"min_replicas": 1, "max_replicas": 3}})
+    service.scoring_uri; primary, secondary = service.get_keys()
+    service.run({"data": [[5.1, 3.5, 1.4, 0.2]]})
+    service.update(image="iris-scorer:3")      # rolling: no request fails during the switch
+    service.regenerate_key("primary")          # the old key is refused when this returns
+    service.get_logs(); service.get_telemetry()
+    service.delete()                           # idempotent
+    Deployment.restore(ws)                     # after a reboot: supervisors back for every deployment
+
+Each create/update/delete is an activity (``deployment_create`` / ``_update`` / ``_delete``,
+target = the deployment name) that the deployment's supervisor (``supervisor.py``) carries out;
+``wait=False`` returns at once and ``wait_for_deployment`` (or an Airflow sensor) follows it.
+
+Keys: two random keys per deployment. The deployment record and the replicas' config keep only
+their SHA-256 hashes; the keys themselves are kept encrypted in the workspace's secrets
+(``deployment-<name>-primary-key`` ...) so that ``get_keys`` (Owner/Contributor) can return them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_aml.config import aml_home
+from airflow_aml.deployments.config import DeploymentConfig
+from airflow_aml.deployments.paths import (
+    DESIRED_FILE,
+    SCORING_CONFIG,
+    SUPERVISOR_LOG,
+    deployment_dir,
+    write_json_atomic,
+)
+from airflow_aml.deployments.replicas import DEFAULT_TARGET, build_replica_driver, free_port
+from airflow_aml.entities import ActivityRecord, ActivityStatus, DeploymentRecord, DeploymentState, ImageStatus
+from airflow_aml.exceptions import (
+    AlreadyExistsError,
+    ConflictError,
+    DeploymentError,
+    DeploymentNotFoundError,
+    NotFoundError,
+    SecretNotFoundError,
+    ValidationError,
+)
+from airflow_aml.names import validate_name
+from airflow_aml.roles import Action
+from airflow_aml.runtime.context import ENV_HOME, ENV_PRINCIPAL, ENV_STORE_URI, IDENTITY_VARIABLES
+from airflow_aml.runtime.scoring.auth import generate_key, hash_key
+
+if TYPE_CHECKING:
+    from airflow_aml.images.image import Image
+    from airflow_aml.workspace import Workspace
+
+SUPERVISOR_MODULE = "airflow_aml.deployments.supervisor"
+KIND_CREATE = "deployment_create"
+KIND_UPDATE = "deployment_update"
+KIND_DELETE = "deployment_delete"
+KIND_RESTORE = "deployment_restore"
+KEY_NAMES = ("primary", "secondary")
+DEFAULT_TIMEOUT = 600.0
+
+
+def key_secret_name(deployment: str, which: str) -> str:
+    return f"deployment-{deployment}-{which}-key"
+
+
+class Deployment:
+    def __init__(self, workspace: Workspace, record: DeploymentRecord) -> None:
+        self.workspace = workspace
+        self.record = record
+
+    def __repr__(self) -> str:
+        return f"Deployment(name={self.name!r}, image={self.image_id!r}, state={self.state.value!r})"
+
+    # ------------------------------------------------------------------ fields
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def state(self) -> DeploymentState:
+        return self.record.state
+
+    @property
+    def target(self) -> str:
+        return self.record.target
+
+    @property
+    def image_id(self) -> str:
+        return self.record.image_id
+
+    @property
+    def serving_image_id(self) -> str | None:
+        return self.record.serving_image_id
+
+    @property
+    def scoring_uri(self) -> str | None:
+        return self.record.scoring_uri
+
+    @property
+    def swagger_uri(self) -> str | None:
+        return self.scoring_uri.rsplit("/", 1)[0] + "/swagger.json" if self.scoring_uri else None
+
+    @property
+    def config(self) -> DeploymentConfig:
+        return DeploymentConfig.model_validate(self.record.config)
+
+    @property
+    def error(self) -> str | None:
+        return self.record.error
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return dict(self.record.tags)
+
+    @property
+    def replicas(self) -> list[dict[str, Any]]:
+        """The replicas as the supervisor last recorded them (port, ready, pid or container ...)."""
+        return list(self.record.runtime.get("replicas") or [])
+
+    @property
+    def folder(self) -> Path:
+        return deployment_dir(self.workspace.name, self.name)
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def create(
+        cls,
+        workspace: Workspace,
+        name: str,
+        image: Image | str,
+        *,
+        target: str = DEFAULT_TARGET,
+        config: DeploymentConfig | Mapping[str, Any] | str | Path | None = None,
+        tags: Mapping[str, str] | None = None,
+        description: str = "",
+        wait: bool = True,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        idempotency_key: str | None = None,
+    ) -> Deployment:
+        """Deploy ``image`` (an Image, ``"name:version"`` or ``"name"`` = its latest version) as
+        web service ``name``. Everything is checked before anything is created; AlreadyExistsError
+        if the name is taken (``deploy`` creates or updates). With ``wait``, returns once the
+        service is Healthy, or raises DeploymentError with the reason (the record stays, Failed).
+
+        The new service's keys are on the returned object's ``keys`` (and ``get_keys()`` later).
+        """
+        workspace.require(Action.WRITE)
+        validate_name("deployment", name)
+        if idempotency_key:
+            for record in workspace.store.search_deployments(workspace.name, idempotency_key=idempotency_key):
+                existing = cls(workspace, record)
+                return existing.wait_for_deployment(timeout=timeout) if wait else existing
+        image_record = _resolve_image(workspace, image)
+        settings = DeploymentConfig.coerce(config)
+        driver = build_replica_driver(target)
+        driver.validate(image_record)
+        port = settings.port or free_port()
+        if settings.port and not _port_free(port):
+            raise ValidationError(f"Port {port} of 127.0.0.1 is in use; choose another port or leave it unset")
+        keys = {which: generate_key() for which in KEY_NAMES}
+        store = workspace.store
+        record = store.create_deployment(
+            workspace.name, name, target=target, image_id=image_record.id, created_by=workspace.principal,
+            config=settings.model_dump(mode="json"), scoring_uri=f"http://127.0.0.1:{port}/score",
+            primary_key_hash=hash_key(keys["primary"]), secondary_key_hash=hash_key(keys["secondary"]),
+            description=description, tags=dict(tags or {}), runtime={"port": port},
+            idempotency_key=idempotency_key,
+        )
+        deployment = cls(workspace, record)
+        try:
+            for which, key in keys.items():
+                workspace._vault.set(key_secret_name(name, which), key)
+            activity = store.create_activity(
+                workspace.name, kind=KIND_CREATE, target_id=name, message="Queued",
+                activity_id=_activity_id(idempotency_key, KIND_CREATE, name),
+            )
+            deployment.record = store.update_deployment(workspace.name, name, activity_id=activity.activity_id)
+            deployment._write_scoring_config()
+            deployment._write_desired("create", driver.image_payload(image_record), settings, activity.activity_id)
+            deployment._start_supervisor()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                store.update_deployment(workspace.name, name, state=DeploymentState.FAILED,
+                                        error=f"Could not start the deployment: {exc}")
+            raise
+        deployment.keys = (keys["primary"], keys["secondary"])
+        if wait:
+            deployment.wait_for_deployment(timeout=timeout)
+        return deployment
+
+    @classmethod
+    def deploy(
+        cls,
+        workspace: Workspace,
+        name: str,
+        image: Image | str,
+        *,
+        target: str = DEFAULT_TARGET,
+        config: DeploymentConfig | Mapping[str, Any] | str | Path | None = None,
+        tags: Mapping[str, str] | None = None,
+        description: str = "",
+        wait: bool = True,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        idempotency_key: str | None = None,
+    ) -> Deployment:
+        """Create ``name``, or update it to ``image``/``config`` when it exists (same target)."""
+        try:
+            existing = cls.get(workspace, name)
+        except DeploymentNotFoundError:
+            try:
+                return cls.create(workspace, name, image, target=target, config=config, tags=tags,
+                                  description=description, wait=wait, timeout=timeout,
+                                  idempotency_key=idempotency_key)
+            except AlreadyExistsError:  # created concurrently: update it instead
+                existing = cls.get(workspace, name)
+        if existing.target != target:
+            raise ConflictError(
+                f"Deployment '{name}' runs on the {existing.target!r} target, not {target!r}; delete it first "
+                "to move it"
+            )
+        if existing.state is DeploymentState.FAILED and existing.serving_image_id is None:
+            # A create that never served: start over rather than updating nothing.
+            existing.delete(timeout=timeout)
+            return cls.create(workspace, name, image, target=target, config=config, tags=tags,
+                              description=description, wait=wait, timeout=timeout, idempotency_key=idempotency_key)
+        return existing.update(image=image, config=config, tags=tags, wait=wait, timeout=timeout,
+                               idempotency_key=idempotency_key)
+
+    def update(
+        self,
+        *,
+        image: Image | str | None = None,
+        config: DeploymentConfig | Mapping[str, Any] | str | Path | None = None,
+        tags: Mapping[str, str] | None = None,
+        wait: bool = True,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        idempotency_key: str | None = None,
+    ) -> Deployment:
+        """Move the service to another image and/or configuration.
+
+        A new image (or new limits) rolls out: new replicas start, and only when all of them are
+        ready are the old ones taken out of the rotation, drained and stopped; if the new ones
+        never get ready the old ones keep serving and DeploymentError says why. A mapping
+        ``config`` changes only the fields it names. Nothing changed on a Healthy service = no-op
+        (the activity succeeds at once), which makes a re-run DAG cheap.
+        """
+        ws, store = self.workspace, self.workspace.store
+        ws.require(Action.WRITE)
+        self.refresh()
+        if self.state is DeploymentState.DELETING:
+            raise ConflictError(f"Deployment '{self.name}' in workspace '{ws.name}' is being deleted")
+        image_record = _resolve_image(ws, image) if image is not None else ws.store.get_image(
+            ws.name, *_split_image_id(self.image_id))
+        if isinstance(config, Mapping):
+            settings = DeploymentConfig.coerce({**self.record.config, **dict(config)})
+        elif config is not None:
+            settings = DeploymentConfig.coerce(config)
+        else:
+            settings = self.config
+        if settings.port not in (None, self._port()):
+            raise ValidationError("The port of a deployment cannot change; delete it and create it again")
+        driver = build_replica_driver(self.target)
+        driver.validate(image_record)
+        activity_id = _activity_id(idempotency_key, KIND_UPDATE, self.name)
+        if activity_id is not None:
+            with contextlib.suppress(NotFoundError):
+                ws.store.get_activity(activity_id)  # a retry of this very update: follow it
+                return self.wait_for_deployment(timeout=timeout) if wait else self
+        unchanged = (image_record.id == self.image_id == self.serving_image_id
+                     and settings.model_dump(mode="json") == self.record.config)
+        if unchanged and self.state is DeploymentState.HEALTHY and self.supervisor_alive():
+            activity = store.create_activity(ws.name, kind=KIND_UPDATE, target_id=self.name,
+                                             message="No change", activity_id=activity_id)
+            store.update_activity(activity.activity_id, status=ActivityStatus.SUCCEEDED, progress=1.0,
+                                  message=f"Deployment '{self.name}' already serves {image_record.id}; no change")
+            self.record = store.update_deployment(ws.name, self.name, activity_id=activity.activity_id, tags=tags)
+            return self
+        activity = store.create_activity(ws.name, kind=KIND_UPDATE, target_id=self.name, message="Queued",
+                                         activity_id=activity_id)
+        self.record = store.update_deployment(
+            ws.name, self.name, image_id=image_record.id, config=settings.model_dump(mode="json"),
+            state=DeploymentState.TRANSITIONING, activity_id=activity.activity_id, tags=tags, error="",
+            next_generation=True,
+        )
+        self._write_scoring_config()
+        self._write_desired("update", driver.image_payload(image_record), settings, activity.activity_id)
+        if not self.supervisor_alive():
+            self._start_supervisor()
+        if wait:
+            self.wait_for_deployment(timeout=timeout)
+        return self
+
+    def delete(self, *, wait: bool = True, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        """Stop and remove the service (its replicas, front, files, keys). Idempotent: deleting a
+        deployment that is already gone does nothing."""
+        ws, store = self.workspace, self.workspace.store
+        ws.require(Action.WRITE)
+        try:
+            self.refresh()
+        except DeploymentNotFoundError:
+            self._forget()
+            return
+        activity = store.create_activity(ws.name, kind=KIND_DELETE, target_id=self.name, message="Queued")
+        self.record = store.update_deployment(ws.name, self.name, state=DeploymentState.DELETING,
+                                              activity_id=activity.activity_id, next_generation=True)
+        supervisor = self._supervisor_pid()
+        if supervisor is not None:
+            desired = self._read_desired() or {}
+            write_json_atomic(self.folder / DESIRED_FILE, {
+                **desired, "operation": "delete", "generation": self.record.generation,
+                "activity_id": activity.activity_id,
+            }, mode=0o600)
+            if not wait:
+                return
+            with contextlib.suppress(DeploymentNotFoundError):
+                self.wait_for_deployment(timeout=timeout)
+            # Every replica is stopped once the activity ends; the supervisor's own exit follows
+            # (it removes the deployment's folder last).
+            deadline = time.monotonic() + 30
+            while self._is_supervisor(supervisor) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        else:
+            # Nobody supervises it (machine restarted, supervisor killed): clean up from here.
+            build_replica_driver(self.target).cleanup(ws.name, self.name, self.record.runtime)
+            with contextlib.suppress(DeploymentNotFoundError):
+                store.delete_deployment(ws.name, self.name)
+            store.update_activity(activity.activity_id, status=ActivityStatus.SUCCEEDED, progress=1.0,
+                                  message=f"Deployment '{self.name}' deleted")
+        self._forget()
+
+    @classmethod
+    def delete_if_exists(
+        cls, workspace: Workspace, name: str, *, wait: bool = True, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> bool:
+        """Delete deployment ``name`` if there is one; whether there was."""
+        try:
+            deployment = cls.get(workspace, name)
+        except DeploymentNotFoundError:
+            return False
+        deployment.delete(wait=wait, timeout=timeout)
+        return True
+
+    @classmethod
+    def restore(cls, workspace: Workspace, *, wait: bool = True, timeout: float | None = DEFAULT_TIMEOUT) -> list[str]:
+        """Bring every deployment of this machine back to its recorded state (after a reboot or
+        killed supervisors): a supervisor is started for each one that should run and has none;
+        deletions that were interrupted are finished. Returns the names acted on."""
+        workspace.require(Action.WRITE)
+        acted = []
+        for record in workspace.store.search_deployments(workspace.name):
+            deployment = cls(workspace, record)
+            if record.state is DeploymentState.DELETING:
+                if not deployment.supervisor_alive():
+                    deployment.delete(wait=wait, timeout=timeout)
+                    acted.append(record.name)
+                continue
+            never_served = record.state is DeploymentState.FAILED and not record.serving_image_id
+            if never_served or deployment.supervisor_alive():
+                continue
+            deployment._restart(timeout=timeout, wait=wait)
+            acted.append(record.name)
+        return acted
+
+    def _restart(self, *, wait: bool, timeout: float | None) -> None:
+        ws, store = self.workspace, self.workspace.store
+        image_id = self.serving_image_id or self.image_id
+        image_record = store.get_image(ws.name, *_split_image_id(image_id))
+        driver = build_replica_driver(self.target)
+        driver.validate(image_record)
+        activity = store.create_activity(ws.name, kind=KIND_RESTORE, target_id=self.name, message="Queued")
+        self.record = store.update_deployment(
+            ws.name, self.name, image_id=image_id, state=DeploymentState.TRANSITIONING,
+            activity_id=activity.activity_id, error="", next_generation=True,
+        )
+        self._write_scoring_config()
+        self._write_desired("restore", driver.image_payload(image_record), self.config, activity.activity_id)
+        self._start_supervisor()
+        if wait:
+            self.wait_for_deployment(timeout=timeout)
+
+    # ------------------------------------------------------------------ registry
+    @classmethod
+    def get(cls, workspace: Workspace, name: str) -> Deployment:
+        workspace.require(Action.READ)
+        return cls(workspace, workspace.store.get_deployment(workspace.name, name))
+
+    @classmethod
+    def list(
+        cls,
+        workspace: Workspace,
+        *,
+        image: str | Image | None = None,
+        state: DeploymentState | str | None = None,
+        target: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[Deployment]:
+        """Deployments matching every filter, by name. ``image``: an Image, ``"name:version"`` or
+        ``"name"``; ``tags`` values of ``"*"`` match any value."""
+        workspace.require(Action.READ)
+        image_filter = image if image is None or isinstance(image, str) else image.id
+        records = workspace.store.search_deployments(
+            workspace.name, image=image_filter, state=None if state is None else DeploymentState(state),
+            target=target, tags=tags,
+        )
+        return [cls(workspace, r) for r in records]
+
+    def refresh(self) -> Deployment:
+        self.record = self.workspace.store.get_deployment(self.workspace.name, self.name)
+        return self
+
+    @property
+    def activity(self) -> ActivityRecord:
+        """The latest create/update/delete activity."""
+        if self.record.activity_id is None:
+            raise NotFoundError(f"Deployment '{self.name}' has no activity")
+        return self.workspace.get_activity(self.record.activity_id)
+
+    def wait_for_deployment(
+        self, *, timeout: float | None = DEFAULT_TIMEOUT, poll_interval: float = 0.25, raise_on_error: bool = True
+    ) -> Deployment:
+        """Block until the latest activity ends; DeploymentError if it failed. A supervisor that
+        died meanwhile fails the activity (with its log's end) instead of leaving callers waiting."""
+        activity_id = self.record.activity_id
+        if activity_id is None:
+            return self
+        deadline = None if timeout is None else time.monotonic() + timeout
+        dead_checks = 0
+        while True:
+            activity = self.workspace.store.get_activity(activity_id)
+            if activity.status.is_terminal:
+                break
+            if self.supervisor_alive():
+                dead_checks = 0
+            else:
+                dead_checks += 1
+                if dead_checks >= 8:  # ~2 s: the supervisor may be between its start and its pid file
+                    self._fail_abandoned(activity)
+                    continue
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"Deployment '{self.name}': activity {activity.kind} still {activity.status.value} after "
+                    f"{timeout} s ({activity.message})"
+                )
+            time.sleep(poll_interval)
+        with contextlib.suppress(DeploymentNotFoundError):
+            self.refresh()
+        if raise_on_error and activity.status is not ActivityStatus.SUCCEEDED:
+            raise DeploymentError(
+                f"Deployment '{self.name}' in workspace '{self.workspace.name}': {activity.kind} "
+                f"{activity.status.value}: {activity.error or activity.message}",
+                deployment=self.name, error=activity.error,
+            )
+        return self
+
+    # ------------------------------------------------------------------ keys
+    def get_keys(self) -> tuple[str, str]:
+        """(primary, secondary). Needs a role that may read secrets (Owner, Contributor)."""
+        self.workspace.require(Action.READ_SECRETS)
+        try:
+            return tuple(  # type: ignore[return-value]
+                self.workspace._vault.get(key_secret_name(self.name, which)) for which in KEY_NAMES
+            )
+        except SecretNotFoundError as exc:
+            raise NotFoundError(
+                f"The keys of deployment '{self.name}' are not in the workspace's secrets; "
+                "regenerate them with regenerate_key()"
+            ) from exc
+
+    def regenerate_key(self, which: str = "primary", *, confirm_timeout: float = 10.0) -> str:
+        """Replace one key; the old one is refused from the moment this returns (it waits until
+        the service refuses it, up to ``confirm_timeout`` seconds). Returns the new key."""
+        if which not in KEY_NAMES:
+            raise ValidationError(f"which must be one of {KEY_NAMES}, not {which!r}")
+        ws = self.workspace
+        ws.require(Action.WRITE)
+        old_hash = getattr(self.refresh().record, f"{which}_key_hash")
+        key = generate_key()
+        ws._vault.set(key_secret_name(self.name, which), key)
+        self.record = ws.store.update_deployment(ws.name, self.name, **{f"{which}_key_hash": hash_key(key)})
+        self._write_scoring_config()
+        if self.config.auth_enabled and old_hash and self.state is DeploymentState.HEALTHY:
+            self._confirm_key_change(key, confirm_timeout)
+        return key
+
+    def _confirm_key_change(self, new_key: str, timeout: float) -> None:
+        """Poll until the service takes the new key (the replicas re-read their config every 0.5 s)."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        url = self._base_url() + "/metrics"
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                # Every replica must know the new key: ask as many times as there are replicas, in a row.
+                if all(httpx.get(url, headers={"Authorization": f"Bearer {new_key}"}, timeout=2).status_code == 200
+                       for _ in range(max(1, len(self.replicas)) * 2)):
+                    return
+            time.sleep(0.1)
+        raise DeploymentError(f"Deployment '{self.name}' did not take the new key within {timeout} s",
+                              deployment=self.name)
+
+    # ------------------------------------------------------------------ using it
+    def run(self, input_data: Any, *, timeout: float = 30.0) -> Any:
+        """Score ``input_data`` (JSON-serialisable, e.g. ``{"data": [[...]]}``) and return the answer."""
+        import httpx
+
+        if not self.scoring_uri:
+            raise ConflictError(f"Deployment '{self.name}' has no scoring URI yet")
+        headers = {}
+        if self.config.auth_enabled:
+            headers["Authorization"] = f"Bearer {self.get_keys()[0]}"
+        try:
+            response = httpx.post(self.scoring_uri, json=input_data, headers=headers, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise DeploymentError(f"Deployment '{self.name}' at {self.scoring_uri} did not answer: {exc}",
+                                  deployment=self.name) from exc
+        if response.status_code != 200:
+            raise DeploymentError(
+                f"Deployment '{self.name}' answered {response.status_code}: {response.text[:500]}",
+                deployment=self.name,
+            )
+        return response.json()
+
+    def get_logs(self, *, tail: int | None = 200) -> str:
+        """The supervisor's log and each current replica's, last ``tail`` lines of each (None = all)."""
+        parts = [("supervisor", self.folder / SUPERVISOR_LOG)]
+        for replica in self.refresh().replicas:
+            label = f"replica g{replica.get('generation')}-r{replica.get('index')} (port {replica.get('port')})"
+            if replica.get("log"):
+                parts.append((label, Path(replica["log"])))
+        out = []
+        for label, path in parts:
+            try:
+                lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                lines = ["(no log on this machine)"]
+            out.append(f"==> {label} <==")
+            out.extend(lines if tail is None else lines[-tail:])
+        return "\n".join(out) + "\n"
+
+    def get_telemetry(self) -> dict[str, Any]:
+        """Request counts, errors and latency percentiles as the supervisor last recorded them in
+        the workspace (every 10 s), plus the number of input/output samples collected to the
+        datastore (``deployments/<name>/collected/``)."""
+        telemetry = dict(self.refresh().record.runtime.get("telemetry") or {})
+        telemetry.setdefault("requests", 0)
+        return telemetry
+
+    # ------------------------------------------------------------------ supervisor plumbing
+    def supervisor_alive(self) -> bool:
+        return self._supervisor_pid() is not None
+
+    def _supervisor_pid(self) -> int | None:
+        """The pid of this deployment's supervisor when it runs on this machine, else None."""
+        try:
+            pid = int((self.folder / "supervisor.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if self._is_supervisor(pid) else None
+
+    def _is_supervisor(self, pid: int) -> bool:
+        try:
+            cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+            state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        alive = state not in ("Z", "X")
+        return alive and SUPERVISOR_MODULE.encode() in cmdline and str(self.folder).encode() in cmdline
+
+    def _start_supervisor(self) -> int:
+        folder = self.folder
+        (folder / "logs").mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if k not in IDENTITY_VARIABLES}
+        env[ENV_STORE_URI] = self.workspace.store_uri  # in the environment: the URI may carry a password
+        env[ENV_PRINCIPAL] = self.workspace.principal
+        env[ENV_HOME] = str(aml_home())
+        # SIGTERM blocked until the supervisor's handler exists (inherited across exec; it unblocks).
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            with open(folder / SUPERVISOR_LOG, "ab") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", SUPERVISOR_MODULE, "--dir", str(folder)],
+                    cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True, close_fds=True,
+                )
+        except OSError as exc:
+            raise DeploymentError(f"Could not start the supervisor of deployment '{self.name}': {exc}",
+                                  deployment=self.name) from exc
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        (folder / "supervisor.pid").write_text(str(proc.pid))
+        # Reap it if it ends while we live (no zombie); if we exit first, init adopts it.
+        threading.Thread(target=proc.wait, name=f"aml-deployment-reap-{proc.pid}", daemon=True).start()
+        return proc.pid
+
+    def _write_scoring_config(self) -> None:
+        scoring = self.config.scoring_config(self.record.primary_key_hash, self.record.secondary_key_hash)
+        path = self.folder / SCORING_CONFIG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o755)  # a container's user reads it through a bind mount
+        write_json_atomic(path, scoring.model_dump(mode="json"), mode=0o644)
+
+    def _write_desired(self, operation: str, image: dict[str, Any], settings: DeploymentConfig,
+                       activity_id: str | None) -> None:
+        write_json_atomic(self.folder / DESIRED_FILE, {
+            "workspace": self.workspace.name, "name": self.name, "target": self.target,
+            "generation": self.record.generation, "operation": operation, "activity_id": activity_id,
+            "image": image, "config": settings.model_dump(mode="json"), "port": self._port(),
+        }, mode=0o600)
+
+    def _read_desired(self) -> dict[str, Any] | None:
+        import json
+
+        try:
+            return json.loads((self.folder / DESIRED_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _port(self) -> int:
+        port = self.record.runtime.get("port")
+        if port is None and self.scoring_uri:
+            port = int(self.scoring_uri.rsplit(":", 1)[1].split("/", 1)[0])
+        return int(port)
+
+    def _base_url(self) -> str:
+        return f"http://127.0.0.1:{self._port()}"
+
+    def _forget(self) -> None:
+        """What is left once the record is gone: the keys and the local folder."""
+        for which in KEY_NAMES:
+            with contextlib.suppress(SecretNotFoundError):
+                self.workspace._vault.delete(key_secret_name(self.name, which))
+        if not self.supervisor_alive():
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _fail_abandoned(self, activity: ActivityRecord) -> None:
+        log_path = self.folder / SUPERVISOR_LOG
+        try:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+        except OSError:
+            tail = "(no supervisor log)"
+        error = f"The supervisor of deployment '{self.name}' is not running; its log ends with:\n{tail}"
+        store = self.workspace.store
+        with contextlib.suppress(ConflictError, NotFoundError):
+            store.update_activity(activity.activity_id, status=ActivityStatus.FAILED, error=error,
+                                  message="The supervisor is not running")
+        with contextlib.suppress(NotFoundError, ConflictError):
+            state = DeploymentState.FAILED if self.serving_image_id is None else DeploymentState.UNHEALTHY
+            if activity.kind == KIND_DELETE:
+                state = DeploymentState.DELETING
+            store.update_deployment(self.workspace.name, self.name, state=state, error=error)
+
+
+def _activity_id(idempotency_key: str | None, kind: str, name: str) -> str | None:
+    """A deterministic activity id for a keyed operation: a retried task finds its activity."""
+    if not idempotency_key:
+        return None
+    return hashlib.sha256(f"{idempotency_key}\x1f{kind}\x1f{name}".encode()).hexdigest()[:32]
+
+
+def _split_image_id(image_id: str) -> tuple[str, int]:
+    name, _, version = image_id.rpartition(":")
+    return name, int(version)
+
+
+def _resolve_image(workspace: Workspace, image: Image | str) -> Any:
+    """The ImageRecord of an Image, ``"name:version"`` or ``"name"`` (latest); it must have built."""
+    from airflow_aml.images.image import Image
+
+    if isinstance(image, Image):
+        record = workspace.store.get_image(workspace.name, image.name, image.version)
+    else:
+        name, sep, version = str(image).rpartition(":")
+        if not sep:
+            name, version = str(image), ""
+        if version and not version.isdigit():
+            raise ValidationError(f"Image {image!r} must be 'name' or 'name:version'")
+        record = workspace.store.get_image(workspace.name, name, int(version) if version else None)
+    if record.status is not ImageStatus.SUCCEEDED:
+        raise ConflictError(
+            f"Image '{record.id}' is {record.status.value}" + (f" ({record.error})" if record.error else "")
+            + "; only a built image can be deployed"
+        )
+    return record
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+

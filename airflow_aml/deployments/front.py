@@ -1,0 +1,263 @@
+"""The load-balancing front of a deployment: the scoring URI's port, before the replicas.
+
+A raw ASGI app (served by uvicorn in the supervisor) that forwards each HTTP request to the
+ready replica with the fewest requests in progress, over pooled keep-alive connections
+(aiohttp's client: its C parser keeps the front's cost per request well under a millisecond).
+
+Routing is per request, not per connection, which is what makes a rolling update lossless: a
+replica being replaced is first taken out of the rotation (``drain``), the supervisor waits until
+its in-flight count is zero, and only then stops it. A connection refused or dropped before a
+response (a replica that just died) is retried on another replica: scoring is a pure function
+of the request, so a retry cannot do harm.
+
+The front records one telemetry line per ``/score`` request (status, latency as the client saw
+it, and for a sampled share the input and output) and tracks the load the autoscaler reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from airflow_aml.runtime.scoring.telemetry import TelemetrySink
+
+log = logging.getLogger(__name__)
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+# Headers that describe one hop, not the message (RFC 9110 7.6.1): never forwarded.
+_HOP_HEADERS = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"host", b"content-length",
+})
+_ATTEMPTS_PER_REPLICA = 2
+_SAMPLE_LIMIT = 64 * 1024  # characters of an input or output kept in a telemetry sample
+
+
+@dataclass(eq=False)
+class Backend:
+    """One replica as the front sees it."""
+
+    key: str  # the replica's label, e.g. "iris/g2-r0"
+    port: int
+    ready: bool = False  # answers /ready (set by the supervisor's health checks)
+    draining: bool = False  # out of the rotation, waiting for in-flight requests to end
+    inflight: int = 0
+    served: int = 0
+    failures: int = 0  # consecutive connection failures seen by the front
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def routable(self) -> bool:
+        return self.ready and not self.draining
+
+
+class BackendPool:
+    """The replicas and their load. Used from the event loop only: no locks needed."""
+
+    def __init__(self) -> None:
+        self.backends: list[Backend] = []
+        self._turn = itertools.count()
+        self.inflight = 0  # all replicas
+
+    def add(self, backend: Backend) -> None:
+        self.backends.append(backend)
+
+    def remove(self, backend: Backend) -> None:
+        if backend in self.backends:
+            self.backends.remove(backend)
+
+    def routable(self) -> list[Backend]:
+        return [b for b in self.backends if b.routable]
+
+    def pick(self, exclude: set[Backend]) -> Backend | None:
+        """The routable replica with the fewest requests in progress (ties taken in turn)."""
+        candidates = [b for b in self.backends if b.routable and b not in exclude]
+        if not candidates:
+            return None
+        low = min(b.inflight for b in candidates)
+        tied = [b for b in candidates if b.inflight == low]
+        return tied[next(self._turn) % len(tied)]
+
+
+class Front:
+    """The ASGI app. ``start``/``close`` open and close the client session (in the server's loop)."""
+
+    def __init__(
+        self, pool: BackendPool, *, request_timeout: float, max_request_bytes: int,
+        telemetry: TelemetrySink | None = None, sample_rate: float = 0.0,
+        on_backend_failure: Callable[[Backend, str], None] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.request_timeout = request_timeout
+        self.max_request_bytes = max_request_bytes
+        self.telemetry = telemetry
+        self.sample_rate = sample_rate
+        self.on_backend_failure = on_backend_failure
+        self.session: aiohttp.ClientSession | None = None
+        self.requests = 0
+        # Beyond the replicas' own request timeout (they answer 504 themselves): only a replica that
+        # hangs altogether meets the front's.
+        self.timeout_margin = 10.0
+
+    async def start(self) -> None:
+        if self.session is None:
+            # keepalive_timeout below uvicorn's 5 s: the front drops an idle connection before the
+            # replica does, so a request is rarely sent on a connection the replica is closing.
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=3.0, enable_cleanup_closed=True)
+            self.session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":  # websockets: not a scoring protocol
+            return
+        started = time.perf_counter()
+        self.requests += 1
+        body, too_large = await _read_body(receive, self.max_request_bytes)
+        if too_large:
+            await _send_json(send, 413, {"error": "PayloadTooLarge", "message": (
+                f"The request body is larger than {self.max_request_bytes} bytes")})
+            return
+        status, headers, payload = await self._forward(scope, body)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+        if self.telemetry is not None and scope.get("path") == "/score":
+            self._record(status, headers, body, payload, (time.perf_counter() - started) * 1000)
+
+    async def _forward(self, scope: dict[str, Any], body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        assert self.session is not None, "Front.start() was not awaited"
+        path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string") or b""
+        target = path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in _HOP_HEADERS]
+        attempts: dict[Backend, int] = {}
+        last_error = "no replica is ready"
+        while True:
+            # Two attempts per replica: the first may have met a pooled connection the replica had
+            # just closed; a second failure means the replica itself does not answer.
+            backend = self.pool.pick({b for b, n in attempts.items() if n >= _ATTEMPTS_PER_REPLICA})
+            if backend is None:
+                return _json_error(503, "ServiceUnavailable", f"No replica could take the request: {last_error}",
+                                   retry_after=True)
+            attempts[backend] = attempts.get(backend, 0) + 1
+            backend.inflight += 1
+            self.pool.inflight += 1
+            try:
+                async with self.session.request(
+                    scope["method"], backend.url + target, headers=headers, data=body or None,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=self.request_timeout + self.timeout_margin),
+                    skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+                ) as response:
+                    payload = await response.read()
+                    backend.failures = 0
+                    backend.served += 1
+                    out = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()
+                           if k.lower().encode("latin-1") not in _HOP_HEADERS]
+                    return response.status, out, payload
+            except (aiohttp.ClientConnectionError, aiohttp.ServerDisconnectedError) as exc:
+                # Refused or dropped before a response: the replica is gone or going; try another.
+                backend.failures += 1
+                last_error = f"replica {backend.key}: {type(exc).__name__}: {exc}"
+                if self.on_backend_failure is not None:
+                    self.on_backend_failure(backend, last_error)
+            except TimeoutError:
+                return _json_error(504, "GatewayTimeout", f"Replica {backend.key} did not answer within "
+                                   f"{self.request_timeout + self.timeout_margin:.1f} s")
+            finally:
+                backend.inflight -= 1
+                self.pool.inflight -= 1
+
+    def _record(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, payload: bytes,
+                latency_ms: float) -> None:
+        request_id = next((v.decode("latin-1") for k, v in headers if k == b"x-request-id"), None) or uuid.uuid4().hex
+        sample = self.sample_rate > 0 and random.random() < self.sample_rate
+        self.telemetry.record(  # type: ignore[union-attr]
+            request_id, status, latency_ms,
+            body[:_SAMPLE_LIMIT].decode("utf-8", "replace") if sample else None,
+            payload[:_SAMPLE_LIMIT].decode("utf-8", "replace") if sample else None,
+        )
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", True
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks), False
+
+
+def _json_error(
+    status: int, error: str, message: str, *, retry_after: bool = False
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    headers = [(b"content-type", b"application/json")]
+    if retry_after:
+        headers.append((b"retry-after", b"1"))
+    return status, headers, json.dumps({"error": error, "message": message}).encode()
+
+
+async def _send_json(send: Send, status: int, doc: dict[str, Any]) -> None:
+    _, headers, payload = _json_error(status, doc["error"], doc["message"])
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def probe_ready(session: aiohttp.ClientSession, backend: Backend, timeout: float = 2.0) -> tuple[bool, str]:
+    """GET /ready on the replica: (ready, reason). Sets ``backend.info["init_failed"]`` when the
+    replica says its ``init()`` failed: it will never become ready, so nobody should wait for it."""
+    try:
+        async with session.get(backend.url + "/ready", timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            text = await response.text()
+            if response.status == 503:
+                with contextlib.suppress(ValueError):
+                    doc = json.loads(text)
+                    if isinstance(doc, dict) and doc.get("status") == "failed":
+                        backend.info["init_failed"] = str(doc.get("error") or "init() failed")
+            return response.status == 200, f"/ready answered {response.status}: {text[:300]}"
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return False, f"/ready failed: {type(exc).__name__}: {exc}"

@@ -1,0 +1,51 @@
+"""DeploymentConfig: checked as data, with messages that name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from airflow_aml.deployments.config import DeploymentConfig
+from airflow_aml.exceptions import ValidationError
+
+
+def test_defaults_and_initial_replicas() -> None:
+    config = DeploymentConfig.coerce(None)
+    assert config.replicas == 1 and config.auth_enabled and config.telemetry and config.initial_replicas == 1
+    assert DeploymentConfig.coerce({"autoscale": {"min_replicas": 2, "max_replicas": 3}}).initial_replicas == 2
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"replicas": 0}, "replicas: Input should be greater than or equal to 1"),
+        ({"replicas": 2, "autoscale": {}}, "give either replicas or autoscale"),
+        ({"autoscale": {"min_replicas": 3, "max_replicas": 2}}, r"min_replicas \(3\) is above max_replicas \(2\)"),
+        ({"autoscale": {"target_utilization": 1.5}}, "autoscale.target_utilization"),
+        ({"sample_rate": 2}, "sample_rate"),
+        ({"port": 80}, "port: Input should be greater than or equal to 1024"),
+        ({"replica": 2}, "replica: Extra inputs are not permitted"),
+        ("not a mapping", "Cannot read the deployment config"),
+    ],
+)
+def test_bad_configs_are_refused(config: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        DeploymentConfig.coerce(config)  # type: ignore[arg-type]
+
+
+def test_yaml_file(tmp_path: Path) -> None:
+    path = tmp_path / "deploy.yml"
+    path.write_text("autoscale:\n  min_replicas: 1\n  max_replicas: 3\nauth_enabled: false\nsample_rate: 0.1\n")
+    config = DeploymentConfig.coerce(path)
+    assert config.autoscale is not None and config.autoscale.max_replicas == 3 and not config.auth_enabled
+    path.write_text("- a list\n")
+    with pytest.raises(ValidationError, match="must be a mapping"):
+        DeploymentConfig.coerce(path)
+
+
+def test_scoring_config_carries_hashes_only_when_auth_is_on() -> None:
+    on = DeploymentConfig(max_concurrent_requests=3).scoring_config("a" * 64, "b" * 64)
+    assert on.auth_enabled and on.primary_key_hash == "a" * 64 and on.max_concurrent_requests == 3
+    off = DeploymentConfig(auth_enabled=False).scoring_config("a" * 64, "b" * 64)
+    assert not off.auth_enabled and off.primary_key_hash is None and off.secondary_key_hash is None

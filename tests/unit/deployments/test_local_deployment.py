@@ -1,0 +1,310 @@
+"""End to end on the local target: real supervisors, replicas and front, scored over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_aml.deployments import Deployment
+from airflow_aml.entities import ActivityStatus, DeploymentState, Role
+from airflow_aml.exceptions import (
+    AuthorizationError,
+    ConflictError,
+    DeploymentError,
+    ImageNotFoundError,
+    ValidationError,
+)
+from airflow_aml.workspace import Workspace
+from tests.unit.deployments.conftest import body, score, wait_for
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _replica_pids(deployment: Deployment) -> list[int]:
+    return [r["pid"] for r in deployment.refresh().replicas]
+
+
+def test_deploy_score_keys_logs_and_telemetry(deploy_ws: Workspace, images: dict, cleanup: list[str]) -> None:
+    cleanup.append("svc")
+    service = Deployment.create(deploy_ws, "svc", images["v1"], config={"replicas": 2}, tags={"team": "ml"})
+    assert service.state is DeploymentState.HEALTHY and service.serving_image_id == "echo:1"
+    assert service.scoring_uri and service.scoring_uri.startswith("http://127.0.0.1:")
+    assert service.activity.kind == "deployment_create" and service.activity.status is ActivityStatus.SUCCEEDED
+    primary, secondary = service.get_keys()
+    assert service.keys == (primary, secondary) and primary != secondary
+    # The record keeps hashes only.
+    assert primary not in str(service.record) and secondary not in str(service.record)
+
+    replicas = service.replicas
+    assert len(replicas) == 2 and all(r["ready"] for r in replicas)
+    assert all(_pid_alive(r["pid"]) for r in replicas)
+
+    answers = [score(service, {"echo": i}, key=primary) for i in range(20)]
+    assert all(a.status_code == 200 for a in answers)
+    assert {body(a)["echo"] for a in answers} == set(range(20))
+    assert len({body(a)["pid"] for a in answers}) == 2  # both replicas took requests
+    assert score(service, key=secondary).status_code == 200
+    assert score(service).status_code == 401
+    assert score(service, key="wrong").status_code == 401
+    assert service.run({"echo": "sdk"})["echo"] == "sdk"
+    assert httpx.get(service.swagger_uri or "", timeout=5).status_code == 200
+
+    assert [d.name for d in deploy_ws.list_deployments(tags={"team": "ml"})] == ["svc"]
+    assert [d.name for d in Deployment.list(deploy_ws, image="echo:1")] == ["svc"]
+    logs = service.get_logs()
+    assert "==> supervisor <==" in logs and "Started replica svc/g1-r0" in logs
+
+    # Telemetry: summed by the supervisor into the workspace record every 10 s.
+    assert wait_for(lambda: service.get_telemetry()["requests"] >= 24, timeout=25)
+    telemetry = service.get_telemetry()
+    assert telemetry["client_errors"] == 2 and telemetry["errors"] == 0
+    assert telemetry["status_counts"]["200"] == 22 and telemetry["latency_ms"]["p99"] > 0
+
+
+def test_rolling_update_loses_no_request(deploy_ws: Workspace, images: dict, cleanup: list[str]) -> None:
+    cleanup.append("rolling")
+    service = Deployment.create(deploy_ws, "rolling", images["v1"])
+    key = service.get_keys()[0]
+    old_pids = _replica_pids(service)
+    outcomes: Counter[str] = Counter()
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=10) as client:
+            for _ in range(5000):  # bounded; stopped well before by the event
+                if stop.is_set():
+                    return
+                try:
+                    response = client.post(service.scoring_uri or "", json={"echo": 1},
+                                           headers={"Authorization": f"Bearer {key}"})
+                except httpx.HTTPError as exc:
+                    outcomes[type(exc).__name__] += 1
+                    continue
+                outcomes[str(response.status_code)] += 1
+                if response.status_code == 200:
+                    versions.append(response.json()["version"])
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        service.update(image=images["v2"])
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert set(outcomes) == {"200"}, outcomes  # not one failed request
+    assert outcomes["200"] > 50
+    assert versions[0] == "1" and versions[-1] == "2"
+    assert service.state is DeploymentState.HEALTHY and service.serving_image_id == "echo:2"
+    assert service.record.generation == 2
+    assert all(not _pid_alive(pid) for pid in old_pids)
+    # The same update again changes nothing (a re-run DAG): no new replicas.
+    pids = _replica_pids(service)
+    service.update(image="echo:2")
+    assert service.activity.message.endswith("no change") and _replica_pids(service) == pids
+
+
+def test_key_regeneration_revokes_the_old_key_at_once(
+    deploy_ws: Workspace, images: dict, cleanup: list[str]
+) -> None:
+    cleanup.append("keys")
+    service = Deployment.create(deploy_ws, "keys", images["v1"], config={"replicas": 2})
+    old_primary, secondary = service.get_keys()
+    new_primary = service.regenerate_key("primary")
+    # regenerate_key returns once the service refuses the old key: no sleep here.
+    assert all(score(service, key=old_primary).status_code == 401 for _ in range(4))
+    assert all(score(service, key=new_primary).status_code == 200 for _ in range(4))
+    assert score(service, key=secondary).status_code == 200
+    assert service.get_keys() == (new_primary, secondary)
+    with pytest.raises(ValidationError, match="which must be one of"):
+        service.regenerate_key("tertiary")
+
+
+def test_failed_update_keeps_the_old_replicas_serving(
+    deploy_ws: Workspace, images: dict, cleanup: list[str]
+) -> None:
+    cleanup.append("keeps")
+    service = Deployment.create(deploy_ws, "keeps", images["v1"], config={"startup_timeout_seconds": 60})
+    key = service.get_keys()[0]
+    with pytest.raises(DeploymentError, match="broken on purpose"):
+        service.update(image=images["broken"])
+    service.refresh()
+    assert service.state is DeploymentState.HEALTHY
+    assert service.image_id == service.serving_image_id == "echo:1"
+    assert "failed; still serving echo:1" in (service.error or "")
+    assert body(score(service, key=key))["version"] == "1"
+
+
+def test_failed_create_is_recorded_and_can_be_deleted(
+    deploy_ws: Workspace, images: dict, cleanup: list[str]
+) -> None:
+    cleanup.append("never")
+    with pytest.raises(DeploymentError, match="broken on purpose") as caught:
+        Deployment.create(deploy_ws, "never", images["broken"], config={"startup_timeout_seconds": 60})
+    assert caught.value.deployment == "never"
+    service = Deployment.get(deploy_ws, "never")
+    assert service.state is DeploymentState.FAILED and service.serving_image_id is None
+    assert wait_for(lambda: not service.supervisor_alive(), timeout=15)
+    # deploy() on a deployment that never served starts over.
+    service = Deployment.deploy(deploy_ws, "never", images["v1"])
+    assert service.state is DeploymentState.HEALTHY and service.serving_image_id == "echo:1"
+
+
+def test_a_dead_replica_is_replaced(deploy_ws: Workspace, images: dict, cleanup: list[str]) -> None:
+    cleanup.append("phoenix")
+    service = Deployment.create(deploy_ws, "phoenix", images["v1"])
+    key = service.get_keys()[0]
+    (pid,) = _replica_pids(service)
+    os.killpg(pid, signal.SIGKILL)
+    assert wait_for(lambda: (p := _replica_pids(service)) and p != [pid] and service.replicas[0]["ready"]
+                    and service.state is DeploymentState.HEALTHY, timeout=60)
+    assert score(service, key=key).status_code == 200
+    assert "died" in service.get_logs()
+
+
+def test_autoscaling_follows_the_load(deploy_ws: Workspace, images: dict, cleanup: list[str]) -> None:
+    cleanup.append("elastic")
+    service = Deployment.create(deploy_ws, "elastic", images["v1"], config={
+        "max_concurrent_requests": 1, "max_queued_requests": 8,
+        "autoscale": {"min_replicas": 1, "max_replicas": 2, "target_utilization": 0.5, "window_seconds": 2,
+                      "scale_down_delay_seconds": 2},
+    })
+    key = service.get_keys()[0]
+    assert len(service.replicas) == 1
+    stop = threading.Event()
+    statuses: Counter[int] = Counter()
+
+    def load() -> None:
+        with httpx.Client(timeout=30) as client:
+            for _ in range(200):  # bounded
+                if stop.is_set():
+                    return
+                response = client.post(service.scoring_uri or "", json={"sleep": 0.3},
+                                       headers={"Authorization": f"Bearer {key}"})
+                statuses[response.status_code] += 1
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        scaled_up = wait_for(lambda: sum(r["ready"] for r in service.refresh().replicas) == 2, timeout=60)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert scaled_up, service.get_logs()
+    assert set(statuses) == {200}, statuses
+    assert wait_for(lambda: len(service.refresh().replicas) == 1, timeout=60)
+    assert "Autoscaling from 1 to 2" in service.get_logs() and "Autoscaling from 2 to 1" in service.get_logs()
+
+
+def test_restore_brings_a_killed_deployment_back(
+    deploy_ws: Workspace, images: dict, cleanup: list[str]
+) -> None:
+    cleanup.append("lazarus")
+    service = Deployment.create(deploy_ws, "lazarus", images["v1"])
+    uri, key = service.scoring_uri, service.get_keys()[0]
+    supervisor = int((service.folder / "supervisor.pid").read_text())
+    (replica,) = _replica_pids(service)
+    os.kill(supervisor, signal.SIGKILL)  # as a reboot would: no chance to record anything
+    assert wait_for(lambda: not _pid_alive(supervisor) and not _pid_alive(replica), timeout=15)
+    assert not service.supervisor_alive()
+    with pytest.raises(httpx.HTTPError):
+        score(service, key=key, timeout=2)
+
+    assert Deployment.restore(deploy_ws) == ["lazarus"]
+    service.refresh()
+    assert service.state is DeploymentState.HEALTHY and service.scoring_uri == uri
+    assert service.activity.kind == "deployment_restore"
+    assert body(score(service, key=key))["version"] == "1"
+    assert Deployment.restore(deploy_ws) == []  # everything runs: nothing to do
+
+
+def test_sigterm_stops_replicas_and_records_it(deploy_ws: Workspace, images: dict, cleanup: list[str]) -> None:
+    cleanup.append("stopped")
+    service = Deployment.create(deploy_ws, "stopped", images["v1"])
+    supervisor = int((service.folder / "supervisor.pid").read_text())
+    (replica,) = _replica_pids(service)
+    os.kill(supervisor, signal.SIGTERM)
+    assert wait_for(lambda: not _pid_alive(supervisor), timeout=30)
+    assert not _pid_alive(replica)
+    service.refresh()
+    assert service.state is DeploymentState.UNHEALTHY and "deployments restore" in (service.error or "")
+    # An update starts a supervisor again.
+    service.update(image=images["v2"])
+    assert service.state is DeploymentState.HEALTHY and service.serving_image_id == "echo:2"
+
+
+def test_delete_is_idempotent_and_frees_the_image(deploy_ws: Workspace, images: dict, tmp_path: Path) -> None:
+    from tests.unit.deployments.conftest import make_image
+
+    image = make_image(deploy_ws, "temp", tmp_path, name="short-lived")
+    service = Deployment.create(deploy_ws, "gone", image)
+    supervisor = int((service.folder / "supervisor.pid").read_text())
+    (replica,) = _replica_pids(service)
+    with pytest.raises(ConflictError, match="used by deployment 'gone'"):
+        image.delete()
+    service.delete()
+    assert not _pid_alive(supervisor) and not _pid_alive(replica)
+    assert not service.folder.exists()
+    assert Deployment.list(deploy_ws, image="short-lived") == []
+    assert [s for s in deploy_ws.list_secrets() if s.startswith("deployment-gone-")] == []
+    service.delete()  # again: nothing to do
+    assert Deployment.delete_if_exists(deploy_ws, "gone") is False
+    image.delete()  # free now
+    with pytest.raises(ImageNotFoundError):
+        deploy_ws.get_image("short-lived", 1)
+
+
+def test_bad_requests_are_refused_before_anything_exists(deploy_ws: Workspace, images: dict) -> None:
+    def refused(exc: type[Exception], match: str, **kwargs: Any) -> None:
+        args: dict[str, Any] = {"image": images["v1"], **kwargs}
+        with pytest.raises(exc, match=match):
+            Deployment.create(deploy_ws, args.pop("name", "refused"), args.pop("image"), **args)
+
+    refused(ValidationError, "Unknown deployment target 'moon'", target="moon")
+    refused(ValidationError, "Invalid deployment config: replicas", config={"replicas": 0})
+    refused(ValidationError, "give either replicas or autoscale", config={"replicas": 2, "autoscale": {}})
+    refused(ValidationError, "min_replicas .* is above max_replicas",
+            config={"autoscale": {"min_replicas": 3, "max_replicas": 2}})
+    refused(ValidationError, "Extra inputs are not permitted", config={"replica": 2})
+    refused(ImageNotFoundError, "Image 'echo' version 99", image="echo:99")
+    refused(ValidationError, "Invalid deployment name", name="bad name")
+    refused(ValidationError, "served by the local deployment target|'local' builder", target="docker")
+    assert Deployment.list(deploy_ws, state="Failed") == [] or all(
+        d.name != "refused" for d in Deployment.list(deploy_ws))
+    assert "refused" not in [d.name for d in Deployment.list(deploy_ws)]
+
+
+def test_readers_cannot_deploy_or_read_keys(deploy_ws: Workspace, images: dict, cleanup: list[str]) -> None:
+    cleanup.append("guarded")
+    service = Deployment.create(deploy_ws, "guarded", images["v1"])
+    deploy_ws.assign_role("rita", Role.READER)
+    reader = Workspace.get("ws", store_uri=deploy_ws.store_uri, principal="rita")
+    with pytest.raises(AuthorizationError):
+        Deployment.create(reader, "nope", images["v1"])
+    seen = Deployment.get(reader, "guarded")
+    assert seen.state is DeploymentState.HEALTHY
+    with pytest.raises(AuthorizationError):
+        seen.get_keys()
+    with pytest.raises(AuthorizationError):
+        seen.delete()
+    assert service.refresh().state is DeploymentState.HEALTHY
