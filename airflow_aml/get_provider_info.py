@@ -37,12 +37,24 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_aml.operators.run",
                     "airflow_aml.operators.query",
                     "airflow_aml.operators.model",
+                    "airflow_aml.operators.image",
+                    "airflow_aml.operators.deployment",
                 ],
             }
         ],
-        "sensors": [{"integration-name": INTEGRATION, "python-modules": ["airflow_aml.sensors.activity"]}],
+        "sensors": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_aml.sensors.activity", "airflow_aml.sensors.deployment"],
+            }
+        ],
         "triggers": [{"integration-name": INTEGRATION, "python-modules": ["airflow_aml.triggers.activity"]}],
-        "extra-links": ["airflow_aml.links.AmlRunLink", "airflow_aml.links.AmlModelLink"],
+        "extra-links": [
+            "airflow_aml.links.AmlRunLink",
+            "airflow_aml.links.AmlModelLink",
+            "airflow_aml.links.AmlImageLink",
+            "airflow_aml.links.AmlDeploymentLink",
+        ],
         "asset-uris": [{"schemes": ["aml"], "handler": "airflow_aml.assets.sanitize_uri"}],
         "connection-types": [
             {

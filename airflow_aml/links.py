@@ -1,4 +1,4 @@
-"""Extra links from a task to the run or model it created.
+"""Extra links from a task to the run, model, image or deployment it created.
 
 The operator pushes the full URL to XCom under the link's ``xcom_key`` when it knows the id; the
 Airflow API server reads it back from there (Airflow 3 resolves provider links through XCom, so
@@ -39,3 +39,11 @@ class AmlRunLink(_XComLink):
 
 class AmlModelLink(_XComLink):
     name = "AML Model"
+
+
+class AmlImageLink(_XComLink):
+    name = "AML Image"
+
+
+class AmlDeploymentLink(_XComLink):
+    name = "AML Deployment"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs airflow-aml and runs the main job on the embedded default (SQLite Airflow metadata DB,
 # SQLite workspace, local-folder datastore, local-process compute): the example DAG trains a
-# hyper-parameter sweep, picks the best run, gates it on a threshold and registers the model.
+# hyper-parameter sweep, picks the best run, gates it on a threshold, registers the model, builds
+# a scoring image, deploys it as a local web service (created on the first run, updated to the new
+# image on the next ones), waits until it is Healthy and scores a sample. The service keeps
+# running after this script: it is scored here once more with curl, as any client would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -17,6 +20,12 @@ if ! airflow dags test aml_train_register_deploy >"$AIRFLOW_HOME/dags-test.log" 
     tail -40 "$AIRFLOW_HOME/dags-test.log"
     exit 1
 fi
-grep -E "DagRun Finished|Best run|Registered model" "$AIRFLOW_HOME/dags-test.log" | sed -E 's/ +\[airflow[^]]*\].*$//'
+grep -E "DagRun Finished|Best run|Registered model|Image .* built|Deployment [A-Za-z0-9_.-]+ serves|Scored " \
+    "$AIRFLOW_HOME/dags-test.log" | sed -E 's/ +\[airflow[^]]*\].*$//'
 echo "== Result"
 python examples/show_result.py
+echo "== One request with curl"
+read -r SCORING_URI SCORING_KEY < <(python examples/show_result.py --uri-and-key)
+curl -sS --fail-with-body -X POST "$SCORING_URI" -H "Authorization: Bearer $SCORING_KEY" \
+    -H "Content-Type: application/json" -d '{"data": [[5.1, 3.5, 1.4, 0.2]]}'
+echo

@@ -163,6 +163,9 @@ class Deployment:
         if idempotency_key:
             for record in workspace.store.search_deployments(workspace.name, idempotency_key=idempotency_key):
                 existing = cls(workspace, record)
+                if record.state is DeploymentState.FAILED and record.serving_image_id is None:
+                    existing.delete(timeout=timeout)  # the earlier try never served: try again
+                    break
                 return existing.wait_for_deployment(timeout=timeout) if wait else existing
         image_record = _resolve_image(workspace, image)
         settings = DeploymentConfig.coerce(config)
@@ -184,10 +187,7 @@ class Deployment:
         try:
             for which, key in keys.items():
                 workspace._vault.set(key_secret_name(name, which), key)
-            activity = store.create_activity(
-                workspace.name, kind=KIND_CREATE, target_id=name, message="Queued",
-                activity_id=_activity_id(idempotency_key, KIND_CREATE, name),
-            )
+            activity = store.create_activity(workspace.name, kind=KIND_CREATE, target_id=name, message="Queued")
             deployment.record = store.update_deployment(workspace.name, name, activity_id=activity.activity_id)
             deployment._write_scoring_config()
             deployment._write_desired("create", driver.image_payload(image_record), settings, activity.activity_id)
@@ -275,11 +275,9 @@ class Deployment:
             raise ValidationError("The port of a deployment cannot change; delete it and create it again")
         driver = build_replica_driver(self.target)
         driver.validate(image_record)
-        activity_id = _activity_id(idempotency_key, KIND_UPDATE, self.name)
-        if activity_id is not None:
-            with contextlib.suppress(NotFoundError):
-                ws.store.get_activity(activity_id)  # a retry of this very update: follow it
-                return self.wait_for_deployment(timeout=timeout) if wait else self
+        earlier, activity_id = _keyed_activity(ws, idempotency_key, KIND_UPDATE, self.name)
+        if earlier is not None:  # a retry of this very update, still going or done: follow it
+            return self.wait_for_deployment(timeout=timeout, activity_id=earlier.activity_id) if wait else self
         unchanged = (image_record.id == self.image_id == self.serving_image_id
                      and settings.model_dump(mode="json") == self.record.config)
         if unchanged and self.state is DeploymentState.HEALTHY and self.supervisor_alive():
@@ -430,11 +428,13 @@ class Deployment:
         return self.workspace.get_activity(self.record.activity_id)
 
     def wait_for_deployment(
-        self, *, timeout: float | None = DEFAULT_TIMEOUT, poll_interval: float = 0.25, raise_on_error: bool = True
+        self, *, timeout: float | None = DEFAULT_TIMEOUT, poll_interval: float = 0.25, raise_on_error: bool = True,
+        activity_id: str | None = None,
     ) -> Deployment:
-        """Block until the latest activity ends; DeploymentError if it failed. A supervisor that
-        died meanwhile fails the activity (with its log's end) instead of leaving callers waiting."""
-        activity_id = self.record.activity_id
+        """Block until the latest activity (or ``activity_id``) ends; DeploymentError if it failed.
+        A supervisor that died meanwhile fails the activity (with its log's end) instead of leaving
+        callers waiting."""
+        activity_id = activity_id or self.record.activity_id
         if activity_id is None:
             return self
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -664,11 +664,27 @@ class Deployment:
             store.update_deployment(self.workspace.name, self.name, state=state, error=error)
 
 
-def _activity_id(idempotency_key: str | None, kind: str, name: str) -> str | None:
-    """A deterministic activity id for a keyed operation: a retried task finds its activity."""
+_MAX_ATTEMPTS = 100
+
+
+def _keyed_activity(
+    workspace: Workspace, idempotency_key: str | None, kind: str, name: str
+) -> tuple[ActivityRecord | None, str | None]:
+    """For a keyed operation: (the earlier attempt to follow, None) when one is running or
+    succeeded, else (None, the id for a new attempt). Attempt ids are derived from the key, so a
+    retried task finds its own; a failed attempt is not followed but retried under the next id."""
     if not idempotency_key:
-        return None
-    return hashlib.sha256(f"{idempotency_key}\x1f{kind}\x1f{name}".encode()).hexdigest()[:32]
+        return None, None
+    for attempt in range(_MAX_ATTEMPTS):
+        activity_id = hashlib.sha256(f"{idempotency_key}\x1f{kind}\x1f{name}\x1f{attempt}".encode()).hexdigest()[:32]
+        try:
+            activity = workspace.store.get_activity(activity_id)
+        except NotFoundError:
+            return None, activity_id
+        if activity.status in (ActivityStatus.FAILED, ActivityStatus.CANCELED):
+            continue
+        return activity, None
+    raise ConflictError(f"Deployment '{name}': {_MAX_ATTEMPTS} attempts of this {kind} failed already")
 
 
 def _split_image_id(image_id: str) -> tuple[str, int]:

@@ -365,6 +365,7 @@ class Supervisor:
             if ok:
                 backend.failures = 0
                 backend.ready = True
+                backend.info["was_ready"] = True
             else:
                 backend.failures += 1
                 if backend.failures >= UNREADY_AFTER and backend.ready:
@@ -400,12 +401,17 @@ class Supervisor:
         wanted = self._wanted_replicas()
         active = self._active()
         ready = sum(1 for b in active if b.ready)
-        state = DeploymentState.HEALTHY if ready >= wanted and ready == len(active) else DeploymentState.UNHEALTHY
+        # A replica still starting (the autoscaler's, a replacement) is not a fault yet; one that was
+        # ready and stopped answering, or never got ready in time, is.
+        startup = self.config.startup_timeout_seconds
+        faulty = [b for b in active if not b.ready
+                  and (b.info.get("was_ready") or time.time() - b.info.get("started_at", 0) > startup)]
+        state = DeploymentState.HEALTHY if ready >= wanted and not faulty else DeploymentState.UNHEALTHY
         if state is not self._state:
             self._state = state
             error = "" if state is DeploymentState.HEALTHY else (
-                f"{ready} of {max(wanted, len(active))} replica(s) ready" + (
-                    f"; {active[0].info.get('last_probe', '')}" if active and not active[0].ready else ""))
+                f"{ready} of {max(wanted, len(active))} replica(s) ready"
+                + (f"; {faulty[0].key}: {faulty[0].info.get('last_probe', '')}" if faulty else ""))
             log.info("Deployment %s is %s %s", self.name, state.value, error)
             self._update(state=state, error=error)
 

@@ -1,18 +1,22 @@
 """The example DAGs, run end to end with ``dag.test()`` on the embedded default.
 
-Real training runs (scikit-learn on iris) on the local compute target, in a throw-away $AML_HOME
-and $AIRFLOW_HOME: the same path as the README's main-job command.
+Real training runs (scikit-learn on iris) on the local compute target, a real image build (local
+builder) and a real local web service, in a throw-away $AML_HOME and $AIRFLOW_HOME: the same path
+as the README's main-job command. Every service a test deploys is deleted when it ends (its
+supervisor would outlive the test otherwise).
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from airflow_aml.entities import RunStatus
+from airflow_aml.deployments import Deployment
+from airflow_aml.entities import DeploymentState, ImageStatus, RunStatus
 from airflow_aml.workspace import Workspace
 
 DAGS = Path(__file__).resolve().parents[2] / "dags_examples"
@@ -36,17 +40,41 @@ def embedded_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture
+def deployments(embedded_home: Path) -> Iterator[list[str]]:
+    """Names of the services a test deploys in the embedded default workspace: deleted at the end."""
+    names: list[str] = []
+    yield names
+    if names and Workspace.list():
+        ws = Workspace.get("default")
+        for name in names:
+            Deployment.delete_if_exists(ws, name, timeout=120)
+
+
 def _states(dag_run) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
 
 
+SERVING_TASKS = ("build_image", "deploy", "wait_healthy", "score_sample")
+
+
 @pytest.mark.parametrize("deferrable", [False, True], ids=["waiting", "deferrable"])
-def test_train_register_dag_end_to_end(airflow_db: Path, embedded_home: Path, deferrable: bool) -> None:
+def test_train_register_deploy_dag_end_to_end(
+    airflow_db: Path, embedded_home: Path, deployments: list[str], deferrable: bool
+) -> None:
     dag = _load("aml_train_register_deploy").dag
-    dag.get_task("train").deferrable = deferrable
+    for task_id in ("train", "build_image", "deploy", "wait_healthy"):
+        dag.get_task(task_id).deferrable = deferrable
     experiment = f"iris-{'deferred' if deferrable else 'waiting'}"
-    dag_run = dag.test(run_conf={"experiment": experiment, "grid_C": [0.05, 1.0], "model_name": experiment})
-    assert _states(dag_run) == {"train": "success", "best_run": "success", "register_model": "success"}
+    service_name = f"{experiment}-service"
+    deployments.append(service_name)
+    conf = {"experiment": experiment, "grid_C": [0.05, 1.0], "model_name": experiment,
+            "image_name": f"{experiment}-scorer", "deployment_name": service_name}
+    dag_run = dag.test(run_conf=conf)
+    assert _states(dag_run) == {
+        "train": "success", "best_run": "success", "register_model": "success",
+        **dict.fromkeys(SERVING_TASKS, "success"),
+    }
 
     ws = Workspace.get("default")
     [sweep] = ws.experiment(experiment).get_runs()
@@ -60,6 +88,17 @@ def test_train_register_dag_end_to_end(airflow_db: Path, embedded_home: Path, de
     assert "model.pkl" in model.files()
     assert float(model.record.properties["metric.cv_accuracy"]) == best.get_metrics()["cv_accuracy"]
 
+    [image] = ws.list_images(name=f"{experiment}-scorer")
+    assert image.status is ImageStatus.SUCCEEDED and image.model_ids == [model.id]
+    assert image.record.builder == "local" and image.tags["dag_run"] == dag_run.run_id
+    service = ws.get_deployment(service_name)
+    assert service.state is DeploymentState.HEALTHY and service.image_id == image.id
+    assert service.target == "local" and service.config.replicas == 1
+    assert service.tags == {"model": model.id, "dag_run": dag_run.run_id}
+    # The service outlives the DAG run; score_sample got [0, 2] from it (else it failed).
+    answer = service.run({"data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]})
+    assert answer["predictions"] == [0, 2]
+
 
 def test_threshold_miss_stops_before_registering(airflow_db: Path, embedded_home: Path) -> None:
     dag = _load("aml_train_register_deploy").dag
@@ -69,7 +108,10 @@ def test_threshold_miss_stops_before_registering(airflow_db: Path, embedded_home
     assert states["train"] == "success"
     assert states["best_run"] == "failed"
     assert states["register_model"] == "upstream_failed"
-    assert Workspace.get("default").list_models(name="iris-strict") == []
+    assert all(states[task_id] == "upstream_failed" for task_id in SERVING_TASKS)
+    ws = Workspace.get("default")
+    assert ws.list_models(name="iris-strict") == []
+    assert ws.list_images() == [] and ws.list_deployments() == []
 
 
 def test_scheduled_retraining_registers_only_a_better_model(airflow_db: Path, embedded_home: Path) -> None:

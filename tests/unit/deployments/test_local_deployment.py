@@ -145,12 +145,23 @@ def test_failed_update_keeps_the_old_replicas_serving(
     service = Deployment.create(deploy_ws, "keeps", images["v1"], config={"startup_timeout_seconds": 60})
     key = service.get_keys()[0]
     with pytest.raises(DeploymentError, match="broken on purpose"):
-        service.update(image=images["broken"])
+        service.update(image=images["broken"], idempotency_key="try")
+    # A retried task (same key) tries a failed update again rather than replaying its failure.
+    with pytest.raises(DeploymentError, match="broken on purpose"):
+        service.update(image=images["broken"], idempotency_key="try")
+    failed = [a for a in deploy_ws.list_activities(target_id="keeps", kind="deployment_update")]
+    assert len(failed) == 2 and all(a.status is ActivityStatus.FAILED for a in failed)
     service.refresh()
     assert service.state is DeploymentState.HEALTHY
     assert service.image_id == service.serving_image_id == "echo:1"
     assert "failed; still serving echo:1" in (service.error or "")
     assert body(score(service, key=key))["version"] == "1"
+    # A succeeded keyed update is followed, not repeated, by its retry.
+    service.update(image=images["v2"], idempotency_key="next")
+    service.update(image=images["v2"], idempotency_key="next")
+    updates = deploy_ws.list_activities(target_id="keeps", kind="deployment_update")
+    assert [a.status for a in updates].count(ActivityStatus.SUCCEEDED) == 1
+    assert service.refresh().serving_image_id == "echo:2"
 
 
 def test_failed_create_is_recorded_and_can_be_deleted(

@@ -1,0 +1,241 @@
+"""Web services: ``AmlDeployWebServiceOperator`` (create or update) and ``AmlDeleteWebServiceOperator``."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.sdk import conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_aml.deployments.deployment import DEFAULT_TIMEOUT, Deployment
+from airflow_aml.entities import ActivityStatus, DeploymentState
+from airflow_aml.exceptions import (
+    AmlError,
+    AuthorizationError,
+    ConflictError,
+    DeploymentError,
+    NotFoundError,
+    ValidationError,
+)
+from airflow_aml.images.image import Image
+from airflow_aml.links import AmlDeploymentLink
+from airflow_aml.names import validate_name
+from airflow_aml.operators.base import AmlBaseOperator, idempotency_key
+
+# Mistakes in the task's arguments (unknown or unbuilt image, wrong target or builder, bad
+# config, a deployment on another target): no retry can fix them.
+FAIL_FAST = (ValidationError, NotFoundError, ConflictError, AuthorizationError)
+LOG_TAIL_LINES = 15
+
+
+def image_reference(image: Any) -> str | Image:
+    """``image`` as ``"name"`` / ``"name:version"`` (or an Image as is).
+
+    Accepts the XCom of ``AmlBuildImageOperator`` (``{"name", "version", "id", ...}``), also when
+    it was rendered as text (a DAG without ``render_template_as_native_obj``).
+    """
+    if isinstance(image, Image):
+        return image
+    if isinstance(image, str) and image.strip().startswith("{"):
+        try:
+            image = ast.literal_eval(image.strip())
+        except (ValueError, SyntaxError):
+            raise ValidationError(f"image {image!r} is neither 'name[:version]' nor an image dict") from None
+    if isinstance(image, Mapping):
+        if image.get("id"):
+            return str(image["id"])
+        if image.get("name"):
+            return f"{image['name']}:{image['version']}" if image.get("version") else str(image["name"])
+        raise ValidationError(f"An image given as a mapping needs 'id' or 'name': {dict(image)!r}")
+    if not isinstance(image, str) or not image.strip():
+        raise ValidationError(f"image must be 'name', 'name:version' or an image dict, not {image!r}")
+    return image.strip()
+
+
+def deployment_url(hook: Any, name: str) -> str:
+    return f"{hook.settings.ui_base_url}/workspaces/{hook.workspace.name}/deployments/{name}"
+
+
+class AmlDeployWebServiceOperator(AmlBaseOperator):
+    """Deploy ``image`` as web service ``deployment_name``: create it, or update it when it exists.
+
+    An update rolls out (the old replicas serve until the new ones are ready); an update that
+    changes nothing on a Healthy service is a no-op, so re-running a DAG is cheap. The service's
+    keys never go to XCom: read them with ``Deployment.get_keys()`` (``AmlWorkspaceHook``).
+
+    :param deployment_name: the web service.
+    :param image: ``"name"`` (latest version), ``"name:version"``, or the XCom of ``AmlBuildImageOperator``.
+    :param target: ``"local"`` (processes of a local image) or ``"docker"``.
+    :param config: ``DeploymentConfig`` fields, e.g. ``{"replicas": 2}`` or ``{"autoscale": {...}}``; on
+        an update only the fields given change.
+    :param tags: deployment tags.
+    :param wait_for_completion: wait until the create/update ends (default); False returns once it started.
+    :param deferrable: wait in the triggerer instead of holding a worker slot.
+    :param poll_interval: seconds between progress reports (and the trigger's polls).
+    :param timeout: seconds to wait for the deployment; None waits for ever.
+    :return: ``{"name", "scoring_uri", "state", "image_id", "swagger_uri"}``.
+    """
+
+    template_fields: Sequence[str] = (
+        "aml_conn_id", "deployment_name", "image", "target", "config", "tags", "description",
+    )
+    template_fields_renderers = {"config": "json", "tags": "json"}
+    operator_extra_links = (AmlDeploymentLink(),)
+    ui_color = "#e8daef"
+
+    def __init__(
+        self,
+        *,
+        deployment_name: str,
+        image: str | Mapping[str, Any],
+        target: str = "local",
+        config: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        description: str = "",
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 5.0,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.deployment_name = deployment_name
+        self.image = image
+        self.target = target
+        self.config = config
+        self.tags = tags
+        self.description = description
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        ws = self.hook.workspace
+        name = str(self.deployment_name)
+        try:
+            image = image_reference(self.image)
+            if self.config is not None and not isinstance(self.config, Mapping):
+                raise ValidationError(f"config must be a mapping of DeploymentConfig fields, not {self.config!r}")
+            self.log.info("Deploying %s as web service %s on the %s target", image, name, self.target)
+            deployment = Deployment.deploy(
+                ws, name, image, target=str(self.target), config=dict(self.config) if self.config else None,
+                tags=self.tags or None, description=self.description or "", wait=False, timeout=self.timeout,
+                idempotency_key=idempotency_key(context),
+            )
+        except FAIL_FAST as exc:
+            raise AirflowFailException(str(exc)) from exc
+        except DeploymentError as exc:
+            raise AirflowException(self._with_logs(str(exc), name)) from exc
+        except (AmlError, TimeoutError) as exc:
+            raise AirflowException(str(exc)) from exc
+        AmlDeploymentLink().persist(context, deployment_url(self.hook, name))
+        activity = deployment.activity
+        self.log.info("Deployment %s: %s %s (activity %s)", name, activity.kind, activity.status.value,
+                      activity.activity_id)
+        if not self.wait_for_completion:
+            return self._result(deployment)
+        if self.deferrable and not activity.status.is_terminal:
+            self.defer_until_done(activity.activity_id, poll_interval=self.poll_interval, timeout=self.timeout)
+        self._wait(deployment)
+        return self._finish(deployment, deployment.record.activity_id)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        name = str(self.deployment_name)
+        try:
+            self.check_event(event)
+        except AirflowException as exc:
+            raise AirflowException(self._with_logs(str(exc), name)) from exc
+        return self._finish(Deployment.get(self.hook.workspace, name), event["activity_id"])  # type: ignore[index]
+
+    # ------------------------------------------------------------------ helpers
+    def _wait(self, deployment: Deployment) -> None:
+        """Follow the deployment's activity until it ends, logging its progress."""
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        last: tuple[float, str] | None = None
+        while True:
+            activity = deployment.activity
+            if (activity.progress, activity.message) != last:
+                last = (activity.progress, activity.message)
+                self.log.info("Deployment %s: %s %s %.0f%% %s", deployment.name, activity.kind,
+                              activity.status.value, activity.progress * 100, activity.message)
+            if activity.status.is_terminal:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise AirflowException(
+                    f"Deployment {deployment.name}: {activity.kind} still {activity.status.value} after "
+                    f"{self.timeout} s ({activity.message})"
+                )
+            # Also notices a supervisor that died (it fails the activity with its log's end).
+            with contextlib.suppress(TimeoutError):
+                deployment.wait_for_deployment(timeout=self.poll_interval, raise_on_error=False)
+
+    def _finish(self, deployment: Deployment, activity_id: str | None) -> dict[str, Any]:
+        ws = self.hook.workspace
+        if activity_id:
+            activity = ws.get_activity(activity_id)
+            if activity.status is not ActivityStatus.SUCCEEDED:
+                raise AirflowException(self._with_logs(
+                    f"Deployment {deployment.name}: {activity.kind} {activity.status.value}: "
+                    f"{activity.error or activity.message}", deployment.name,
+                ))
+        deployment.refresh()
+        if deployment.state is DeploymentState.FAILED:
+            raise AirflowException(self._with_logs(
+                f"Deployment {deployment.name} is Failed: {deployment.error or 'no error recorded'}", deployment.name,
+            ))
+        if deployment.state is not DeploymentState.HEALTHY:
+            self.log.warning("Deployment %s is %s: %s", deployment.name, deployment.state.value, deployment.error)
+        self.log.info("Deployment %s serves %s at %s (%s)", deployment.name, deployment.image_id,
+                      deployment.scoring_uri, deployment.state.value)
+        return self._result(deployment)
+
+    @staticmethod
+    def _result(deployment: Deployment) -> dict[str, Any]:
+        return {
+            "name": deployment.name, "scoring_uri": deployment.scoring_uri, "state": deployment.state.value,
+            "image_id": deployment.image_id, "swagger_uri": deployment.swagger_uri,
+        }
+
+    def _with_logs(self, message: str, name: str) -> str:
+        try:
+            logs = Deployment.get(self.hook.workspace, name).get_logs(tail=LOG_TAIL_LINES)
+        except Exception:
+            return message
+        return f"{message}\nDeployment logs (end):\n{logs}"
+
+
+class AmlDeleteWebServiceOperator(AmlBaseOperator):
+    """Delete web service ``deployment_name`` (its replicas, keys and files). Idempotent: a
+    deployment that does not exist is a success.
+
+    :param timeout: seconds to wait for the replicas to stop; None waits for ever.
+    :return: ``{"name", "deleted"}`` (``deleted`` False when there was nothing to delete).
+    """
+
+    template_fields: Sequence[str] = ("aml_conn_id", "deployment_name")
+    ui_color = "#e8daef"
+
+    def __init__(self, *, deployment_name: str, timeout: float | None = DEFAULT_TIMEOUT, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deployment_name = deployment_name
+        self.timeout = timeout
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        name = str(self.deployment_name)
+        try:
+            validate_name("deployment", name)
+            existed = Deployment.delete_if_exists(self.hook.workspace, name, wait=True, timeout=self.timeout)
+        except (ValidationError, AuthorizationError) as exc:
+            raise AirflowFailException(str(exc)) from exc
+        except (AmlError, TimeoutError) as exc:
+            raise AirflowException(str(exc)) from exc
+        if existed:
+            self.log.info("Deleted deployment %s", name)
+        else:
+            self.log.info("Deployment %s does not exist: nothing to delete", name)
+        return {"name": name, "deleted": existed}

@@ -1,0 +1,237 @@
+"""``AmlBuildImageOperator``: build the next version of a scoring image (models + scoring code)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.sdk import conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_aml.entities import ImageStatus
+from airflow_aml.exceptions import AmlError, AuthorizationError, ImageBuildError, NotFoundError, ValidationError
+from airflow_aml.images.image import Image
+from airflow_aml.images.spec import ImageSpec
+from airflow_aml.links import AmlImageLink
+from airflow_aml.operators.base import AmlBaseOperator, idempotency_key
+
+# Mistakes in the task's arguments: no retry can fix them.
+FAIL_FAST = (ValidationError, NotFoundError, AuthorizationError)
+LOG_TAIL_LINES = 25
+
+
+def model_references(models: Any) -> list[str]:
+    """``models`` as ``"name"`` / ``"name:version"`` strings.
+
+    Accepts one reference or a list of them; a dict (the XCom of ``AmlRegisterModelOperator``:
+    ``{"name", "version", "id"}``) stands for its ``id``.
+    """
+    items = models if isinstance(models, list | tuple) else [models]
+    refs = []
+    for item in items:
+        if isinstance(item, Mapping):
+            if item.get("id"):
+                item = item["id"]
+            elif item.get("name"):
+                item = f"{item['name']}:{item['version']}" if item.get("version") else item["name"]
+            else:
+                raise ValidationError(f"A model given as a mapping needs 'id' or 'name': {dict(item)!r}")
+        refs.append(str(item).strip())
+    return refs
+
+
+class AmlBuildImageOperator(AmlBaseOperator):
+    """Build the next version of image ``image_name`` from model versions and scoring code.
+
+    The spec mirrors ``ImageSpec``: give ``builtin_scorer`` (``"sklearn"``, ``"onnx"``: no code) or
+    ``source_directory`` + ``entry_script`` (a script with ``init()`` and ``run()``).
+
+    :param image_name: the image (versions are numbered by the registry).
+    :param models: model references, ``"name"`` (its latest version) or ``"name:version"``; also
+        the dict XCom of ``AmlRegisterModelOperator``.
+    :param source_directory: folder with the scoring script and the files it needs.
+    :param entry_script: the scoring script, relative to ``source_directory``.
+    :param builtin_scorer: a built-in scorer instead of a script.
+    :param pip: extra requirement lines (``"scikit-learn==1.5.2"``).
+    :param conda_file: a conda environment file whose pip dependencies are installed.
+    :param extra_files: files or folders copied next to the scoring code.
+    :param base_image: Docker base image (``builder="docker"`` only).
+    :param builder: ``"local"`` (a cached virtualenv, served by the local deployment target) or ``"docker"``.
+    :param wait_for_completion: build in the task (default), logging progress; False starts the
+        build in a detached process and returns at once (status Building).
+    :param deferrable: start the build in a detached process and wait in the triggerer.
+    :param poll_interval: seconds between progress reports (and the trigger's polls).
+    :param timeout: seconds the deferred wait may last; None waits for ever.
+    :return: ``{"name", "version", "id", "location", "builder"}``.
+    """
+
+    template_fields: Sequence[str] = (
+        "aml_conn_id",
+        "image_name", "models", "source_directory", "entry_script", "builtin_scorer", "pip", "conda_file",
+        "extra_files", "base_image", "tags", "description", "builder",
+    )
+    template_fields_renderers = {"tags": "json", "pip": "json", "models": "json"}
+    operator_extra_links = (AmlImageLink(),)
+    ui_color = "#fdebd0"
+
+    def __init__(
+        self,
+        *,
+        image_name: str,
+        models: Sequence[str | Mapping[str, Any]] | str | Mapping[str, Any],
+        source_directory: str | None = None,
+        entry_script: str | None = None,
+        builtin_scorer: str | None = None,
+        pip: Sequence[str] | None = None,
+        conda_file: str | None = None,
+        extra_files: Sequence[str] | None = None,
+        input_schema: dict[str, Any] | None = None,
+        output_schema: dict[str, Any] | None = None,
+        base_image: str | None = None,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        builder: str = "local",
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 5.0,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.image_name = image_name
+        self.models = models
+        self.source_directory = source_directory
+        self.entry_script = entry_script
+        self.builtin_scorer = builtin_scorer
+        self.pip = pip
+        self.conda_file = conda_file
+        self.extra_files = extra_files
+        self.input_schema = input_schema
+        self.output_schema = output_schema
+        self.base_image = base_image
+        self.description = description
+        self.tags = tags
+        self.builder = builder
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+
+    # ------------------------------------------------------------------ configuration
+    def build_spec(self) -> ImageSpec:
+        """The ImageSpec of the rendered arguments; ValidationError naming the problem."""
+        data: dict[str, Any] = {
+            "models": model_references(self.models),
+            "source_directory": self.source_directory or None,
+            "entry_script": self.entry_script or None,
+            "builtin_scorer": self.builtin_scorer or None,
+            "pip": [str(line) for line in self.pip or []],
+            "conda_file": self.conda_file or None,
+            "extra_files": [str(path) for path in self.extra_files or []],
+            "input_schema": self.input_schema,
+            "output_schema": self.output_schema,
+            "base_image": self.base_image or None,
+            "description": self.description or "",
+        }
+        return ImageSpec.coerce({k: v for k, v in data.items() if v is not None}, image=str(self.image_name))
+
+    # ------------------------------------------------------------------ execution
+    def execute(self, context: Any) -> dict[str, Any]:
+        ws = self.hook.workspace
+        key = idempotency_key(context)
+        wait_here = self.wait_for_completion and not self.deferrable
+        stop_reporting = threading.Event()
+        reporter = None
+        try:
+            spec = self.build_spec()
+            if wait_here:
+                reporter = threading.Thread(
+                    target=self._report_progress, args=(key, stop_reporting), name="aml-image-progress", daemon=True,
+                )
+                reporter.start()
+            self.log.info("Building image %s (%s builder) from %s", self.image_name, self.builder, spec.models)
+            image = Image.create(
+                ws, self.image_name, spec, builder=self.builder, tags=self.tags, wait=wait_here, idempotency_key=key,
+            )
+        except FAIL_FAST as exc:
+            raise AirflowFailException(str(exc)) from exc
+        except ImageBuildError as exc:
+            raise AirflowException(self._failure_message(str(exc), exc.image_id)) from exc
+        except AmlError as exc:
+            raise AirflowException(str(exc)) from exc
+        finally:
+            stop_reporting.set()
+            if reporter is not None:
+                reporter.join(timeout=5)
+        AmlImageLink().persist(context, image_url(self.hook, image.name, image.version))
+        if image.status is ImageStatus.BUILDING:
+            self.log.info("Image %s is building (activity %s)", image.id, image.record.activity_id)
+            if self.deferrable and self.wait_for_completion:
+                self.defer_until_done(
+                    image.record.activity_id, poll_interval=self.poll_interval, timeout=self.timeout,
+                )
+            return self._result(image)
+        return self._finish(image)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        target = (event or {}).get("target_id")
+        try:
+            self.check_event(event)
+        except AirflowException as exc:
+            image_id = target if target and ":" in str(target) else None
+            raise AirflowException(self._failure_message(str(exc), image_id)) from exc
+        name, _, version = str(target).rpartition(":")
+        return self._finish(Image.get(self.hook.workspace, name, int(version)))
+
+    # ------------------------------------------------------------------ helpers
+    def _finish(self, image: Image) -> dict[str, Any]:
+        image.refresh()
+        if image.status is ImageStatus.FAILED:
+            raise AirflowException(self._failure_message(
+                f"Image {image.id} failed to build: {image.error or 'no error recorded'}", image.id,
+            ))
+        self.log.info("Image %s built (%s): %s", image.id, image.record.builder, image.location)
+        return self._result(image)
+
+    @staticmethod
+    def _result(image: Image) -> dict[str, Any]:
+        return {
+            "name": image.name, "version": image.version, "id": image.id, "location": image.location,
+            "builder": image.record.builder,
+        }
+
+    def _failure_message(self, message: str, image_id: str | None) -> str:
+        """``message`` and the end of the build log of ``image_id`` ("name:version")."""
+        if not image_id:
+            return message
+        try:
+            name, _, version = image_id.rpartition(":")
+            record = self.hook.workspace.store.get_image(self.hook.workspace.name, name, int(version))
+        except (AmlError, ValueError):
+            return message
+        tail = "\n".join((record.build_log_tail or "").splitlines()[-LOG_TAIL_LINES:])
+        return f"{message}\nBuild log (end):\n{tail}" if tail else message
+
+    def _report_progress(self, key: str, stop: threading.Event) -> None:
+        """Log the build's progress (its activity) while ``Image.create`` builds in this task."""
+        ws = self.hook.workspace
+        last: tuple[float, str] | None = None
+        while not stop.wait(self.poll_interval):
+            try:
+                building = [
+                    r for r in ws.store.search_images(ws.name, name=str(self.image_name), idempotency_key=key)
+                    if r.status is ImageStatus.BUILDING and r.activity_id
+                ]
+                if not building:
+                    continue
+                activity = ws.store.get_activity(building[0].activity_id)
+            except Exception:  # reporting is best effort: the build itself decides the outcome
+                continue
+            if (activity.progress, activity.message) != last:
+                last = (activity.progress, activity.message)
+                self.log.info("Image %s: %.0f%% %s", building[0].id, activity.progress * 100, activity.message)
+
+
+def image_url(hook: Any, name: str, version: int) -> str:
+    return f"{hook.settings.ui_base_url}/workspaces/{hook.workspace.name}/images/{name}/versions/{version}"

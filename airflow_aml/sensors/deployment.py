@@ -1,0 +1,140 @@
+"""``AmlDeploymentSensor``: wait until a web service is Healthy.
+
+It follows the deployment's current activity (create, update, restore), then checks the state.
+Works in ``mode="poke"``, ``mode="reschedule"`` and ``deferrable=True``: deferred, it waits on the
+activity through the shared ``AmlActivityTrigger`` (or, when no activity runs but the service is
+not Healthy yet, a short timer) and looks again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, conf
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+
+from airflow_aml.deployments.deployment import Deployment
+from airflow_aml.entities import ActivityRecord, ActivityStatus, DeploymentState
+from airflow_aml.exceptions import DeploymentNotFoundError, NotFoundError
+from airflow_aml.hooks.workspace import AmlWorkspaceHook
+from airflow_aml.links import AmlDeploymentLink
+from airflow_aml.triggers.activity import AmlActivityTrigger
+
+
+class AmlDeploymentSensor(BaseSensorOperator):
+    """Wait until deployment ``deployment_name`` is Healthy.
+
+    Fails with the recorded error when its latest activity failed, or when the deployment is
+    Failed, being deleted, or does not exist. An Unhealthy service is waited for (its supervisor
+    restarts replicas that stop).
+
+    :param deployment_name: the web service.
+    """
+
+    template_fields: Sequence[str] = ("aml_conn_id", "deployment_name")
+    operator_extra_links = (AmlDeploymentLink(),)
+    ui_color = "#e8daef"
+
+    def __init__(
+        self,
+        *,
+        deployment_name: str,
+        aml_conn_id: str = AmlWorkspaceHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.deployment_name = deployment_name
+        self.aml_conn_id = aml_conn_id
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> AmlWorkspaceHook:
+        return AmlWorkspaceHook(aml_conn_id=self.aml_conn_id)
+
+    # ------------------------------------------------------------------ checking
+    def inspect(self) -> tuple[bool, ActivityRecord | None]:
+        """(Healthy?, the activity still running, if any). Raises when waiting cannot help."""
+        name = str(self.deployment_name)
+        try:
+            deployment = Deployment.get(self.hook.workspace, name)
+        except DeploymentNotFoundError:
+            raise AirflowException(
+                f"Deployment {name!r} does not exist in workspace {self.hook.workspace.name!r}"
+            ) from None
+        activity = None
+        if deployment.record.activity_id:
+            try:
+                activity = deployment.activity
+            except NotFoundError:
+                activity = None
+        if activity is not None:
+            self.log.info(
+                "Deployment %s: %s %s %.0f%% %s", name, activity.kind, activity.status.value, activity.progress * 100,
+                activity.message,
+            )
+            if not activity.status.is_terminal:
+                return False, activity
+            if activity.status is not ActivityStatus.SUCCEEDED:
+                raise AirflowException(
+                    f"Deployment {name}: {activity.kind} ended {activity.status.value}: "
+                    f"{activity.error or deployment.error or activity.message or 'no error recorded'}"
+                )
+        state = deployment.state
+        if state is DeploymentState.HEALTHY:
+            self.log.info("Deployment %s is Healthy: %s serves %s", name, deployment.scoring_uri, deployment.image_id)
+            return True, None
+        if state is DeploymentState.FAILED:
+            raise AirflowException(f"Deployment {name} is Failed: {deployment.error or 'no error recorded'}")
+        if state is DeploymentState.DELETING:
+            raise AirflowException(f"Deployment {name} is being deleted")
+        self.log.info("Deployment %s is %s%s: waiting", name, state.value,
+                      f" ({deployment.error})" if deployment.error else "")
+        return False, None
+
+    def poke(self, context: Any) -> bool:
+        return self.inspect()[0]
+
+    # ------------------------------------------------------------------ execution
+    def execute(self, context: Any) -> Any:
+        AmlDeploymentLink().persist(
+            context,
+            f"{self.hook.settings.ui_base_url}/workspaces/{self.hook.workspace.name}/deployments/{self.deployment_name}",
+        )
+        if not self.deferrable:
+            return super().execute(context)
+        return self._check_or_defer(time.time() + self.timeout if self.timeout else None)
+
+    def execute_complete(self, context: Any, event: Any = None, end_time: float | None = None) -> None:
+        if isinstance(event, dict):  # from AmlActivityTrigger; a timer's event is its moment
+            if event.get("status") == "timeout":
+                raise AirflowSensorTimeout(event.get("message") or "Timed out")
+            if event.get("status") != "success":
+                raise AirflowException(event.get("message") or f"Activity ended with {event!r}")
+        elif event is None:
+            raise AirflowException("Trigger returned no event")
+        return self._check_or_defer(end_time)
+
+    def _check_or_defer(self, end_time: float | None) -> None:
+        healthy, activity = self.inspect()
+        if healthy:
+            return None
+        if end_time is not None and time.time() >= end_time:
+            raise AirflowSensorTimeout(f"Deployment {self.deployment_name} not Healthy within {self.timeout} s")
+        if activity is not None:
+            trigger: Any = AmlActivityTrigger(
+                activity_id=activity.activity_id, aml_conn_id=self.aml_conn_id, poll_interval=self.poke_interval,
+                end_time=end_time,
+            )
+        else:  # nothing running to follow (an Unhealthy service recovering): look again later
+            from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+            delay = float(self.poke_interval)
+            if end_time is not None:
+                delay = max(0.0, min(delay, end_time - time.time()))
+            trigger = TimeDeltaTrigger(datetime.timedelta(seconds=delay))
+        self.defer(trigger=trigger, method_name="execute_complete", kwargs={"end_time": end_time})
