@@ -55,6 +55,7 @@ TICK = 0.25
 HEALTH_INTERVAL = 2.0
 AUTOSCALE_INTERVAL = 1.0
 TELEMETRY_INTERVAL = 10.0
+TELEMETRY_ROTATE_BYTES = 64 << 20  # requests.jsonl is renamed to requests.jsonl.1 beyond this
 UNREADY_AFTER = 2  # consecutive failed /ready probes before a replica leaves the rotation
 DRAIN_GRACE = 10.0  # seconds beyond the request timeout to wait for in-flight requests
 STOP_TIMEOUT = 10.0
@@ -524,16 +525,23 @@ class Supervisor:
         if self._sink is not None:
             self._sink.flush()
         path = self.folder / TELEMETRY_FILE
+        rotated = False
+        if self._telemetry_offset > TELEMETRY_ROTATE_BYTES:
+            # Keep one previous file: rename first, then read the renamed file to its end, so that
+            # lines the front writes meanwhile land in the new file and none is lost.
+            with contextlib.suppress(OSError):
+                os.replace(path, path.with_name(path.name + ".1"))
+                path, rotated = path.with_name(path.name + ".1"), True
         try:
             with path.open("rb") as handle:
                 handle.seek(self._telemetry_offset)
                 data = handle.read()
         except OSError:
             return
-        end = data.rfind(b"\n") + 1
+        end = len(data) if rotated else data.rfind(b"\n") + 1
+        self._telemetry_offset = 0 if rotated else self._telemetry_offset + end
         if end == 0:
             return
-        self._telemetry_offset += end
         totals = Counter(self._telemetry.get("status_counts") or {})
         samples: list[str] = []
         last = self._telemetry.get("last_request_at")
