@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from airflow_aml.cli import resources, runs, workspaces
+from airflow_aml.cli import deployments, images, resources, runs, workspaces
 from airflow_aml.cli._common import DEFAULT_WORKSPACE, ENV_WORKSPACE, AmlGroup, State, set_state
 
 app = typer.Typer(
@@ -60,6 +60,8 @@ app.add_typer(resources.secret_app, name="secret")
 app.add_typer(resources.role_app, name="role")
 app.add_typer(resources.activity_app, name="activity")
 app.add_typer(resources.db_app, name="db")
+app.add_typer(images.images_app, name="images")
+app.add_typer(deployments.deployments_app, name="deployments")
 
 
 def main() -> None:

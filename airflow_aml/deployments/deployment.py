@@ -48,6 +48,7 @@ from airflow_aml.deployments.replicas import DEFAULT_TARGET, build_replica_drive
 from airflow_aml.entities import ActivityRecord, ActivityStatus, DeploymentRecord, DeploymentState, ImageStatus
 from airflow_aml.exceptions import (
     AlreadyExistsError,
+    AmlError,
     ConflictError,
     DeploymentError,
     DeploymentNotFoundError,
@@ -358,19 +359,27 @@ class Deployment:
         killed supervisors): a supervisor is started for each one that should run and has none;
         deletions that were interrupted are finished. Returns the names acted on."""
         workspace.require(Action.WRITE)
-        acted = []
+        acted: list[str] = []
+        failures: list[str] = []
         for record in workspace.store.search_deployments(workspace.name):
             deployment = cls(workspace, record)
-            if record.state is DeploymentState.DELETING:
-                if not deployment.supervisor_alive():
-                    deployment.delete(wait=wait, timeout=timeout)
-                    acted.append(record.name)
-                continue
-            never_served = record.state is DeploymentState.FAILED and not record.serving_image_id
-            if never_served or deployment.supervisor_alive():
-                continue
-            deployment._restart(timeout=timeout, wait=wait)
-            acted.append(record.name)
+            try:
+                if record.state is DeploymentState.DELETING:
+                    if not deployment.supervisor_alive():
+                        acted.append(record.name)
+                        deployment.delete(wait=wait, timeout=timeout)
+                    continue
+                never_served = record.state is DeploymentState.FAILED and not record.serving_image_id
+                if never_served or deployment.supervisor_alive():
+                    continue
+                acted.append(record.name)
+                deployment._restart(timeout=timeout, wait=wait)
+            except (AmlError, TimeoutError) as exc:  # one broken deployment must not keep the others down
+                failures.append(f"{record.name}: {exc}")
+        if failures:
+            raise DeploymentError(
+                f"Restored {len(acted) - len(failures)} of {len(acted)} deployment(s); failed: " + "; ".join(failures)
+            )
         return acted
 
     def _restart(self, *, wait: bool, timeout: float | None) -> None:

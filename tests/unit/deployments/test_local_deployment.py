@@ -27,11 +27,20 @@ from tests.unit.deployments.conftest import body, score, wait_for
 
 
 def _pid_alive(pid: int) -> bool:
+    """Alive and not exiting: an exiting process has already released its memory (empty cmdline)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, IndexError):
         return False
-    return state not in ("Z", "X")
+    return state not in ("Z", "X") and bool(cmdline)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text() + " " + Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError as exc:
+        return str(exc)
 
 
 def _replica_pids(deployment: Deployment) -> list[int]:
@@ -274,7 +283,8 @@ def test_delete_is_idempotent_and_frees_the_image(deploy_ws: Workspace, images: 
     with pytest.raises(ConflictError, match="used by deployment 'gone'"):
         image.delete()
     service.delete()
-    assert not _pid_alive(supervisor) and not _pid_alive(replica)
+    assert not _pid_alive(supervisor), _proc_state(supervisor)
+    assert not _pid_alive(replica), _proc_state(replica)
     assert not service.folder.exists()
     assert Deployment.list(deploy_ws, image="short-lived") == []
     assert [s for s in deploy_ws.list_secrets() if s.startswith("deployment-gone-")] == []
