@@ -319,6 +319,7 @@ class Deployment:
         supervisor = self._supervisor_pid()
         if supervisor is not None:
             desired = self._read_desired() or {}
+            self._supersede_pending()
             write_json_atomic(self.folder / DESIRED_FILE, {
                 **desired, "operation": "delete", "generation": self.record.generation,
                 "activity_id": activity.activity_id,
@@ -624,11 +625,27 @@ class Deployment:
 
     def _write_desired(self, operation: str, image: dict[str, Any], settings: DeploymentConfig,
                        activity_id: str | None) -> None:
+        self._supersede_pending()
         write_json_atomic(self.folder / DESIRED_FILE, {
             "workspace": self.workspace.name, "name": self.name, "target": self.target,
             "generation": self.record.generation, "operation": operation, "activity_id": activity_id,
             "image": image, "config": settings.model_dump(mode="json"), "port": self._port(),
         }, mode=0o600)
+
+    def _supersede_pending(self) -> None:
+        """End the activity of a desired state the supervisor may never apply: it applies only the
+        newest generation, so an update replaced before it started would otherwise stay Running
+        and its waiter would wait until its timeout."""
+        previous = self._read_desired() or {}
+        activity_id = previous.get("activity_id")
+        if not activity_id or int(previous.get("generation") or 0) >= self.record.generation:
+            return
+        with contextlib.suppress(NotFoundError):  # terminal activities are left as they are
+            self.workspace.store.update_activity(
+                activity_id, status=ActivityStatus.CANCELED,
+                error=f"Superseded by generation {self.record.generation} of deployment '{self.name}'",
+                message="Superseded",
+            )
 
     def _read_desired(self) -> dict[str, Any] | None:
         import json

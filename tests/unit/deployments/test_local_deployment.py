@@ -131,6 +131,23 @@ def test_rolling_update_loses_no_request(deploy_ws: Workspace, images: dict, cle
     assert service.activity.message.endswith("no change") and _replica_pids(service) == pids
 
 
+def test_an_update_replaced_before_it_ran_ends_instead_of_hanging(
+    deploy_ws: Workspace, images: dict, cleanup: list[str]
+) -> None:
+    cleanup.append("hurry")
+    service = Deployment.create(deploy_ws, "hurry", images["v1"])
+    first = Deployment.get(deploy_ws, "hurry").update(image=images["v2"], wait=False)
+    second = Deployment.get(deploy_ws, "hurry").update(image=images["v1"], config={"replicas": 2}, wait=False)
+    # Started by the supervisor or not (a rollout takes seconds), the first ends now; the second wins.
+    first_end = deploy_ws.get_activity(first.record.activity_id or "")
+    assert first_end.status is ActivityStatus.CANCELED, first_end
+    with pytest.raises(DeploymentError, match="Superseded by generation 3"):
+        first.wait_for_deployment(timeout=60)
+    second.wait_for_deployment(timeout=120)
+    assert second.state is DeploymentState.HEALTHY and second.serving_image_id == "echo:1"
+    assert len(second.replicas) == 2 and service.refresh().record.generation == 3
+
+
 def test_key_regeneration_revokes_the_old_key_at_once(
     deploy_ws: Workspace, images: dict, cleanup: list[str]
 ) -> None:
