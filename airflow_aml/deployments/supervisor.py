@@ -98,7 +98,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ main
     async def run(self) -> int:
-        record = self._record()
+        record = await asyncio.to_thread(self._current_record)
         if record is None:
             log.info("Deployment %s no longer exists; nothing to supervise", self.name)
             return 0
@@ -109,8 +109,8 @@ class Supervisor:
             sock = _bind(self.port)
         except OSError as exc:
             error = f"Cannot listen on 127.0.0.1:{self.port}: {exc}"
-            self._finish_activity(self.desired, ok=False, error=error)
-            self._update(state=DeploymentState.FAILED, error=error)
+            await self._end(self.desired, ok=False, error=error)
+            await self._record(state=DeploymentState.FAILED, error=error)
             return 1
         server = _front_server(_uvicorn_config(self.front))
         server_task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -156,7 +156,7 @@ class Supervisor:
             if now >= next_telemetry:
                 next_telemetry = now + TELEMETRY_INTERVAL
                 await asyncio.to_thread(self._collect_telemetry)
-            self._publish()
+            await self._publish()
             await asyncio.sleep(TICK)
 
     def request_stop(self, reason: str) -> None:
@@ -204,7 +204,7 @@ class Supervisor:
         self.front.sample_rate = config.sample_rate
         self.config = config
         self._open_telemetry()
-        self._progress(desired, 0.1, f"Starting {count} replica(s) of image {desired['image'].get('id')}")
+        await self._report(desired, 0.1, f"Starting {count} replica(s) of image {desired['image'].get('id')}")
         if template != self.template or not self._active():
             ok, error = await self._rollout(desired, template, count)
         else:
@@ -213,31 +213,31 @@ class Supervisor:
             Autoscaler(config.autoscale, config.max_concurrent_requests) if config.autoscale is not None else None
         )
         image_id = str(desired["image"].get("id"))
-        self._publish()  # the replicas are on the record before the activity ends
+        await self._publish()  # the replicas are on the record before the activity ends
         if ok:
             self.template, self.serving = template, desired
             self._state = DeploymentState.HEALTHY
-            self._update(state=DeploymentState.HEALTHY, serving_image_id=image_id, error="",
+            await self._record(state=DeploymentState.HEALTHY, serving_image_id=image_id, error="",
                          if_generation=generation)
-            self._finish_activity(desired, ok=True, message=(
+            await self._end(desired, ok=True, message=(
                 f"Deployment '{self.name}' serves image {image_id} with {len(self._active())} replica(s) "
                 f"at http://127.0.0.1:{self.port}/score"))
             return
         if self._active():  # the update failed; the previous replicas still serve
             served = (self.serving or {}).get("image", {}).get("id")
             error = f"Update to generation {generation} (image {image_id}) failed; still serving {served}: {error}"
-            self._update(state=DeploymentState.HEALTHY, image_id=served, config=self.serving["config"]
+            await self._record(state=DeploymentState.HEALTHY, image_id=served, config=self.serving["config"]
                          if self.serving else None, error=error, if_generation=generation)
             if self.serving is not None:  # a restarted supervisor must come back to what serves now
                 _write_desired(self.folder, {**self.serving, "generation": generation, "operation": "restore",
                                              "activity_id": None})
                 self._desired_stat = None
                 self.applied_generation = generation
-            self._finish_activity(desired, ok=False, error=error)
+            await self._end(desired, ok=False, error=error)
             return
         error = f"Deployment '{self.name}' failed: {error}"
-        self._update(state=DeploymentState.FAILED, error=error, if_generation=generation)
-        self._finish_activity(desired, ok=False, error=error)
+        await self._record(state=DeploymentState.FAILED, error=error, if_generation=generation)
+        await self._end(desired, ok=False, error=error)
         self.request_stop("the deployment failed")
 
     # ------------------------------------------------------------------ replicas
@@ -277,9 +277,12 @@ class Supervisor:
             await self._stop_backends(new)
             return False, f"Could not start a replica: {exc}"
         deadline = time.monotonic() + self.config.startup_timeout_seconds
+        reported = -1
         while True:
             ready = sum(1 for b in new if b.ready)
-            self._progress(desired, 0.1 + 0.8 * ready / count, f"{ready} of {count} new replica(s) ready")
+            if ready != reported:
+                reported = ready
+                await self._report(desired, 0.1 + 0.8 * ready / count, f"{ready} of {count} new replica(s) ready")
             if ready == count:
                 break
             for backend in new:
@@ -305,7 +308,7 @@ class Supervisor:
             await self._probe(new)
             await asyncio.sleep(TICK)
         if old:
-            self._progress(desired, 0.92, f"Draining {len(old)} old replica(s)")
+            await self._report(desired, 0.92, f"Draining {len(old)} old replica(s)")
             for backend in old:
                 backend.draining = True
             await self._drain(old)
@@ -415,7 +418,7 @@ class Supervisor:
                 f"{ready} of {max(wanted, len(active))} replica(s) ready"
                 + (f"; {faulty[0].key}: {faulty[0].info.get('last_probe', '')}" if faulty else ""))
             log.info("Deployment %s is %s %s", self.name, state.value, error)
-            self._update(state=state, error=error)
+            await self._record(state=state, error=error)
 
     def _wanted_replicas(self) -> int:
         if self.autoscaler is not None:
@@ -439,13 +442,13 @@ class Supervisor:
 
     # ------------------------------------------------------------------ delete / stop
     async def _delete(self, desired: dict[str, Any]) -> None:
-        self._progress(desired, 0.2, "Draining and stopping the replicas")
+        await self._report(desired, 0.2, "Draining and stopping the replicas")
         await self._drain(list(self.pool.backends))
         await asyncio.to_thread(self._collect_telemetry)
         with contextlib.suppress(NotFoundError):
             self.store.delete_deployment(self.workspace, self.name)
         self.deleted = True
-        self._finish_activity(desired, ok=True, message=f"Deployment '{self.name}' deleted")
+        await self._end(desired, ok=True, message=f"Deployment '{self.name}' deleted")
         self.request_stop("deleted")
 
     async def _shutdown(self) -> None:
@@ -454,16 +457,27 @@ class Supervisor:
         if self.deleted:
             return  # run() removes the folder last: its pid file says the supervisor still runs
         if self.stopping and self.stopping != "the deployment failed":
-            self._update(state=DeploymentState.UNHEALTHY, error=(
+            await self._record(state=DeploymentState.UNHEALTHY, error=(
                 f"The supervisor stopped ({self.stopping}); `airflow-aml deployments restore` starts it again"))
-        self._publish(force=True, running=False)
+        await self._publish(force=True, running=False)
 
     # ------------------------------------------------------------------ workspace records
-    def _record(self) -> Any:
+    def _current_record(self) -> Any:
         try:
             return self.store.get_deployment(self.workspace, self.name)
         except NotFoundError:
             return None
+
+    # Store calls are synchronous (SQLAlchemy): the supervisor makes them from a thread, so that a
+    # store slow to answer (a busy SQLite file) never stalls the front's requests on the loop.
+    async def _record(self, **changes: Any) -> None:
+        await asyncio.to_thread(self._update, **changes)
+
+    async def _report(self, desired: dict[str, Any], fraction: float, message: str) -> None:
+        await asyncio.to_thread(self._progress, desired, fraction, message)
+
+    async def _end(self, desired: dict[str, Any], *, ok: bool, message: str = "", error: str = "") -> None:
+        await asyncio.to_thread(self._finish_activity, desired, ok=ok, message=message, error=error)
 
     def _update(self, **changes: Any) -> None:
         changes = {k: v for k, v in changes.items() if v is not None}
@@ -496,7 +510,8 @@ class Supervisor:
         except AmlError:
             log.exception("Could not record the end of activity %s", activity)
 
-    def _publish(self, *, force: bool = False, running: bool = True) -> None:
+    async def _publish(self, *, force: bool = False, running: bool = True) -> None:
+        """Record the runtime state when it changed (built on the loop that changes it)."""
         runtime = {
             "port": self.port,
             "supervisor": {"pid": os.getpid(), "host": socket.gethostname(), "running": running},
@@ -511,7 +526,7 @@ class Supervisor:
         }
         if runtime != self._published or force:
             self._published = runtime
-            self._update(runtime=runtime)
+            await self._record(runtime=runtime)
 
     # ------------------------------------------------------------------ telemetry
     def _open_telemetry(self) -> None:
