@@ -291,7 +291,7 @@ class Supervisor:
                              f"with:\n{_tail(Path(backend.info['log']))}")
                     await self._stop_backends(new)
                     return False, error
-                if not self.replicas[backend].alive():
+                if not await asyncio.to_thread(self.replicas[backend].alive):  # Docker: an engine call
                     replica = self.replicas[backend]
                     error = (f"Replica {backend.key} stopped before it was ready ({replica.exit_description()}); "
                              f"its log ends with:\n{_tail(Path(backend.info['log']))}")
@@ -387,7 +387,7 @@ class Supervisor:
             return
         for backend in list(self._active()):
             replica = self.replicas.get(backend)
-            if replica is None or replica.alive():
+            if replica is None or await asyncio.to_thread(replica.alive):
                 continue
             log.warning("Replica %s died (%s); starting a replacement", backend.key, replica.exit_description())
             await self._stop_backends([backend])
