@@ -42,6 +42,7 @@ from airflow_aml.deployments.paths import (
     SCORING_CONFIG,
     SUPERVISOR_LOG,
     deployment_dir,
+    write_desired,
     write_json_atomic,
 )
 from airflow_aml.deployments.replicas import DEFAULT_TARGET, build_replica_driver, free_port
@@ -72,6 +73,7 @@ KIND_DELETE = "deployment_delete"
 KIND_RESTORE = "deployment_restore"
 KEY_NAMES = ("primary", "secondary")
 DEFAULT_TIMEOUT = 600.0
+ABANDONED_AFTER = 5.0  # seconds without a supervisor before a waited-for activity is failed
 
 
 def key_secret_name(deployment: str, which: str) -> str:
@@ -172,6 +174,11 @@ class Deployment:
         settings = DeploymentConfig.coerce(config)
         driver = build_replica_driver(target)
         driver.validate(image_record)
+        leftover = cls(workspace, _placeholder_record(workspace.name, name))
+        if leftover.supervisor_alive():
+            raise ConflictError(
+                f"The supervisor of an earlier deployment '{name}' is still shutting down; try again in a moment"
+            )
         port = settings.port or free_port()
         if settings.port and not _port_free(port):
             raise ValidationError(f"Port {port} of 127.0.0.1 is in use; choose another port or leave it unset")
@@ -262,6 +269,7 @@ class Deployment:
         ws, store = self.workspace, self.workspace.store
         ws.require(Action.WRITE)
         self.refresh()
+        self._require_this_host()
         if self.state is DeploymentState.DELETING:
             raise ConflictError(f"Deployment '{self.name}' in workspace '{ws.name}' is being deleted")
         image_record = _resolve_image(ws, image) if image is not None else ws.store.get_image(
@@ -313,6 +321,8 @@ class Deployment:
         except DeploymentNotFoundError:
             self._forget()
             return
+        self._require_this_host()
+        self._forget_keys()  # refused from now on, whatever happens next
         activity = store.create_activity(ws.name, kind=KIND_DELETE, target_id=self.name, message="Queued")
         self.record = store.update_deployment(ws.name, self.name, state=DeploymentState.DELETING,
                                               activity_id=activity.activity_id, next_generation=True)
@@ -320,10 +330,10 @@ class Deployment:
         if supervisor is not None:
             desired = self._read_desired() or {}
             self._supersede_pending()
-            write_json_atomic(self.folder / DESIRED_FILE, {
+            write_desired(self.folder, {
                 **desired, "operation": "delete", "generation": self.record.generation,
                 "activity_id": activity.activity_id,
-            }, mode=0o600)
+            })
             if not wait:
                 return
             with contextlib.suppress(DeploymentNotFoundError):
@@ -447,17 +457,20 @@ class Deployment:
         activity_id = activity_id or self.record.activity_id
         if activity_id is None:
             return self
+        import socket
+
         deadline = None if timeout is None else time.monotonic() + timeout
-        dead_checks = 0
+        local = self._supervisor_host() in (None, socket.gethostname())
         while True:
             activity = self.workspace.store.get_activity(activity_id)
             if activity.status.is_terminal:
                 break
-            if self.supervisor_alive():
-                dead_checks = 0
+            if not local or self.supervisor_alive():
+                self._dead_since: float | None = None
             else:
-                dead_checks += 1
-                if dead_checks >= 8:  # ~2 s: the supervisor may be between its start and its pid file
+                # Kept across calls (an operator waits in short slices): dead for 5 s = abandoned.
+                self._dead_since = getattr(self, "_dead_since", None) or time.monotonic()
+                if time.monotonic() - self._dead_since > ABANDONED_AFTER:
                     self._fail_abandoned(activity)
                     continue
             if deadline is not None and time.monotonic() > deadline:
@@ -571,7 +584,25 @@ class Deployment:
 
     # ------------------------------------------------------------------ supervisor plumbing
     def supervisor_alive(self) -> bool:
+        """Whether this deployment's supervisor runs on this machine (or is starting, from here)."""
+        started = getattr(self, "_started", None)
+        if started is not None and started.poll() is None:
+            return True
         return self._supervisor_pid() is not None
+
+    def _supervisor_host(self) -> str | None:
+        return (self.record.runtime.get("supervisor") or {}).get("host")
+
+    def _require_this_host(self) -> None:
+        """Deployments are supervised where they were created: refuse to act from elsewhere."""
+        import socket
+
+        host = self._supervisor_host()
+        if host and host != socket.gethostname() and not self.supervisor_alive():
+            raise ConflictError(
+                f"Deployment '{self.name}' is supervised on host {host!r}, not here ({socket.gethostname()!r}); "
+                "manage it from that machine"
+            )
 
     def _supervisor_pid(self) -> int | None:
         """The pid of this deployment's supervisor when it runs on this machine, else None."""
@@ -611,7 +642,9 @@ class Deployment:
                                   deployment=self.name) from exc
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        (folder / "supervisor.pid").write_text(str(proc.pid))
+        # The pid file is the supervisor's to write, once it holds the deployment's lock (a second
+        # start that loses the lock must not name itself); until then, this Popen says it lives.
+        self._started = proc
         # Reap it if it ends while we live (no zombie); if we exit first, init adopts it.
         threading.Thread(target=proc.wait, name=f"aml-deployment-reap-{proc.pid}", daemon=True).start()
         return proc.pid
@@ -626,11 +659,11 @@ class Deployment:
     def _write_desired(self, operation: str, image: dict[str, Any], settings: DeploymentConfig,
                        activity_id: str | None) -> None:
         self._supersede_pending()
-        write_json_atomic(self.folder / DESIRED_FILE, {
+        write_desired(self.folder, {
             "workspace": self.workspace.name, "name": self.name, "target": self.target,
             "generation": self.record.generation, "operation": operation, "activity_id": activity_id,
             "image": image, "config": settings.model_dump(mode="json"), "port": self._port(),
-        }, mode=0o600)
+        })
 
     def _supersede_pending(self) -> None:
         """End the activity of a desired state the supervisor may never apply: it applies only the
@@ -664,11 +697,14 @@ class Deployment:
     def _base_url(self) -> str:
         return f"http://127.0.0.1:{self._port()}"
 
-    def _forget(self) -> None:
-        """What is left once the record is gone: the keys and the local folder."""
+    def _forget_keys(self) -> None:
         for which in KEY_NAMES:
             with contextlib.suppress(SecretNotFoundError):
                 self.workspace._vault.delete(key_secret_name(self.name, which))
+
+    def _forget(self) -> None:
+        """What is left once the record is gone: the keys and the local folder."""
+        self._forget_keys()
         if not self.supervisor_alive():
             shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -752,3 +788,12 @@ def _port_free(port: int) -> bool:
 
 
 
+
+
+def _placeholder_record(workspace: str, name: str) -> DeploymentRecord:
+    """A record naming a deployment that has none (yet): enough to look at its folder."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    return DeploymentRecord(workspace=workspace, name=name, target=DEFAULT_TARGET, state=DeploymentState.FAILED,
+                            image_id="-:0", created_at=now, created_by="", updated_at=now, generation=0)

@@ -41,7 +41,7 @@ _HOP_HEADERS = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
     b"transfer-encoding", b"upgrade", b"host", b"content-length",
 })
-_ATTEMPTS_PER_REPLICA = 2
+_RESENDS = 1  # times a request is sent again after a replica closed the connection without answering
 _SAMPLE_LIMIT = 64 * 1024  # characters of an input or output kept in a telemetry sample
 
 
@@ -139,6 +139,8 @@ class Front:
         started = time.perf_counter()
         self.requests += 1
         body, too_large = await _read_body(receive, self.max_request_bytes)
+        if body is None:  # the client went away mid-body: forward nothing
+            return
         if too_large:
             await _send_json(send, 413, {"error": "PayloadTooLarge", "message": (
                 f"The request body is larger than {self.max_request_bytes} bytes")})
@@ -155,16 +157,14 @@ class Front:
         query = scope.get("query_string") or b""
         target = path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in _HOP_HEADERS]
-        attempts: dict[Backend, int] = {}
+        refused: set[Backend] = set()
+        dropped = 0
         last_error = "no replica is ready"
         while True:
-            # Two attempts per replica: the first may have met a pooled connection the replica had
-            # just closed; a second failure means the replica itself does not answer.
-            backend = self.pool.pick({b for b, n in attempts.items() if n >= _ATTEMPTS_PER_REPLICA})
+            backend = self.pool.pick(refused)
             if backend is None:
                 return _json_error(503, "ServiceUnavailable", f"No replica could take the request: {last_error}",
                                    retry_after=True)
-            attempts[backend] = attempts.get(backend, 0) + 1
             backend.inflight += 1
             self.pool.inflight += 1
             try:
@@ -177,21 +177,37 @@ class Front:
                     payload = await response.read()
                     backend.failures = 0
                     backend.served += 1
-                    out = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()
-                           if k.lower().encode("latin-1") not in _HOP_HEADERS]
+                    out = [(k.lower().encode("latin-1"), v.encode("latin-1", "replace"))
+                           for k, v in response.headers.items() if k.lower().encode("latin-1") not in _HOP_HEADERS]
                     return response.status, out, payload
-            except (aiohttp.ClientConnectionError, aiohttp.ServerDisconnectedError) as exc:
-                # Refused or dropped before a response: the replica is gone or going; try another.
-                backend.failures += 1
-                last_error = f"replica {backend.key}: {type(exc).__name__}: {exc}"
-                if self.on_backend_failure is not None:
-                    self.on_backend_failure(backend, last_error)
+            except aiohttp.ClientConnectorError as exc:
+                # Refused: the request never reached that replica (gone or going); another may take it.
+                refused.add(backend)
+                last_error = self._failed(backend, exc)
+            except aiohttp.ServerDisconnectedError as exc:
+                # Closed without an answer: a pooled keep-alive connection the replica had just
+                # closed (harmless to resend), or the request killed the replica. Resend once, never
+                # more, so that one poisonous request cannot take the whole pool down.
+                last_error = self._failed(backend, exc)
+                dropped += 1
+                if dropped > _RESENDS:
+                    return _json_error(502, "BadGateway", f"The replica closed the connection without an answer "
+                                       f"({last_error})")
             except TimeoutError:
                 return _json_error(504, "GatewayTimeout", f"Replica {backend.key} did not answer within "
                                    f"{self.request_timeout + self.timeout_margin:.1f} s")
+            except aiohttp.ClientError as exc:  # a broken answer (cut mid-body, bad framing)
+                return _json_error(502, "BadGateway", self._failed(backend, exc))
             finally:
                 backend.inflight -= 1
                 self.pool.inflight -= 1
+
+    def _failed(self, backend: Backend, exc: BaseException) -> str:
+        backend.failures += 1
+        reason = f"replica {backend.key}: {type(exc).__name__}: {exc}"
+        if self.on_backend_failure is not None:
+            self.on_backend_failure(backend, reason)
+        return reason
 
     def _record(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, payload: bytes,
                 latency_ms: float) -> None:
@@ -215,13 +231,14 @@ class Front:
                 return
 
 
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes | None, bool]:
+    """(the body, too large?); (None, False) when the client disconnected before sending it all."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            return None, False
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

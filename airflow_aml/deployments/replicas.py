@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -163,7 +163,7 @@ class LocalProcessDriver(ReplicaDriver):
             "--host", "127.0.0.1", "--port", str(spec.port), "--config", str(spec.config_dir / "scoring.json"),
             "--log-level", "warning",
         ]
-        env = dict(os.environ)
+        env = replica_environment(os.environ)
         if spec.cpu_cores:
             threads = str(max(1, math.ceil(spec.cpu_cores)))
             for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -178,9 +178,13 @@ class LocalProcessDriver(ReplicaDriver):
         return ProcessReplica(spec, proc)
 
     def cleanup(self, workspace: str, deployment: str, runtime: dict[str, Any]) -> None:
+        from airflow_aml.deployments.paths import SCORING_CONFIG, deployment_dir
+
+        config = str(deployment_dir(workspace, deployment) / SCORING_CONFIG)
         for replica in runtime.get("replicas") or []:
             pid = replica.get("pid")
-            if isinstance(pid, int) and _is_scoring_process(pid):
+            # After a reboot a recorded pid may be anyone's: only this deployment's replica is killed.
+            if isinstance(pid, int) and _is_scoring_process(pid, config):
                 log.info("Stopping replica pid %s left by a previous supervisor", pid)
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
@@ -199,12 +203,27 @@ def _child_setup(memory_bytes: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
 
 
-def _is_scoring_process(pid: int) -> bool:
+def _is_scoring_process(pid: int, config_path: str) -> bool:
     try:
-        cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+        cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return SCORING_MODULE.encode() in cmdline
+    return SCORING_MODULE.encode() in cmdline and config_path.encode() in cmdline
+
+
+# What a replica (user code) must not inherit from the supervisor: the store URI (it may carry a
+# password), the deployer's identity, the key that decrypts every workspace secret, Airflow's
+# configuration and connections.
+_PRIVATE_PREFIXES = ("AIRFLOW", "AML_")
+_KEPT_AML_VARIABLES = frozenset({"AML_PROGRESS"})
+
+
+def replica_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The supervisor's environment minus what is private to the workspace and to Airflow."""
+    return {
+        key: value for key, value in environ.items()
+        if key in _KEPT_AML_VARIABLES or not key.startswith(_PRIVATE_PREFIXES)
+    }
 
 
 def free_port() -> int:

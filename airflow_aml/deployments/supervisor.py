@@ -40,7 +40,14 @@ from typing import Any
 from airflow_aml.deployments.autoscale import Autoscaler
 from airflow_aml.deployments.config import DeploymentConfig
 from airflow_aml.deployments.front import Backend, BackendPool, Front, probe_ready
-from airflow_aml.deployments.paths import DESIRED_FILE, SCORING_CONFIG, TELEMETRY_FILE, replica_log
+from airflow_aml.deployments.paths import (
+    DESIRED_FILE,
+    SCORING_CONFIG,
+    TELEMETRY_FILE,
+    replica_log,
+    write_desired,
+    write_json_atomic,
+)
 from airflow_aml.deployments.replicas import Replica, ReplicaDriver, ReplicaSpec, build_replica_driver
 from airflow_aml.entities import ActivityStatus, DeploymentState
 from airflow_aml.exceptions import AmlError, ConflictError, NotFoundError
@@ -58,6 +65,7 @@ TELEMETRY_INTERVAL = 10.0
 TELEMETRY_ROTATE_BYTES = 64 << 20  # requests.jsonl is renamed to requests.jsonl.1 beyond this
 UNREADY_AFTER = 2  # consecutive failed /ready probes before a replica leaves the rotation
 DRAIN_GRACE = 10.0  # seconds beyond the request timeout to wait for in-flight requests
+CRASH_LOOP_DELAY = 15.0  # seconds between replica starts once 5 were started within a minute
 STOP_TIMEOUT = 10.0
 _LOG_TAIL = 25
 _LATENCY_WINDOW = 10_000
@@ -117,6 +125,11 @@ class Supervisor:
         try:
             await self._wait_started(server, server_task)
             await self._loop()
+        except Exception as exc:  # a bug or an unexpected engine error: say so, never die silently
+            log.exception("The supervisor of deployment %s failed", self.name)
+            error = f"The supervisor failed: {type(exc).__name__}: {exc}; see {self.folder / 'logs'}"
+            self.request_stop(error)
+            await self._end(self._latest_desired(), ok=False, error=error)
         finally:
             await self._shutdown()
             server.should_exit = True
@@ -199,20 +212,22 @@ class Supervisor:
         else:
             count = config.replicas
         count = max(count, 1)
-        self.front.request_timeout = config.request_timeout_seconds
-        self.front.max_request_bytes = config.max_request_bytes
-        self.front.sample_rate = config.sample_rate
-        self.config = config
-        self._open_telemetry()
+        previous = self.config
+        self._use_config(config)
         await self._report(desired, 0.1, f"Starting {count} replica(s) of image {desired['image'].get('id')}")
         if template != self.template or not self._active():
             ok, error = await self._rollout(desired, template, count)
         else:
             ok, error = await self._scale_to(count, desired)
-        self.autoscaler = (
-            Autoscaler(config.autoscale, config.max_concurrent_requests) if config.autoscale is not None else None
-        )
         image_id = str(desired["image"].get("id"))
+        if ok:
+            self.autoscaler = (
+                Autoscaler(config.autoscale, config.max_concurrent_requests) if config.autoscale is not None else None
+            )
+        elif self._active():
+            # The old replicas go on serving, with the configuration they were started with.
+            self._use_config(previous)
+            await asyncio.to_thread(self._rewrite_scoring_config, previous)
         await self._publish()  # the replicas are on the record before the activity ends
         if ok:
             self.template, self.serving = template, desired
@@ -228,17 +243,51 @@ class Supervisor:
             error = f"Update to generation {generation} (image {image_id}) failed; still serving {served}: {error}"
             await self._record(state=DeploymentState.HEALTHY, image_id=served, config=self.serving["config"]
                          if self.serving else None, error=error, if_generation=generation)
-            if self.serving is not None:  # a restarted supervisor must come back to what serves now
-                _write_desired(self.folder, {**self.serving, "generation": generation, "operation": "restore",
-                                             "activity_id": None})
+            if self.serving is not None:  # a restarted supervisor must come back to what serves now,
+                # unless a newer generation was asked for meanwhile (that one is applied next).
+                write_desired(self.folder, {**self.serving, "generation": generation, "operation": "restore",
+                                            "activity_id": None}, only_if_generation=generation)
                 self._desired_stat = None
-                self.applied_generation = generation
             await self._end(desired, ok=False, error=error)
             return
         error = f"Deployment '{self.name}' failed: {error}"
         await self._record(state=DeploymentState.FAILED, error=error, if_generation=generation)
         await self._end(desired, ok=False, error=error)
         self.request_stop("the deployment failed")
+
+    def _use_config(self, config: DeploymentConfig) -> None:
+        self.front.request_timeout = config.request_timeout_seconds
+        self.front.max_request_bytes = config.max_request_bytes
+        self.front.sample_rate = config.sample_rate
+        self.config = config
+        self._open_telemetry()
+
+    def _rewrite_scoring_config(self, config: DeploymentConfig) -> None:
+        """The replicas' scoring.json from ``config``, keeping the key hashes it holds now (the SDK
+        wrote the failed update's settings into it before the rollout)."""
+        from airflow_aml.runtime.scoring.config import load_config
+
+        path = self.folder / SCORING_CONFIG
+        try:
+            current = load_config(path)
+        except AmlError:
+            log.exception("Cannot read %s to restore it", path)
+            return
+        restored = config.scoring_config(current.primary_key_hash, current.secondary_key_hash)
+        write_json_atomic(path, restored.model_dump(mode="json"), mode=0o644)
+
+    def _newer_desired(self) -> bool:
+        """Whether a newer generation than the one being applied waits (cheap: one small read)."""
+        try:
+            return int(_read_json(self.folder / DESIRED_FILE).get("generation") or 0) > self.applied_generation
+        except (OSError, ValueError):
+            return False
+
+    def _latest_desired(self) -> dict[str, Any]:
+        try:
+            return _read_json(self.folder / DESIRED_FILE)
+        except (OSError, ValueError):
+            return self.desired
 
     # ------------------------------------------------------------------ replicas
     def _active(self) -> list[Backend]:
@@ -273,7 +322,7 @@ class Supervisor:
         try:
             for _ in range(count):
                 new.append(await asyncio.to_thread(self._start_replica, template, generation))
-        except AmlError as exc:
+        except Exception as exc:
             await self._stop_backends(new)
             return False, f"Could not start a replica: {exc}"
         deadline = time.monotonic() + self.config.startup_timeout_seconds
@@ -297,6 +346,9 @@ class Supervisor:
                              f"its log ends with:\n{_tail(Path(backend.info['log']))}")
                     await self._stop_backends(new)
                     return False, error
+            if self._newer_desired():
+                await self._stop_backends(new)
+                return False, "superseded by a newer generation before its replicas were ready"
             if time.monotonic() > deadline or self.stopping:
                 waiting = [b for b in new if not b.ready]
                 reason = "the supervisor is stopping" if self.stopping else (
@@ -319,9 +371,14 @@ class Supervisor:
         if count > len(active):
             assert self.template is not None
             generation = int(desired["generation"]) if desired else self.applied_generation
-            started = []
-            for _ in range(count - len(active)):
-                started.append(await asyncio.to_thread(self._start_replica, self.template, generation))
+            started: list[Backend] = []
+            try:
+                for _ in range(count - len(active)):
+                    started.append(await asyncio.to_thread(self._start_replica, self.template, generation))
+            except Exception as exc:
+                log.error("Could not start a replica: %s", exc)
+                await self._stop_backends(started)
+                return False, f"Could not start a replica: {exc}"
             if desired is not None:  # an explicit scale waits for the new replicas
                 deadline = time.monotonic() + self.config.startup_timeout_seconds
                 while not all(b.ready for b in started):
@@ -338,6 +395,8 @@ class Supervisor:
         return True, ""
 
     async def _drain(self, backends: list[Backend]) -> None:
+        for backend in backends:  # out of the rotation first, or new requests keep them busy
+            backend.draining = True
         deadline = time.monotonic() + self.config.request_timeout_seconds + DRAIN_GRACE
         while any(b.inflight for b in backends) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -389,19 +448,9 @@ class Supervisor:
             replica = self.replicas.get(backend)
             if replica is None or await asyncio.to_thread(replica.alive):
                 continue
-            log.warning("Replica %s died (%s); starting a replacement", backend.key, replica.exit_description())
+            log.warning("Replica %s died (%s)", backend.key, await asyncio.to_thread(replica.exit_description))
             await self._stop_backends([backend])
-            now = time.monotonic()
-            self._restarts.append(now)
-            while self._restarts and self._restarts[0] < now - 60:
-                self._restarts.popleft()
-            if len(self._restarts) > 5:  # crash loop: try again at the next health check, not at once
-                log.warning("More than 5 replica restarts in a minute; waiting before the next one")
-                continue
-            try:
-                await asyncio.to_thread(self._start_replica, self.template, self.applied_generation)
-            except AmlError as exc:
-                log.error("Could not start a replacement replica: %s", exc)
+        await self._top_up()
         await self._probe(self._active())
         wanted = self._wanted_replicas()
         active = self._active()
@@ -419,6 +468,26 @@ class Supervisor:
                 + (f"; {faulty[0].key}: {faulty[0].info.get('last_probe', '')}" if faulty else ""))
             log.info("Deployment %s is %s %s", self.name, state.value, error)
             await self._record(state=state, error=error)
+
+    async def _top_up(self) -> None:
+        """Start replicas until there are as many as wanted (dead ones replaced). A crash loop is
+        slowed down, never given up: beyond 5 starts a minute, one start every 15 s."""
+        missing = self._wanted_replicas() - len(self._active())
+        now = time.monotonic()
+        while self._restarts and self._restarts[0] < now - 60:
+            self._restarts.popleft()
+        if missing <= 0 or self.template is None:
+            return
+        if len(self._restarts) >= 5 and now - self._restarts[-1] < CRASH_LOOP_DELAY:
+            return
+        for _ in range(missing if len(self._restarts) < 5 else 1):
+            self._restarts.append(time.monotonic())
+            try:
+                backend = await asyncio.to_thread(self._start_replica, self.template, self.applied_generation)
+            except Exception as exc:
+                log.error("Could not start a replica: %s", exc)
+                return
+            log.info("Started replica %s to replace one that is gone", backend.key)
 
     def _wanted_replicas(self) -> int:
         if self.autoscaler is not None:
@@ -620,12 +689,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _write_desired(folder: Path, doc: dict[str, Any]) -> None:
-    from airflow_aml.deployments.paths import write_json_atomic
-
-    write_json_atomic(folder / DESIRED_FILE, doc, mode=0o600)
-
-
 def _tail(path: Path, lines: int = _LOG_TAIL) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -655,6 +718,7 @@ def _uvicorn_config(app: Any) -> Any:
     return uvicorn.Config(
         app, lifespan="on", log_level="warning", access_log=False, timeout_keep_alive=30,
         timeout_graceful_shutdown=5,
+        server_header=False, date_header=False,  # the replica's own pass through: no duplicates
     )
 
 

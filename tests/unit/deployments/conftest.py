@@ -34,7 +34,8 @@ def run(raw):
     data = json.loads(raw)
     if data.get("sleep"):
         time.sleep(float(data["sleep"]))
-    return {"version": VERSION, "pid": os.getpid(), "echo": data.get("echo")}
+    private = sorted(k for k in os.environ if k.startswith(("AML_STORE", "AML_SECRET", "AML_PRINCIPAL", "AIRFLOW")))
+    return {"version": VERSION, "pid": os.getpid(), "echo": data.get("echo"), "private_env": private}
 '''
 
 

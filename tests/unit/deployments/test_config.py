@@ -49,3 +49,14 @@ def test_scoring_config_carries_hashes_only_when_auth_is_on() -> None:
     assert on.auth_enabled and on.primary_key_hash == "a" * 64 and on.max_concurrent_requests == 3
     off = DeploymentConfig(auth_enabled=False).scoring_config("a" * 64, "b" * 64)
     assert not off.auth_enabled and off.primary_key_hash is None and off.secondary_key_hash is None
+
+
+def test_replicas_do_not_inherit_private_variables() -> None:
+    from airflow_aml.deployments.replicas import replica_environment
+
+    env = replica_environment({
+        "PATH": "/bin", "HOME": "/root", "AML_STORE_URI": "postgresql://u:pw@db/aml", "AML_SECRET_KEY": "k",
+        "AML_PRINCIPAL": "owner", "AML_PROGRESS": "0", "AIRFLOW__CORE__FERNET_KEY": "f",
+        "AIRFLOW_CONN_DB": "postgres://...", "AIRFLOW_VAR_TOKEN": "t", "OMP_NUM_THREADS": "2",
+    })
+    assert env == {"PATH": "/bin", "HOME": "/root", "AML_PROGRESS": "0", "OMP_NUM_THREADS": "2"}

@@ -194,3 +194,32 @@ def test_telemetry_for_score_requests_with_sampling() -> None:
         assert sample_in == '{"data": [1]}' and json.loads(sample_out)["replica"] == "a"
 
     _run(test)
+
+
+def test_a_request_that_kills_replicas_is_sent_at_most_twice() -> None:
+    """A replica closing the connection without answering may have been killed by the request (an
+    input that runs it out of memory): one resend covers a stale keep-alive connection, no more."""
+
+    async def test() -> None:
+        deliveries: list[int] = []
+
+        async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            deliveries.append(1)
+            writer.close()
+
+        servers, pool = [], BackendPool()
+        for name in ("a", "b", "c"):
+            port = free_port()
+            servers.append(await asyncio.start_server(drop, "127.0.0.1", port))
+            pool.add(Backend(key=name, port=port, ready=True))
+        front = Front(pool, request_timeout=5, max_request_bytes=1000)
+        async with await _client(front) as client:
+            response = await client.post("/score", content=b"{}")
+        await front.close()
+        for server in servers:
+            server.close()
+        assert response.status_code == 502 and "closed the connection without an answer" in response.json()["message"]
+        assert len(deliveries) == 2
+
+    _run(test)

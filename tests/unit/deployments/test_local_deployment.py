@@ -66,6 +66,8 @@ def test_deploy_score_keys_logs_and_telemetry(deploy_ws: Workspace, images: dict
     assert all(a.status_code == 200 for a in answers)
     assert {body(a)["echo"] for a in answers} == set(range(20))
     assert len({body(a)["pid"] for a in answers}) == 2  # both replicas took requests
+    # The scoring code does not see the store URI, the principal, the secrets key or Airflow's settings.
+    assert body(answers[0])["private_env"] == []
     assert score(service, key=secondary).status_code == 200
     assert score(service).status_code == 401
     assert score(service, key="wrong").status_code == 401
