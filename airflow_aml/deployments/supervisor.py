@@ -263,18 +263,13 @@ class Supervisor:
         self._open_telemetry()
 
     def _rewrite_scoring_config(self, config: DeploymentConfig) -> None:
-        """The replicas' scoring.json from ``config``, keeping the key hashes it holds now (the SDK
-        wrote the failed update's settings into it before the rollout)."""
-        from airflow_aml.runtime.scoring.config import load_config
-
-        path = self.folder / SCORING_CONFIG
-        try:
-            current = load_config(path)
-        except AmlError:
-            log.exception("Cannot read %s to restore it", path)
+        """The replicas' scoring.json from ``config`` and the key hashes on record (the SDK wrote
+        the failed update's settings into it before the rollout)."""
+        record = self._current_record()
+        if record is None:
             return
-        restored = config.scoring_config(current.primary_key_hash, current.secondary_key_hash)
-        write_json_atomic(path, restored.model_dump(mode="json"), mode=0o644)
+        restored = config.scoring_config(record.primary_key_hash, record.secondary_key_hash)
+        write_json_atomic(self.folder / SCORING_CONFIG, restored.model_dump(mode="json"), mode=0o644)
 
     def _newer_desired(self) -> bool:
         """Whether a newer generation than the one being applied waits (cheap: one small read)."""

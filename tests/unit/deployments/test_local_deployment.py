@@ -173,10 +173,12 @@ def test_failed_update_keeps_the_old_replicas_serving(
     service = Deployment.create(deploy_ws, "keeps", images["v1"], config={"startup_timeout_seconds": 60})
     key = service.get_keys()[0]
     with pytest.raises(DeploymentError, match="broken on purpose"):
-        service.update(image=images["broken"], idempotency_key="try")
+        service.update(image=images["broken"], config={"auth_enabled": False}, idempotency_key="try")
+    # The old replicas go on with the settings they serve with: still key-protected.
+    assert score(service).status_code == 401 and service.refresh().config.auth_enabled
     # A retried task (same key) tries a failed update again rather than replaying its failure.
     with pytest.raises(DeploymentError, match="broken on purpose"):
-        service.update(image=images["broken"], idempotency_key="try")
+        service.update(image=images["broken"], config={"auth_enabled": False}, idempotency_key="try")
     failed = [a for a in deploy_ws.list_activities(target_id="keeps", kind="deployment_update")]
     assert len(failed) == 2 and all(a.status is ActivityStatus.FAILED for a in failed)
     service.refresh()
@@ -217,6 +219,25 @@ def test_a_dead_replica_is_replaced(deploy_ws: Workspace, images: dict, cleanup:
                     and service.state is DeploymentState.HEALTHY, timeout=60)
     assert score(service, key=key).status_code == 200
     assert "died" in service.get_logs()
+
+
+def test_a_crash_looping_replica_is_slowed_down_not_given_up(
+    deploy_ws: Workspace, images: dict, cleanup: list[str]
+) -> None:
+    cleanup.append("looping")
+    service = Deployment.create(deploy_ws, "looping", images["v1"])
+    key = service.get_keys()[0]
+    seen: list[int] = []
+    for _ in range(6):  # the 6th death within a minute hits the crash-loop delay
+        assert wait_for(lambda: (p := _replica_pids(service)) and p[0] not in seen, timeout=60)
+        (pid,) = _replica_pids(service)
+        seen.append(pid)
+        os.killpg(pid, signal.SIGKILL)
+    assert wait_for(lambda: service.refresh().state is DeploymentState.UNHEALTHY, timeout=30)
+    # Back within the delay (15 s) plus a start, and Healthy again.
+    assert wait_for(lambda: (p := _replica_pids(service)) and p[0] not in seen
+                    and service.refresh().state is DeploymentState.HEALTHY, timeout=90), service.get_logs()
+    assert score(service, key=key).status_code == 200
 
 
 def test_autoscaling_follows_the_load(deploy_ws: Workspace, images: dict, cleanup: list[str]) -> None:
