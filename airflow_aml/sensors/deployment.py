@@ -9,6 +9,7 @@ not Healthy yet, a short timer) and looks again.
 from __future__ import annotations
 
 import datetime
+import socket
 import time
 from collections.abc import Sequence
 from functools import cached_property
@@ -85,6 +86,13 @@ class AmlDeploymentSensor(BaseSensorOperator):
                     f"{activity.error or deployment.error or activity.message or 'no error recorded'}"
                 )
         state = deployment.state
+        supervised_here = (deployment.record.runtime.get("supervisor") or {}).get("host") == socket.gethostname()
+        if state is not DeploymentState.DELETING and supervised_here and not deployment.supervisor_alive():
+            # Nothing serves and nothing will change until someone restarts it: waiting cannot help.
+            raise AirflowException(
+                f"Deployment {name}'s supervisor is not running (state on record: {state.value}); "
+                "`airflow-aml deployments restore` starts it again"
+            )
         if state is DeploymentState.HEALTHY:
             self.log.info("Deployment %s is Healthy: %s serves %s", name, deployment.scoring_uri, deployment.image_id)
             return True, None

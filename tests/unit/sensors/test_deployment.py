@@ -95,6 +95,19 @@ def test_fails_with_the_recorded_error(aml_conn: str, ws: Workspace, context, st
         _sensor(aml_conn).poke(context)
 
 
+def test_a_deployment_whose_supervisor_is_gone_fails_at_once(aml_conn: str, ws: Workspace, context) -> None:
+    import socket
+
+    _set(ws, status=ActivityStatus.SUCCEEDED, state=DeploymentState.HEALTHY)
+    # Supervised on this machine, but no supervisor runs (killed, machine restarted).
+    ws.store.update_deployment(ws.name, "svc", runtime={"supervisor": {"host": socket.gethostname(), "pid": 1}})
+    with pytest.raises(AirflowException, match="supervisor is not running .*deployments restore"):
+        _sensor(aml_conn).poke(context)
+    # Supervised elsewhere: this machine cannot tell, the record is trusted.
+    ws.store.update_deployment(ws.name, "svc", runtime={"supervisor": {"host": "another-host", "pid": 1}})
+    assert _sensor(aml_conn).poke(context) is True
+
+
 def test_missing_deployment_fails(aml_conn: str, ws: Workspace, context) -> None:
     with pytest.raises(AirflowException, match="'nope' does not exist"):
         AmlDeploymentSensor(task_id="w", deployment_name="nope", aml_conn_id=aml_conn).poke(context)
