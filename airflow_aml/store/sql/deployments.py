@@ -20,37 +20,12 @@ from airflow_aml.entities import DeploymentRecord, DeploymentState
 from airflow_aml.exceptions import AlreadyExistsError, DeploymentNotFoundError, ImageNotFoundError
 from airflow_aml.store.sql.core import SqlCore, utcnow
 from airflow_aml.store.sql.images import parse_model_id
+from airflow_aml.store.sql.records import deployment_record
 from airflow_aml.store.sql.tables import DeploymentRow, ImageRow
 from airflow_aml.store.sql.types import check_json
 
 # update_deployment(error=CLEAR) sets the column back to NULL.
 CLEAR = ""
-
-
-def deployment_record(row: DeploymentRow) -> DeploymentRecord:
-    return DeploymentRecord(
-        workspace=row.workspace,
-        name=row.name,
-        target=row.target,
-        state=DeploymentState(row.state),
-        image_id=row.image_id,
-        created_at=row.created_at,
-        created_by=row.created_by,
-        updated_at=row.updated_at,
-        generation=row.generation,
-        config=dict(row.config or {}),
-        serving_image_id=row.serving_image_id,
-        scoring_uri=row.scoring_uri,
-        primary_key_hash=row.primary_key_hash,
-        secondary_key_hash=row.secondary_key_hash,
-        error=row.error,
-        activity_id=row.activity_id,
-        runtime=dict(row.runtime or {}),
-        description=row.description,
-        tags=dict(row.tags or {}),
-        properties=dict(row.properties or {}),
-        idempotency_key=row.idempotency_key,
-    )
 
 
 class DeploymentStore(SqlCore):

@@ -10,6 +10,8 @@ from airflow_aml.entities import (
     ActivityStatus,
     ComputeTargetRecord,
     DatastoreRecord,
+    DeploymentRecord,
+    DeploymentState,
     ExperimentRecord,
     ImageRecord,
     ImageStatus,
@@ -30,6 +32,7 @@ from airflow_aml.store.sql.tables import (
     ActivityRow,
     ComputeTargetRow,
     DatastoreRow,
+    DeploymentRow,
     ExperimentRow,
     ImageRow,
     ModelVersionRow,
@@ -182,5 +185,31 @@ def image_record(row: ImageRow, attributes: Attributes, model_ids: list[str]) ->
         activity_id=row.activity_id,
         tags=dict(attributes[TAG]),
         properties=dict(attributes[PROPERTY]),
+        idempotency_key=row.idempotency_key,
+    )
+
+
+def deployment_record(row: DeploymentRow) -> DeploymentRecord:
+    return DeploymentRecord(
+        workspace=row.workspace,
+        name=row.name,
+        target=row.target,
+        state=DeploymentState(row.state),
+        image_id=row.image_id,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        updated_at=row.updated_at,
+        generation=row.generation,
+        config=dict(row.config or {}),
+        serving_image_id=row.serving_image_id,
+        scoring_uri=row.scoring_uri,
+        primary_key_hash=row.primary_key_hash,
+        secondary_key_hash=row.secondary_key_hash,
+        error=row.error,
+        activity_id=row.activity_id,
+        runtime=dict(row.runtime or {}),
+        description=row.description,
+        tags=dict(row.tags or {}),
+        properties=dict(row.properties or {}),
         idempotency_key=row.idempotency_key,
     )

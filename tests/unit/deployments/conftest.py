@@ -5,8 +5,10 @@ left (their supervisors outlive the test otherwise)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +105,43 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
 
 def body(response: httpx.Response) -> dict[str, Any]:
     return json.loads(response.text)
+
+
+def under_load(
+    deployment: Deployment, key: str, action: Callable[[], Any], *, clients: int = 4, settle: float = 1.0,
+    max_requests: int = 5000,
+) -> tuple[Counter[str], list[str]]:
+    """Run ``action`` (an update) while ``clients`` threads score in a loop, each with its own
+    keep-alive client; returns (outcome -> count, the versions answered, in order). Every
+    client stops after ``max_requests`` at most, or ``settle`` seconds after the action."""
+    outcomes: Counter[str] = Counter()
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=15) as client:
+            for _ in range(max_requests):
+                if stop.is_set():
+                    return
+                try:
+                    response = client.post(deployment.scoring_uri or "", json={"echo": 1},
+                                           headers={"Authorization": f"Bearer {key}"})
+                except httpx.HTTPError as exc:
+                    outcomes[type(exc).__name__] += 1
+                    continue
+                outcomes[str(response.status_code)] += 1
+                if response.status_code == 200:
+                    versions.append(response.json()["version"])
+
+    threads = [threading.Thread(target=load) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(settle)
+        action()
+        time.sleep(settle)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    return outcomes, versions

@@ -7,22 +7,18 @@ AML_TEST_DOCKER=1 when missing, skipped elsewhere (``source scripts/docker-servi
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from airflow_aml.deployments import Deployment
 from airflow_aml.entities import DeploymentState
 from airflow_aml.images import ImageSpec
 from airflow_aml.workspace import Workspace
-from tests.unit.deployments.conftest import SCORE_PY, body, score
+from tests.unit.deployments.conftest import SCORE_PY, body, score, under_load
 from tests.unit.deployments.test_docker_target import HOST_CA, docker_api  # noqa: F401 - the engine fixture
 
 
@@ -73,36 +69,8 @@ def test_docker_deployment_scores_updates_and_deletes(
     assert score(service, key=key).status_code == 401 and score(service, key=new_key).status_code == 200
 
     # Rolling update to the second image under load: not one request fails.
-    outcomes: Counter[str] = Counter()
-    versions: list[str] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        with httpx.Client(timeout=15) as client:
-            for _ in range(3000):  # bounded
-                if stop.is_set():
-                    return
-                try:
-                    response = client.post(service.scoring_uri or "", json={"echo": 1},
-                                           headers={"Authorization": f"Bearer {new_key}"})
-                except httpx.HTTPError as exc:
-                    outcomes[type(exc).__name__] += 1
-                    continue
-                outcomes[str(response.status_code)] += 1
-                if response.status_code == 200:
-                    versions.append(response.json()["version"])
-
-    threads = [threading.Thread(target=load) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    try:
-        time.sleep(0.5)
-        service.update(image=docker_images["2"])
-        time.sleep(0.5)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+    outcomes, versions = under_load(service, new_key, lambda: service.update(image=docker_images["2"]),
+                                    clients=3, settle=0.5, max_requests=3000)
     assert set(outcomes) == {"200"}, outcomes
     assert versions[0] == "1" and versions[-1] == "2"
     assert service.serving_image_id == docker_images["2"].id

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from airflow_aml.exceptions import (
     ValidationError,
 )
 from airflow_aml.workspace import Workspace
-from tests.unit.deployments.conftest import body, score, wait_for
+from tests.unit.deployments.conftest import body, score, under_load, wait_for
 
 
 def _pid_alive(pid: int) -> bool:
@@ -91,36 +90,7 @@ def test_rolling_update_loses_no_request(deploy_ws: Workspace, images: dict, cle
     service = Deployment.create(deploy_ws, "rolling", images["v1"])
     key = service.get_keys()[0]
     old_pids = _replica_pids(service)
-    outcomes: Counter[str] = Counter()
-    versions: list[str] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        with httpx.Client(timeout=10) as client:
-            for _ in range(5000):  # bounded; stopped well before by the event
-                if stop.is_set():
-                    return
-                try:
-                    response = client.post(service.scoring_uri or "", json={"echo": 1},
-                                           headers={"Authorization": f"Bearer {key}"})
-                except httpx.HTTPError as exc:
-                    outcomes[type(exc).__name__] += 1
-                    continue
-                outcomes[str(response.status_code)] += 1
-                if response.status_code == 200:
-                    versions.append(response.json()["version"])
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        time.sleep(1.0)
-        service.update(image=images["v2"])
-        time.sleep(1.0)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+    outcomes, versions = under_load(service, key, lambda: service.update(image=images["v2"]))
     assert set(outcomes) == {"200"}, outcomes  # not one failed request
     assert outcomes["200"] > 50
     assert versions[0] == "1" and versions[-1] == "2"
