@@ -233,7 +233,7 @@ class Supervisor:
             self.template, self.serving = template, desired
             self._state = DeploymentState.HEALTHY
             await self._record(state=DeploymentState.HEALTHY, serving_image_id=image_id, error="",
-                         if_generation=generation)
+                               if_generation=generation)
             await self._end(desired, ok=True, message=(
                 f"Deployment '{self.name}' serves image {image_id} with {len(self._active())} replica(s) "
                 f"at http://127.0.0.1:{self.port}/score"))
@@ -241,8 +241,9 @@ class Supervisor:
         if self._active():  # the update failed; the previous replicas still serve
             served = (self.serving or {}).get("image", {}).get("id")
             error = f"Update to generation {generation} (image {image_id}) failed; still serving {served}: {error}"
-            await self._record(state=DeploymentState.HEALTHY, image_id=served, config=self.serving["config"]
-                         if self.serving else None, error=error, if_generation=generation)
+            await self._record(state=DeploymentState.HEALTHY, image_id=served,
+                               config=self.serving["config"] if self.serving else None, error=error,
+                               if_generation=generation)
             if self.serving is not None:  # a restarted supervisor must come back to what serves now,
                 # unless a newer generation was asked for meanwhile (that one is applied next).
                 write_desired(self.folder, {**self.serving, "generation": generation, "operation": "restore",
