@@ -17,19 +17,46 @@ ENV_HOME = "AML_HOME"
 ENV_STORE_URI = "AML_STORE_URI"
 ENV_SECRET_KEY = "AML_SECRET_KEY"
 ENV_PRINCIPAL = "AML_PRINCIPAL"
+# What a compute target puts in a script's environment so that ``Run.get_context()`` finds its run
+# (with ENV_STORE_URI, ENV_PRINCIPAL and ENV_HOME above). One spelling for launchers and runtime.
+ENV_RUN_ID = "AML_RUN_ID"
+ENV_WORKSPACE = "AML_WORKSPACE"
+ENV_PARENT_RUN_ID = "AML_PARENT_RUN_ID"  # set on a sweep's child processes, for scripts that want it
+
+# Who a process acts as, and for which run: never inherited by a process started for someone else.
+IDENTITY_VARIABLES = (ENV_RUN_ID, ENV_WORKSPACE, ENV_STORE_URI, ENV_PRINCIPAL, ENV_HOME, ENV_PARENT_RUN_ID)
+
+_RESOLVED_HOMES: dict[str, Path] = {}
 
 
 def aml_home() -> Path:
-    if value := os.environ.get(ENV_HOME):
-        return Path(value).expanduser()
-    airflow_home = os.environ.get("AIRFLOW_HOME") or os.path.join("~", "airflow")
-    return Path(airflow_home).expanduser() / "aml"
+    """The absolute home folder. A relative ``$AML_HOME`` (``AML_HOME=.demo/aml``) is resolved once,
+    against the working folder of the first call: detached workers start in folders of their own
+    and are handed this absolute path, so they never resolve it a second time elsewhere."""
+    value = os.environ.get(ENV_HOME)
+    if not value:
+        airflow_home = os.environ.get("AIRFLOW_HOME") or os.path.join("~", "airflow")
+        value = os.path.join(airflow_home, "aml")
+    resolved = _RESOLVED_HOMES.get(value)
+    if resolved is None:
+        resolved = _RESOLVED_HOMES[value] = Path(os.path.abspath(os.path.expanduser(value)))
+    return resolved
 
 
 def default_store_uri() -> str:
     if value := os.environ.get(ENV_STORE_URI):
-        return value
-    return f"sqlite:///{(aml_home() / 'aml.db').resolve()}"
+        return absolute_store_uri(value)
+    return f"sqlite:///{aml_home() / 'aml.db'}"
+
+
+def absolute_store_uri(uri: str) -> str:
+    """``uri`` with a relative SQLite file made absolute (``sqlite:///.demo/aml.db``): the URI is
+    handed to detached workers that run in folders of their own."""
+    scheme, sep, rest = uri.partition(":///")
+    if not sep or not scheme.lower().startswith("sqlite") or not rest or rest.startswith(("/", ":memory:")):
+        return uri
+    path, query_sep, query = rest.partition("?")
+    return f"{scheme}:///{os.path.abspath(os.path.expanduser(path))}{query_sep}{query}"
 
 
 def default_datastore_root(workspace: str, datastore: str = "workspaceblobstore") -> Path:

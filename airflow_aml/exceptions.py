@@ -27,8 +27,14 @@
     ├── UnsafeArchiveError                    a zip that must not be extracted
     ├── StoreError                            the metadata store itself failed
     │   └── SchemaOutOfDateError
+    ├── WaitTimeoutError (TimeoutError)       a wait for an activity ran out of time
+    ├── EnvironmentBuildError                 a run's or an image's Python environment did not build
     ├── RunFailedError                        waited for a run that ended Failed or Canceled
     ├── ImageBuildError                       an image build failed (or was waited for and failed)
+    │   └── DockerImageError                  what the Docker image builder could not do
+    │       ├── DockerEngineUnavailableError  no Docker engine answers
+    │       ├── BaseImageMissingError (NotFoundError)  the FROM image is not there
+    │       └── DockerBuildError              `docker build` failed at a step
     └── DeploymentError                       a deployment create/update/delete failed
 
 Messages name the object (`Run 'abc' not found in workspace 'ws'`), so that one line in a task
@@ -146,6 +152,20 @@ class SchemaOutOfDateError(StoreError):
     """The metadata database needs a migration; the message gives the command."""
 
 
+class WaitTimeoutError(AmlError, TimeoutError):
+    """A wait ended at its timeout while the activity (run, build, deployment) still went on;
+    the activity itself is left running. ``activity_id`` names it."""
+
+    def __init__(self, message: str, *, activity_id: str | None = None) -> None:
+        super().__init__(message)
+        self.activity_id = activity_id
+
+
+class EnvironmentBuildError(AmlError):
+    """A Python environment (a run's virtualenv, an image's) could not be built; the message
+    holds the installer's last output lines."""
+
+
 class RunFailedError(AmlError):
     """A run that was waited for ended Failed or Canceled."""
 
@@ -175,3 +195,24 @@ class DeploymentError(AmlError):
         super().__init__(message)
         self.deployment = deployment
         self.error = error
+
+
+class DockerImageError(ImageBuildError):
+    """Something the Docker image builder could not do."""
+
+
+class DockerEngineUnavailableError(DockerImageError):
+    """No Docker engine answers at the configured address."""
+
+
+class BaseImageMissingError(DockerImageError, NotFoundError):
+    """The ``FROM`` image is neither in the engine nor pullable."""
+
+
+class DockerBuildError(DockerImageError):
+    """``docker build`` failed; ``step`` is the failing Dockerfile step, ``log_tail`` its last lines."""
+
+    def __init__(self, message: str, *, step: str | None = None, log_tail: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.log_tail = log_tail or []

@@ -16,20 +16,20 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from airflow_aml.context import WorkspaceContext, run_file
+from airflow_aml.datastores import AbstractDatastore
 from airflow_aml.datastores.paths import normalize_path
 from airflow_aml.entities import ModelRecord
 from airflow_aml.exceptions import ArtifactNotFoundError, ValidationError
+from airflow_aml.hashing import CHUNK_SIZE
 from airflow_aml.names import validate_name
 from airflow_aml.roles import Action
-
-if TYPE_CHECKING:
-    from airflow_aml.workspace import Workspace
+from airflow_aml.runtime.run import Run
 
 
 class Model:
-    def __init__(self, workspace: Workspace, record: ModelRecord) -> None:
+    def __init__(self, workspace: WorkspaceContext, record: ModelRecord) -> None:
         self.workspace = workspace
         self.record = record
 
@@ -56,7 +56,7 @@ class Model:
     @classmethod
     def register(
         cls,
-        workspace: Workspace,
+        workspace: WorkspaceContext,
         name: str,
         *,
         path: str | Path | None = None,
@@ -88,8 +88,8 @@ class Model:
         datastore = workspace.get_default_datastore()
         properties = dict(properties or {})
         if run_id is not None:
-            run = workspace.get_run(run_id)  # RunNotFoundError before anything is copied
-            source_prefix = f"runs/{run.id}/{normalize_path(run_path)}"
+            run = Run.get(workspace, run_id)  # RunNotFoundError before anything is copied
+            source_prefix = run_file(run.id, run_path)
             properties.setdefault("source", f"run:{run.id}/{normalize_path(run_path)}")
         elif datastore_path is not None:
             source_prefix = normalize_path(datastore_path)
@@ -105,7 +105,7 @@ class Model:
             datastore.upload(Path(path), target, show_progress=True)  # type: ignore[arg-type]
         else:
             _copy_within(datastore, source_prefix, target, what=f"Model {name!r} source")
-        digest = _tree_sha256(workspace, target)
+        digest = _tree_sha256(datastore, target)
         record = store.create_model_version(
             workspace.name, name, path=target, datastore=datastore.name, created_by=workspace.principal,
             description=description, run_id=run_id, sha256=digest, tags=tags, properties=properties,
@@ -114,13 +114,13 @@ class Model:
         return cls(workspace, record)
 
     @classmethod
-    def get(cls, workspace: Workspace, name: str, version: int | None = None) -> Model:
+    def get(cls, workspace: WorkspaceContext, name: str, version: int | None = None) -> Model:
         workspace.require(Action.READ)
         return cls(workspace, workspace.store.get_model_version(workspace.name, name, version))
 
     @classmethod
     def list(
-        cls, workspace: Workspace, *, name: str | None = None, tags: Mapping[str, str] | None = None,
+        cls, workspace: WorkspaceContext, *, name: str | None = None, tags: Mapping[str, str] | None = None,
         latest: bool = False,
     ) -> list[Model]:
         """Versions matching ``name`` and every tag (a value of ``"*"`` matches any value)."""
@@ -135,6 +135,7 @@ class Model:
         self.record = self.workspace.store.get_model_version(self.workspace.name, self.name, self.version)
 
     def files(self) -> list[str]:
+        self.workspace.require(Action.READ)
         datastore = self.workspace.get_datastore(self.record.datastore)
         prefix = self.record.path + "/"
         return [info.path[len(prefix):] for info in datastore.list(prefix)]
@@ -154,7 +155,7 @@ class Model:
         self.workspace.get_datastore(self.record.datastore).delete(self.record.path)
 
 
-def _copy_within(datastore, source: str, target: str, *, what: str) -> None:
+def _copy_within(datastore: AbstractDatastore, source: str, target: str, *, what: str) -> None:
     """Copy one object or a folder of objects to ``target`` inside the same datastore."""
     if datastore.exists(source):
         pairs = [(source, f"{target}/{source.rsplit('/', 1)[-1]}")]
@@ -164,13 +165,12 @@ def _copy_within(datastore, source: str, target: str, *, what: str) -> None:
         raise ArtifactNotFoundError(f"{what} {source!r} has no files in datastore {datastore.name!r}")
     for src, dst in pairs:
         with datastore.open_read(src) as reader, datastore.open_write(dst) as writer:
-            while chunk := reader.read(1 << 20):
+            while chunk := reader.read(CHUNK_SIZE):
                 writer.write(chunk)
 
 
-def _tree_sha256(workspace: Workspace, prefix: str) -> str:
+def _tree_sha256(datastore: AbstractDatastore, prefix: str) -> str:
     """One digest over (relative path, file SHA-256) pairs: equal trees, equal digests."""
-    datastore = workspace.get_default_datastore()
     digest = hashlib.sha256()
     for info in datastore.list(prefix + "/"):
         digest.update(f"{info.path[len(prefix) + 1:]}\0{info.sha256}\n".encode())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from airflow_aml.exceptions import InvalidNameError
+from airflow_aml.exceptions import InvalidMetricError, InvalidNameError
 
 # Azure ML allows letters, digits, '-', '_' and '.' for most names; we keep one rule for every
 # kind so that names are safe in paths, URLs and container/image tags.
@@ -23,9 +23,21 @@ def validate_name(kind: str, name: object) -> str:
 
 def validate_metric_name(name: object) -> str:
     if not isinstance(name, str) or not _METRIC.match(name) or name.strip() != name:
-        from airflow_aml.exceptions import InvalidMetricError
-
         raise InvalidMetricError(
             f"Invalid metric name {name!r}: 1-255 printable characters without surrounding spaces"
         )
     return name
+
+
+# A web service's two keys are kept, encrypted, among the workspace's secrets under these names:
+# whoever may deploy (a Contributor) writes them, whoever may read secrets reads them. The names
+# are reserved: ``Workspace.set_secret`` refuses them.
+_DEPLOYMENT_KEY = re.compile(r"^deployment-.+-(primary|secondary)-key$")
+
+
+def deployment_key_secret_name(deployment: str, which: str) -> str:
+    return f"deployment-{deployment}-{which}-key"
+
+
+def is_deployment_key_secret_name(name: str) -> bool:
+    return bool(_DEPLOYMENT_KEY.match(name))

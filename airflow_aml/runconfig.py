@@ -38,6 +38,15 @@ def validate_requirement(line: str) -> str:
     return text
 
 
+def check_source_directory(path: str | Path) -> Path:
+    """``path`` as a Path when it is a folder; RunConfigurationError otherwise (the same error
+    wherever a run's source directory is given: the SDK, the operator, a compute target)."""
+    source = Path(path)
+    if not source.is_dir():
+        raise RunConfigurationError(f"source_directory {str(source)!r} does not exist or is not a folder")
+    return source
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -32,7 +32,7 @@ from airflow_aml.exceptions import ValidationError
 if TYPE_CHECKING:
     from airflow_aml.entities import RunRecord
     from airflow_aml.runconfig import RunConfiguration
-    from airflow_aml.runtime.run import Run
+    from airflow_aml.runs import Run
     from airflow_aml.workspace import Experiment
 
 run_app = typer.Typer(help="Submit runs and inspect their status, logs, metrics and files.", no_args_is_help=True)
@@ -53,10 +53,7 @@ def _get_run(run_id: str) -> Run:
 
 def _existing_experiment(name: str) -> Experiment:
     """The experiment, or ExperimentNotFoundError (the SDK's queries return [] for unknown names)."""
-    ws = state().workspace()
-    experiment = ws.experiment(name)  # InvalidNameError first
-    ws.store.get_experiment(ws.name, experiment.name)
-    return experiment
+    return state().workspace().get_experiment(name)
 
 
 def _status(value: str) -> str:
@@ -202,7 +199,7 @@ def list_runs(
     json_output: JsonOption = False,
 ) -> None:
     """List the runs of an experiment, newest first or ordered by a metric."""
-    from airflow_aml.workspace import parse_metric_condition
+    from airflow_aml.experiment import parse_metric_condition
 
     exp = _existing_experiment(experiment)
     conditions = [parse_metric_condition(m) for m in metrics or ()]

@@ -8,13 +8,14 @@ is the target every workspace has. A new kind is one class registered with
 
 from __future__ import annotations
 
-from airflow_aml.compute.base import AbstractComputeTarget, RunLaunch, WorkspaceLike
+from airflow_aml.compute.base import AbstractComputeTarget, RunLaunch
 from airflow_aml.compute.local import LocalComputeTarget
+from airflow_aml.context import WorkspaceContext
 from airflow_aml.entities import ComputeTargetRecord, RunRecord
 from airflow_aml.exceptions import ComputeTargetNotFoundError, ValidationError
 
 __all__ = [
-    "DEFAULT_TARGET",
+    "DEFAULT_COMPUTE_TARGET",
     "AbstractComputeTarget",
     "LocalComputeTarget",
     "RunLaunch",
@@ -24,7 +25,7 @@ __all__ = [
     "register_compute_kind",
 ]
 
-DEFAULT_TARGET = "local"
+DEFAULT_COMPUTE_TARGET = "local"
 
 _KINDS: dict[str, type[AbstractComputeTarget]] = {"local": LocalComputeTarget}
 
@@ -44,7 +45,7 @@ known_compute_kinds = compute_kinds  # the name ``Workspace.register_compute_tar
 
 
 def build_compute_target(
-    workspace: WorkspaceLike, name_or_record: str | ComputeTargetRecord | RunRecord | None
+    workspace: WorkspaceContext, name_or_record: str | ComputeTargetRecord | RunRecord | None
 ) -> AbstractComputeTarget:
     """The compute target for a name, a target record, or a run record (its ``compute_target``).
 
@@ -53,7 +54,7 @@ def build_compute_target(
     if isinstance(name_or_record, RunRecord):
         name_or_record = name_or_record.compute_target
     if name_or_record is None:
-        name_or_record = DEFAULT_TARGET
+        name_or_record = DEFAULT_COMPUTE_TARGET
     if isinstance(name_or_record, ComputeTargetRecord):
         record: ComputeTargetRecord | None = name_or_record
     else:
@@ -69,14 +70,14 @@ def build_compute_target(
     return cls(workspace, record)
 
 
-def _lookup(workspace: WorkspaceLike, name: str) -> ComputeTargetRecord | None:
+def _lookup(workspace: WorkspaceContext, name: str) -> ComputeTargetRecord | None:
     try:
         return workspace.store.get_compute_target(workspace.name, name)
     except ComputeTargetNotFoundError:
-        if name == DEFAULT_TARGET:
+        if name == DEFAULT_COMPUTE_TARGET:
             return None
         registered = sorted(r.name for r in workspace.store.list_compute_targets(workspace.name))
-        listing = ", ".join([DEFAULT_TARGET, *(r for r in registered if r != DEFAULT_TARGET)])
+        listing = ", ".join([DEFAULT_COMPUTE_TARGET, *(r for r in registered if r != DEFAULT_COMPUTE_TARGET)])
         raise ComputeTargetNotFoundError(
             f"Compute target {name!r} not found in workspace {workspace.name!r}; available: {listing}"
         ) from None

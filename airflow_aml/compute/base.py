@@ -11,25 +11,13 @@ from __future__ import annotations
 import abc
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
+from airflow_aml.compute.environments import read_conda_file
+from airflow_aml.context import WorkspaceContext
+from airflow_aml.entities import ComputeTargetRecord, RunRecord
 from airflow_aml.exceptions import RunConfigurationError
-
-if TYPE_CHECKING:
-    from airflow_aml.entities import ComputeTargetRecord
-    from airflow_aml.runconfig import RunConfiguration
-    from airflow_aml.store.base import AbstractStore
-
-
-class WorkspaceLike(Protocol):
-    """What a compute target needs from ``airflow_aml.workspace.Workspace``.
-
-    A protocol rather than an import: the workspace module imports this package, not the reverse.
-    """
-
-    name: str
-    store: AbstractStore
-    store_uri: str
+from airflow_aml.runconfig import RunConfiguration, check_source_directory
 
 
 @dataclass(frozen=True)
@@ -57,7 +45,7 @@ class AbstractComputeTarget(abc.ABC):
 
     kind: str = ""
 
-    def __init__(self, workspace: WorkspaceLike, record: ComputeTargetRecord | None) -> None:
+    def __init__(self, workspace: WorkspaceContext, record: ComputeTargetRecord | None) -> None:
         self.workspace = workspace
         self.record = record
         self.config: dict[str, Any] = dict(record.config) if record is not None else {}
@@ -77,6 +65,11 @@ class AbstractComputeTarget(abc.ABC):
     def cancel(self, run_id: str) -> None:
         """Ask the run to stop; returns at once, the run ends up Canceled when it has stopped."""
 
+    def worker_alive(self, record: RunRecord) -> bool | None:
+        """Whether the process carrying the run (``record``, as now) still runs: False lets a
+        waiter fail the run at once instead of waiting for ever; None when it cannot be told."""
+        return None
+
     def validate(self, run_config: RunConfiguration, source_directory: Path) -> None:
         """Refuse a configuration this target cannot run, before anything is created.
 
@@ -84,9 +77,7 @@ class AbstractComputeTarget(abc.ABC):
         the environment's conda file (present and with valid requirement lines). Subclasses add
         their own checks and call ``super().validate``.
         """
-        source = Path(source_directory)
-        if not source.is_dir():
-            raise RunConfigurationError(f"Source directory {str(source)!r} does not exist or is not a folder")
+        source = check_source_directory(source_directory)
         script = source / run_config.script
         if not script.is_file():
             raise RunConfigurationError(
@@ -98,9 +89,6 @@ class AbstractComputeTarget(abc.ABC):
             )
         env = run_config.environment
         if env.conda_file is not None:
-            # Imported here: environments pulls in yaml only when a conda file is used.
-            from airflow_aml.compute.environments import read_conda_file
-
             conda = source / env.conda_file
             if not conda.is_file() or not _is_inside(conda, source):
                 raise RunConfigurationError(

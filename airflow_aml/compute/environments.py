@@ -52,7 +52,7 @@ import yaml
 
 import airflow_aml
 from airflow_aml.config import aml_home
-from airflow_aml.exceptions import AmlError, RunConfigurationError
+from airflow_aml.exceptions import EnvironmentBuildError, RunConfigurationError
 from airflow_aml.runconfig import EnvironmentSpec, validate_requirement
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,6 @@ _RUNTIME_DIR = "aml-runtime"
 # stack are deliberately absent: a run script never needs them.
 _RUNTIME_DISTRIBUTIONS = ("sqlalchemy", "alembic", "pydantic", "pyyaml", "cryptography", "pathspec", "rich")
 _OUTPUT_TAIL_LINES = 30
-
-
-class EnvironmentBuildError(AmlError):
-    """A virtualenv could not be built; the message holds uv's last output lines."""
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,38 @@ canceled, else Failed naming the children that did not complete.
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from airflow_aml.activities import ActivityKind
 from airflow_aml.compute.logstream import LogBatcher
+from airflow_aml.compute.phases import PROGRESS_FINALIZING, PROGRESS_RUNNING, control
+from airflow_aml.context import DATASTORE_PROPERTY
 from airflow_aml.entities import ActivityStatus, RunRecord, RunStatus
 from airflow_aml.runconfig import RunConfiguration
-
-if TYPE_CHECKING:
-    from airflow_aml.compute.supervisor import Supervisor
+from airflow_aml.store.base import AbstractStore
 
 log = logging.getLogger(__name__)
+
+
+class SweepHost(Protocol):
+    """What a sweep needs of the run supervisor that hosts it (``run_supervisor.Supervisor``)."""
+
+    store: AbstractStore
+    principal: str
+    stop: threading.Event
+    poll_interval: float
+    aborted: bool
+
+    def execute(self, run_id: str, config: RunConfiguration, interpreter: str, zip_path: Path,
+                batcher: LogBatcher, *, parent_run_id: str | None = None) -> RunStatus: ...
+
+    def end(self, run_id: str, status: RunStatus, *, error: str | None = None,
+            batcher: LogBatcher | None = None) -> RunStatus: ...
+
+    def activity(self, activity_id: str, **changes: Any) -> None: ...
 
 
 def child_arguments(arguments: tuple[str, ...], point: dict[str, Any]) -> tuple[str, ...]:
@@ -42,15 +62,13 @@ def child_configs(config: RunConfiguration) -> list[tuple[dict[str, str], RunCon
 
 
 def run_sweep(
-    sup: Supervisor,
+    sup: SweepHost,
     parent: RunRecord,
     config: RunConfiguration,
     interpreter: str,
     zip_path: Path,
     batcher: LogBatcher,
 ) -> RunStatus:
-    from airflow_aml.compute.supervisor import PROGRESS_FINALIZING, PROGRESS_RUNNING, control
-
     assert config.sweep is not None
     parent_id = parent.run_id
     store = sup.store
@@ -65,13 +83,14 @@ def run_sweep(
             compute_target=parent.compute_target,
             run_config=child_config.to_dict(),
             tags=tags,
-            # Children keep their files where the parent does (see workspace.DATASTORE_PROPERTY).
-            properties={k: v for k, v in parent.properties.items() if k == "aml.datastore"},
+            # Children keep their files where the parent does.
+            properties={k: v for k, v in parent.properties.items() if k == DATASTORE_PROPERTY},
         )
         if parent.snapshot_sha256:
             store.set_snapshot(record.run_id, parent.snapshot_sha256)
         try:  # an activity per child, so that its progress can be followed like any run's
-            store.create_activity(parent.workspace, kind="run", target_id=record.run_id, activity_id=record.run_id)
+            store.create_activity(parent.workspace, kind=ActivityKind.RUN, target_id=record.run_id,
+                                  activity_id=record.run_id)
         except Exception:
             log.warning("Could not create the activity of child run %s", record.run_id, exc_info=True)
         children.append(record.run_id)
@@ -134,7 +153,7 @@ def run_sweep(
     return sup.end(parent_id, RunStatus.COMPLETED, batcher=batcher)
 
 
-def _cancel_requested(sup: Supervisor, run_id: str) -> bool:
+def _cancel_requested(sup: SweepHost, run_id: str) -> bool:
     try:
         return sup.store.get_run(run_id).cancel_requested
     except Exception:

@@ -12,8 +12,10 @@
     Deployment.restore(ws)                     # after a reboot: supervisors back for every deployment
 
 Each create/update/delete is an activity (``deployment_create`` / ``_update`` / ``_delete``,
-target = the deployment name) that the deployment's supervisor (``supervisor.py``) carries out;
+target = the deployment name) that the deployment's supervisor (``supervisor/``) carries out;
 ``wait=False`` returns at once and ``wait_for_deployment`` (or an Airflow sensor) follows it.
+This module is the lifecycle; the supervisor process and the local folder are behind
+``supervision.SupervisorHandle``, the HTTP calls in ``scoring_client``.
 
 Keys: two random keys per deployment. The deployment record and the replicas' config keep only
 their SHA-256 hashes; the keys themselves are kept encrypted in the workspace's secrets
@@ -23,30 +25,25 @@ their SHA-256 hashes; the keys themselves are kept encrypted in the workspace's 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from airflow_aml.config import aml_home
+from airflow_aml.activities import ActivityKind, ActivityWaiter, WorkerCheck, get_activity
+from airflow_aml.context import WorkspaceContext
+from airflow_aml.deployments.checks import keyed_activity, port_free, resolve_image
 from airflow_aml.deployments.config import DeploymentConfig
-from airflow_aml.deployments.paths import (
-    DESIRED_FILE,
-    SCORING_CONFIG,
-    SUPERVISOR_LOG,
-    deployment_dir,
-    write_desired,
-    write_json_atomic,
+from airflow_aml.deployments.desired import DesiredState, Operation, read_desired, write_desired
+from airflow_aml.deployments.keys import KEY_NAMES, forget_keys, new_keys, read_keys, store_keys
+from airflow_aml.deployments.replicas import DEFAULT_DEPLOYMENT_TARGET, build_replica_driver, free_port
+from airflow_aml.deployments.scoring_client import confirm_key, score
+from airflow_aml.deployments.supervision import SupervisorHandle
+from airflow_aml.entities import (
+    ActivityRecord,
+    ActivityStatus,
+    DeploymentRecord,
+    DeploymentState,
 )
-from airflow_aml.deployments.replicas import DEFAULT_TARGET, build_replica_driver, free_port
-from airflow_aml.entities import ActivityRecord, ActivityStatus, DeploymentRecord, DeploymentState, ImageStatus
 from airflow_aml.exceptions import (
     AlreadyExistsError,
     AmlError,
@@ -54,36 +51,29 @@ from airflow_aml.exceptions import (
     DeploymentError,
     DeploymentNotFoundError,
     NotFoundError,
-    SecretNotFoundError,
     ValidationError,
+    WaitTimeoutError,
 )
+from airflow_aml.images.image import Image
 from airflow_aml.names import validate_name
+from airflow_aml.processes import this_host
+from airflow_aml.references import Reference
 from airflow_aml.roles import Action
-from airflow_aml.runtime.context import ENV_HOME, ENV_PRINCIPAL, ENV_STORE_URI, IDENTITY_VARIABLES
 from airflow_aml.runtime.scoring.auth import generate_key, hash_key
 
-if TYPE_CHECKING:
-    from airflow_aml.images.image import Image
-    from airflow_aml.workspace import Workspace
-
-SUPERVISOR_MODULE = "airflow_aml.deployments.supervisor"
-KIND_CREATE = "deployment_create"
-KIND_UPDATE = "deployment_update"
-KIND_DELETE = "deployment_delete"
-KIND_RESTORE = "deployment_restore"
-KEY_NAMES = ("primary", "secondary")
+KIND_CREATE = ActivityKind.DEPLOYMENT_CREATE
+KIND_UPDATE = ActivityKind.DEPLOYMENT_UPDATE
+KIND_DELETE = ActivityKind.DEPLOYMENT_DELETE
+KIND_RESTORE = ActivityKind.DEPLOYMENT_RESTORE
 DEFAULT_TIMEOUT = 600.0
 ABANDONED_AFTER = 5.0  # seconds without a supervisor before a waited-for activity is failed
 
 
-def key_secret_name(deployment: str, which: str) -> str:
-    return f"deployment-{deployment}-{which}-key"
-
-
 class Deployment:
-    def __init__(self, workspace: Workspace, record: DeploymentRecord) -> None:
+    def __init__(self, workspace: WorkspaceContext, record: DeploymentRecord) -> None:
         self.workspace = workspace
         self.record = record
+        self.supervision = SupervisorHandle(workspace.name, record.name)
 
     def __repr__(self) -> str:
         return f"Deployment(name={self.name!r}, image={self.image_id!r}, state={self.state.value!r})"
@@ -136,17 +126,17 @@ class Deployment:
 
     @property
     def folder(self) -> Path:
-        return deployment_dir(self.workspace.name, self.name)
+        return self.supervision.folder
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
     def create(
         cls,
-        workspace: Workspace,
+        workspace: WorkspaceContext,
         name: str,
         image: Image | str,
         *,
-        target: str = DEFAULT_TARGET,
+        target: str = DEFAULT_DEPLOYMENT_TARGET,
         config: DeploymentConfig | Mapping[str, Any] | str | Path | None = None,
         tags: Mapping[str, str] | None = None,
         description: str = "",
@@ -170,19 +160,18 @@ class Deployment:
                     existing.delete(timeout=timeout)  # the earlier try never served: try again
                     break
                 return existing.wait_for_deployment(timeout=timeout) if wait else existing
-        image_record = _resolve_image(workspace, image)
+        image_record = resolve_image(workspace, image)
         settings = DeploymentConfig.coerce(config)
         driver = build_replica_driver(target)
         driver.validate(image_record)
-        leftover = cls(workspace, _placeholder_record(workspace.name, name))
-        if leftover.supervisor_alive():
+        if SupervisorHandle(workspace.name, name).alive():
             raise ConflictError(
                 f"The supervisor of an earlier deployment '{name}' is still shutting down; try again in a moment"
             )
         port = settings.port or free_port()
-        if settings.port and not _port_free(port):
+        if settings.port and not port_free(port):
             raise ValidationError(f"Port {port} of 127.0.0.1 is in use; choose another port or leave it unset")
-        keys = {which: generate_key() for which in KEY_NAMES}
+        keys = new_keys()
         store = workspace.store
         record = store.create_deployment(
             workspace.name, name, target=target, image_id=image_record.id, created_by=workspace.principal,
@@ -193,8 +182,7 @@ class Deployment:
         )
         deployment = cls(workspace, record)
         try:
-            for which, key in keys.items():
-                workspace._vault.set(key_secret_name(name, which), key)
+            store_keys(workspace, name, keys)
             activity = store.create_activity(workspace.name, kind=KIND_CREATE, target_id=name, message="Queued")
             deployment.record = store.update_deployment(workspace.name, name, activity_id=activity.activity_id)
             deployment._write_scoring_config()
@@ -213,11 +201,11 @@ class Deployment:
     @classmethod
     def deploy(
         cls,
-        workspace: Workspace,
+        workspace: WorkspaceContext,
         name: str,
         image: Image | str,
         *,
-        target: str = DEFAULT_TARGET,
+        target: str = DEFAULT_DEPLOYMENT_TARGET,
         config: DeploymentConfig | Mapping[str, Any] | str | Path | None = None,
         tags: Mapping[str, str] | None = None,
         description: str = "",
@@ -272,8 +260,7 @@ class Deployment:
         self._require_this_host()
         if self.state is DeploymentState.DELETING:
             raise ConflictError(f"Deployment '{self.name}' in workspace '{ws.name}' is being deleted")
-        image_record = _resolve_image(ws, image) if image is not None else ws.store.get_image(
-            ws.name, *_split_image_id(self.image_id))
+        image_record = resolve_image(ws, image if image is not None else self.image_id)
         if isinstance(config, Mapping):
             settings = DeploymentConfig.coerce({**self.record.config, **dict(config)})
         elif config is not None:
@@ -284,7 +271,7 @@ class Deployment:
             raise ValidationError("The port of a deployment cannot change; delete it and create it again")
         driver = build_replica_driver(self.target)
         driver.validate(image_record)
-        earlier, activity_id = _keyed_activity(ws, idempotency_key, KIND_UPDATE, self.name)
+        earlier, activity_id = keyed_activity(ws, idempotency_key, KIND_UPDATE, self.name)
         if earlier is not None:  # a retry of this very update, still going or done: follow it
             return self.wait_for_deployment(timeout=timeout, activity_id=earlier.activity_id) if wait else self
         unchanged = (image_record.id == self.image_id == self.serving_image_id
@@ -326,23 +313,19 @@ class Deployment:
         activity = store.create_activity(ws.name, kind=KIND_DELETE, target_id=self.name, message="Queued")
         self.record = store.update_deployment(ws.name, self.name, state=DeploymentState.DELETING,
                                               activity_id=activity.activity_id, next_generation=True)
-        supervisor = self._supervisor_pid()
-        if supervisor is not None:
-            desired = self._read_desired() or {}
+        supervisor = self.supervision.pid()
+        desired = read_desired(self.folder)
+        if supervisor is not None and desired is not None:
             self._supersede_pending()
-            write_desired(self.folder, {
-                **desired, "operation": "delete", "generation": self.record.generation,
-                "activity_id": activity.activity_id,
-            })
+            write_desired(self.folder, desired.replace(
+                operation="delete", generation=self.record.generation, activity_id=activity.activity_id))
             if not wait:
                 return
             with contextlib.suppress(DeploymentNotFoundError):
                 self.wait_for_deployment(timeout=timeout)
             # Every replica is stopped once the activity ends; the supervisor's own exit follows
             # (it removes the deployment's folder last).
-            deadline = time.monotonic() + 30
-            while self._is_supervisor(supervisor) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            self.supervision.wait_gone(supervisor, timeout=30)
         else:
             # Nobody supervises it (machine restarted, supervisor killed): clean up from here.
             build_replica_driver(self.target).cleanup(ws.name, self.name, self.record.runtime)
@@ -354,7 +337,7 @@ class Deployment:
 
     @classmethod
     def delete_if_exists(
-        cls, workspace: Workspace, name: str, *, wait: bool = True, timeout: float | None = DEFAULT_TIMEOUT
+        cls, workspace: WorkspaceContext, name: str, *, wait: bool = True, timeout: float | None = DEFAULT_TIMEOUT
     ) -> bool:
         """Delete deployment ``name`` if there is one; whether there was."""
         try:
@@ -365,7 +348,9 @@ class Deployment:
         return True
 
     @classmethod
-    def restore(cls, workspace: Workspace, *, wait: bool = True, timeout: float | None = DEFAULT_TIMEOUT) -> list[str]:
+    def restore(
+        cls, workspace: WorkspaceContext, *, wait: bool = True, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> list[str]:
         """Bring every deployment of this machine back to its recorded state (after a reboot or
         killed supervisors): a supervisor is started for each one that should run and has none;
         deletions that were interrupted are finished. Returns the names acted on."""
@@ -396,7 +381,7 @@ class Deployment:
     def _restart(self, *, wait: bool, timeout: float | None) -> None:
         ws, store = self.workspace, self.workspace.store
         image_id = self.serving_image_id or self.image_id
-        image_record = store.get_image(ws.name, *_split_image_id(image_id))
+        image_record = store.get_image(ws.name, *Reference.parse_id(image_id, "image"))
         driver = build_replica_driver(self.target)
         driver.validate(image_record)
         activity = store.create_activity(ws.name, kind=KIND_RESTORE, target_id=self.name, message="Queued")
@@ -412,14 +397,13 @@ class Deployment:
 
     # ------------------------------------------------------------------ registry
     @classmethod
-    def get(cls, workspace: Workspace, name: str) -> Deployment:
-        workspace.require(Action.READ)
+    def get(cls, workspace: WorkspaceContext, name: str) -> Deployment:
         return cls(workspace, workspace.store.get_deployment(workspace.name, name))
 
     @classmethod
     def list(
         cls,
-        workspace: Workspace,
+        workspace: WorkspaceContext,
         *,
         image: str | Image | None = None,
         state: DeploymentState | str | None = None,
@@ -428,7 +412,6 @@ class Deployment:
     ) -> list[Deployment]:
         """Deployments matching every filter, by name. ``image``: an Image, ``"name:version"`` or
         ``"name"``; ``tags`` values of ``"*"`` match any value."""
-        workspace.require(Action.READ)
         image_filter = image if image is None or isinstance(image, str) else image.id
         records = workspace.store.search_deployments(
             workspace.name, image=image_filter, state=None if state is None else DeploymentState(state),
@@ -445,40 +428,29 @@ class Deployment:
         """The latest create/update/delete activity."""
         if self.record.activity_id is None:
             raise NotFoundError(f"Deployment '{self.name}' has no activity")
-        return self.workspace.get_activity(self.record.activity_id)
+        return get_activity(self.workspace, self.record.activity_id)
+
+    def waiter(self, activity_id: str | None = None, *, on_progress: Any = None) -> ActivityWaiter:
+        """The waiter of the latest activity (or ``activity_id``), watching the supervisor."""
+        activity_id = activity_id or self.record.activity_id
+        if activity_id is None:
+            raise NotFoundError(f"Deployment '{self.name}' has no activity")
+        return ActivityWaiter(self.workspace, activity_id, worker=self.worker_check(), on_progress=on_progress)
 
     def wait_for_deployment(
         self, *, timeout: float | None = DEFAULT_TIMEOUT, poll_interval: float = 0.25, raise_on_error: bool = True,
-        activity_id: str | None = None,
+        activity_id: str | None = None, on_progress: Any = None,
     ) -> Deployment:
         """Block until the latest activity (or ``activity_id``) ends; DeploymentError if it failed.
         A supervisor that died meanwhile fails the activity (with its log's end) instead of leaving
-        callers waiting."""
-        activity_id = activity_id or self.record.activity_id
-        if activity_id is None:
+        callers waiting; WaitTimeoutError after ``timeout`` seconds."""
+        if (activity_id or self.record.activity_id) is None:
             return self
-        import socket
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        local = self._supervisor_host() in (None, socket.gethostname())
-        while True:
-            activity = self.workspace.store.get_activity(activity_id)
-            if activity.status.is_terminal:
-                break
-            if not local or self.supervisor_alive():
-                self._dead_since: float | None = None
-            else:
-                # Kept across calls (an operator waits in short slices): dead for 5 s = abandoned.
-                self._dead_since = getattr(self, "_dead_since", None) or time.monotonic()
-                if time.monotonic() - self._dead_since > ABANDONED_AFTER:
-                    self._fail_abandoned(activity)
-                    continue
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"Deployment '{self.name}': activity {activity.kind} still {activity.status.value} after "
-                    f"{timeout} s ({activity.message})"
-                )
-            time.sleep(poll_interval)
+        try:
+            activity = self.waiter(activity_id, on_progress=on_progress).wait(
+                timeout=timeout, poll_interval=poll_interval)
+        except WaitTimeoutError as exc:
+            raise WaitTimeoutError(f"Deployment '{self.name}': {exc}", activity_id=exc.activity_id) from None
         with contextlib.suppress(DeploymentNotFoundError):
             self.refresh()
         if raise_on_error and activity.status is not ActivityStatus.SUCCEEDED:
@@ -489,19 +461,20 @@ class Deployment:
             )
         return self
 
+    def worker_check(self) -> WorkerCheck:
+        """How a waiter tells that this deployment's supervisor is gone (only from its own host:
+        elsewhere it cannot be told). Dead for ``ABANDONED_AFTER`` seconds counts: a supervisor
+        that lost the deployment's lock to another one exits at once, and that is no loss."""
+        def alive() -> bool | None:
+            return None if self._supervisor_host() not in (None, this_host()) else self.supervisor_alive()
+
+        return WorkerCheck(alive=alive, abandon=self._fail_abandoned, grace=ABANDONED_AFTER,
+                           where=f"The supervisor of deployment '{self.name}'")
+
     # ------------------------------------------------------------------ keys
     def get_keys(self) -> tuple[str, str]:
         """(primary, secondary). Needs a role that may read secrets (Owner, Contributor)."""
-        self.workspace.require(Action.READ_SECRETS)
-        try:
-            return tuple(  # type: ignore[return-value]
-                self.workspace._vault.get(key_secret_name(self.name, which)) for which in KEY_NAMES
-            )
-        except SecretNotFoundError as exc:
-            raise NotFoundError(
-                f"The keys of deployment '{self.name}' are not in the workspace's secrets; "
-                "regenerate them with regenerate_key()"
-            ) from exc
+        return read_keys(self.workspace, self.name)
 
     def regenerate_key(self, which: str = "primary", *, confirm_timeout: float = 10.0) -> str:
         """Replace one key; the old one is refused from the moment this returns (it waits until
@@ -512,67 +485,26 @@ class Deployment:
         ws.require(Action.WRITE)
         old_hash = getattr(self.refresh().record, f"{which}_key_hash")
         key = generate_key()
-        ws._vault.set(key_secret_name(self.name, which), key)
+        store_keys(ws, self.name, {which: key})
         self.record = ws.store.update_deployment(ws.name, self.name, **{f"{which}_key_hash": hash_key(key)})
         self._write_scoring_config()
         if self.config.auth_enabled and old_hash and self.state is DeploymentState.HEALTHY:
-            self._confirm_key_change(key, confirm_timeout)
+            confirm_key(self.name, self._base_url(), key, replicas=len(self.replicas),
+                                       timeout=confirm_timeout)
         return key
-
-    def _confirm_key_change(self, new_key: str, timeout: float) -> None:
-        """Poll until the service takes the new key (the replicas re-read their config every 0.5 s)."""
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        url = self._base_url() + "/metrics"
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                # Every replica must know the new key: ask as many times as there are replicas, in a row.
-                if all(httpx.get(url, headers={"Authorization": f"Bearer {new_key}"}, timeout=2).status_code == 200
-                       for _ in range(max(1, len(self.replicas)) * 2)):
-                    return
-            time.sleep(0.1)
-        raise DeploymentError(f"Deployment '{self.name}' did not take the new key within {timeout} s",
-                              deployment=self.name)
 
     # ------------------------------------------------------------------ using it
     def run(self, input_data: Any, *, timeout: float = 30.0) -> Any:
         """Score ``input_data`` (JSON-serialisable, e.g. ``{"data": [[...]]}``) and return the answer."""
-        import httpx
-
+        self.workspace.require(Action.READ)
         if not self.scoring_uri:
             raise ConflictError(f"Deployment '{self.name}' has no scoring URI yet")
-        headers = {}
-        if self.config.auth_enabled:
-            headers["Authorization"] = f"Bearer {self.get_keys()[0]}"
-        try:
-            response = httpx.post(self.scoring_uri, json=input_data, headers=headers, timeout=timeout)
-        except httpx.HTTPError as exc:
-            raise DeploymentError(f"Deployment '{self.name}' at {self.scoring_uri} did not answer: {exc}",
-                                  deployment=self.name) from exc
-        if response.status_code != 200:
-            raise DeploymentError(
-                f"Deployment '{self.name}' answered {response.status_code}: {response.text[:500]}",
-                deployment=self.name,
-            )
-        return response.json()
+        key = self.get_keys()[0] if self.config.auth_enabled else None
+        return score(self.name, self.scoring_uri, input_data, key=key, timeout=timeout)
 
     def get_logs(self, *, tail: int | None = 200) -> str:
         """The supervisor's log and each current replica's, last ``tail`` lines of each (None = all)."""
-        parts = [("supervisor", self.folder / SUPERVISOR_LOG)]
-        for replica in self.refresh().replicas:
-            label = f"replica g{replica.get('generation')}-r{replica.get('index')} (port {replica.get('port')})"
-            if replica.get("log"):
-                parts.append((label, Path(replica["log"])))
-        out = []
-        for label, path in parts:
-            try:
-                lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-            except OSError:
-                lines = ["(no log on this machine)"]
-            out.append(f"==> {label} <==")
-            out.extend(lines if tail is None else lines[-tail:])
-        return "\n".join(out) + "\n"
+        return self.supervision.logs(self.refresh().replicas, tail=tail)
 
     def get_telemetry(self) -> dict[str, Any]:
         """Request counts, errors and latency percentiles as the supervisor last recorded them in
@@ -585,108 +517,49 @@ class Deployment:
     # ------------------------------------------------------------------ supervisor plumbing
     def supervisor_alive(self) -> bool:
         """Whether this deployment's supervisor runs on this machine (or is starting, from here)."""
-        started = getattr(self, "_started", None)
-        if started is not None and started.poll() is None:
-            return True
-        return self._supervisor_pid() is not None
+        return self.supervision.alive()
 
     def _supervisor_host(self) -> str | None:
         return (self.record.runtime.get("supervisor") or {}).get("host")
 
     def _require_this_host(self) -> None:
         """Deployments are supervised where they were created: refuse to act from elsewhere."""
-        import socket
-
         host = self._supervisor_host()
-        if host and host != socket.gethostname() and not self.supervisor_alive():
+        if host and host != this_host() and not self.supervisor_alive():
             raise ConflictError(
-                f"Deployment '{self.name}' is supervised on host {host!r}, not here ({socket.gethostname()!r}); "
+                f"Deployment '{self.name}' is supervised on host {host!r}, not here ({this_host()!r}); "
                 "manage it from that machine"
             )
 
-    def _supervisor_pid(self) -> int | None:
-        """The pid of this deployment's supervisor when it runs on this machine, else None."""
-        try:
-            pid = int((self.folder / "supervisor.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if self._is_supervisor(pid) else None
-
-    def _is_supervisor(self, pid: int) -> bool:
-        try:
-            cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
-            state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return False
-        alive = state not in ("Z", "X")
-        return alive and SUPERVISOR_MODULE.encode() in cmdline and str(self.folder).encode() in cmdline
-
     def _start_supervisor(self) -> int:
-        folder = self.folder
-        (folder / "logs").mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if k not in IDENTITY_VARIABLES}
-        env[ENV_STORE_URI] = self.workspace.store_uri  # in the environment: the URI may carry a password
-        env[ENV_PRINCIPAL] = self.workspace.principal
-        env[ENV_HOME] = str(aml_home())
-        # SIGTERM blocked until the supervisor's handler exists (inherited across exec; it unblocks).
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        try:
-            with open(folder / SUPERVISOR_LOG, "ab") as out:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", SUPERVISOR_MODULE, "--dir", str(folder)],
-                    cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True, close_fds=True,
-                )
-        except OSError as exc:
-            raise DeploymentError(f"Could not start the supervisor of deployment '{self.name}': {exc}",
-                                  deployment=self.name) from exc
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        # The pid file is the supervisor's to write, once it holds the deployment's lock (a second
-        # start that loses the lock must not name itself); until then, this Popen says it lives.
-        self._started = proc
-        # Reap it if it ends while we live (no zombie); if we exit first, init adopts it.
-        threading.Thread(target=proc.wait, name=f"aml-deployment-reap-{proc.pid}", daemon=True).start()
-        return proc.pid
+        return self.supervision.start(store_uri=self.workspace.store_uri, principal=self.workspace.principal)
 
     def _write_scoring_config(self) -> None:
-        scoring = self.config.scoring_config(self.record.primary_key_hash, self.record.secondary_key_hash)
-        path = self.folder / SCORING_CONFIG
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.parent.chmod(0o755)  # a container's user reads it through a bind mount
-        write_json_atomic(path, scoring.model_dump(mode="json"), mode=0o644)
+        self.supervision.write_scoring_config(
+            self.config.scoring_config(self.record.primary_key_hash, self.record.secondary_key_hash))
 
-    def _write_desired(self, operation: str, image: dict[str, Any], settings: DeploymentConfig,
+    def _write_desired(self, operation: Operation, image: dict[str, Any], settings: DeploymentConfig,
                        activity_id: str | None) -> None:
         self._supersede_pending()
-        write_desired(self.folder, {
-            "workspace": self.workspace.name, "name": self.name, "target": self.target,
-            "generation": self.record.generation, "operation": operation, "activity_id": activity_id,
-            "image": image, "config": settings.model_dump(mode="json"), "port": self._port(),
-        })
+        write_desired(self.folder, DesiredState(
+            workspace=self.workspace.name, name=self.name, target=self.target, generation=self.record.generation,
+            operation=operation, activity_id=activity_id, image=image, config=settings.model_dump(mode="json"),
+            port=self._port(),
+        ))
 
     def _supersede_pending(self) -> None:
         """End the activity of a desired state the supervisor may never apply: it applies only the
         newest generation, so an update replaced before it started would otherwise stay Running
         and its waiter would wait until its timeout."""
-        previous = self._read_desired() or {}
-        activity_id = previous.get("activity_id")
-        if not activity_id or int(previous.get("generation") or 0) >= self.record.generation:
+        previous = read_desired(self.folder)
+        if previous is None or not previous.activity_id or previous.generation >= self.record.generation:
             return
         with contextlib.suppress(NotFoundError):  # terminal activities are left as they are
             self.workspace.store.update_activity(
-                activity_id, status=ActivityStatus.CANCELED,
+                previous.activity_id, status=ActivityStatus.CANCELED,
                 error=f"Superseded by generation {self.record.generation} of deployment '{self.name}'",
                 message="Superseded",
             )
-
-    def _read_desired(self) -> dict[str, Any] | None:
-        import json
-
-        try:
-            return json.loads((self.folder / DESIRED_FILE).read_text())
-        except (OSError, ValueError):
-            return None
 
     def _port(self) -> int:
         port = self.record.runtime.get("port")
@@ -698,23 +571,16 @@ class Deployment:
         return f"http://127.0.0.1:{self._port()}"
 
     def _forget_keys(self) -> None:
-        for which in KEY_NAMES:
-            with contextlib.suppress(SecretNotFoundError):
-                self.workspace._vault.delete(key_secret_name(self.name, which))
+        forget_keys(self.workspace, self.name)
 
     def _forget(self) -> None:
         """What is left once the record is gone: the keys and the local folder."""
         self._forget_keys()
-        if not self.supervisor_alive():
-            shutil.rmtree(self.folder, ignore_errors=True)
+        self.supervision.remove_folder()
 
-    def _fail_abandoned(self, activity: ActivityRecord) -> None:
-        log_path = self.folder / SUPERVISOR_LOG
-        try:
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-        except OSError:
-            tail = "(no supervisor log)"
-        error = f"The supervisor of deployment '{self.name}' is not running; its log ends with:\n{tail}"
+    def _fail_abandoned(self, activity: ActivityRecord, reason: str) -> None:
+        error = (f"The supervisor of deployment '{self.name}' is not running; its log ends with:\n"
+                 f"{self.supervision.supervisor_log_tail()}")
         store = self.workspace.store
         with contextlib.suppress(ConflictError, NotFoundError):
             store.update_activity(activity.activity_id, status=ActivityStatus.FAILED, error=error,
@@ -726,74 +592,9 @@ class Deployment:
             store.update_deployment(self.workspace.name, self.name, state=state, error=error)
 
 
-_MAX_ATTEMPTS = 100
-
-
-def _keyed_activity(
-    workspace: Workspace, idempotency_key: str | None, kind: str, name: str
-) -> tuple[ActivityRecord | None, str | None]:
-    """For a keyed operation: (the earlier attempt to follow, None) when one is running or
-    succeeded, else (None, the id for a new attempt). Attempt ids are derived from the key, so a
-    retried task finds its own; a failed attempt is not followed but retried under the next id."""
-    if not idempotency_key:
-        return None, None
-    for attempt in range(_MAX_ATTEMPTS):
-        activity_id = hashlib.sha256(f"{idempotency_key}\x1f{kind}\x1f{name}\x1f{attempt}".encode()).hexdigest()[:32]
-        try:
-            activity = workspace.store.get_activity(activity_id)
-        except NotFoundError:
-            return None, activity_id
-        if activity.status in (ActivityStatus.FAILED, ActivityStatus.CANCELED):
-            continue
-        return activity, None
-    raise ConflictError(f"Deployment '{name}': {_MAX_ATTEMPTS} attempts of this {kind} failed already")
-
-
-def _split_image_id(image_id: str) -> tuple[str, int]:
-    name, _, version = image_id.rpartition(":")
-    return name, int(version)
-
-
-def _resolve_image(workspace: Workspace, image: Image | str) -> Any:
-    """The ImageRecord of an Image, ``"name:version"`` or ``"name"`` (latest); it must have built."""
-    from airflow_aml.images.image import Image
-
-    if isinstance(image, Image):
-        record = workspace.store.get_image(workspace.name, image.name, image.version)
-    else:
-        name, sep, version = str(image).rpartition(":")
-        if not sep:
-            name, version = str(image), ""
-        if version and not version.isdigit():
-            raise ValidationError(f"Image {image!r} must be 'name' or 'name:version'")
-        record = workspace.store.get_image(workspace.name, name, int(version) if version else None)
-    if record.status is not ImageStatus.SUCCEEDED:
-        raise ConflictError(
-            f"Image '{record.id}' is {record.status.value}" + (f" ({record.error})" if record.error else "")
-            + "; only a built image can be deployed"
-        )
-    return record
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-
-
-
-def _placeholder_record(workspace: str, name: str) -> DeploymentRecord:
-    """A record naming a deployment that has none (yet): enough to look at its folder."""
-    from datetime import UTC, datetime
-
-    now = datetime.now(UTC)
-    return DeploymentRecord(workspace=workspace, name=name, target=DEFAULT_TARGET, state=DeploymentState.FAILED,
-                            image_id="-:0", created_at=now, created_by="", updated_at=now, generation=0)
+def deployment_worker_check(ctx: WorkspaceContext, name: str) -> WorkerCheck | None:
+    """How a waiter tells that deployment ``name``'s supervisor is gone (None: no such deployment)."""
+    try:
+        return Deployment.get(ctx, name).worker_check()
+    except DeploymentNotFoundError:
+        return None

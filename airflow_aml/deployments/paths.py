@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import tempfile
@@ -47,23 +46,3 @@ def write_json_atomic(path: Path, doc: Any, *, mode: int = 0o644) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def write_desired(folder: Path, doc: dict[str, Any], *, only_if_generation: int | None = None) -> bool:
-    """Replace ``desired.json`` with ``doc`` unless it already holds a newer generation (or, with
-    ``only_if_generation``, any other generation than that one). Writers (SDK calls, the
-    supervisor) serialise on ``desired.lock``, so that no write ever replaces a newer one."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "desired.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            current = json.loads((folder / DESIRED_FILE).read_text(encoding="utf-8"))
-            generation = int(current.get("generation") or 0)
-        except (OSError, ValueError):
-            generation = 0
-        if only_if_generation is not None and generation != only_if_generation:
-            return False
-        if generation > int(doc["generation"]):
-            return False
-        write_json_atomic(folder / DESIRED_FILE, doc, mode=0o600)
-        return True

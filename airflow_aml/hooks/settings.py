@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from airflow_aml import config
+from airflow_aml.exceptions import ValidationError, WorkspaceNotFoundError
 from airflow_aml.workspace import Workspace
 
 DEFAULT_WORKSPACE = "default"
@@ -46,8 +47,6 @@ class WorkspaceSettings:
         known = {"store_uri", "datastore_root", "create_if_missing", "principal", "ui_base_url"}
         unknown = sorted(set(extra) - known)
         if unknown:
-            from airflow_aml.exceptions import ValidationError
-
             raise ValidationError(
                 f"Connection {conn.conn_id!r}: unknown extra field(s) {', '.join(unknown)}; "
                 f"valid: {', '.join(sorted(known))}"
@@ -72,8 +71,6 @@ class WorkspaceSettings:
 
     def open(self) -> Workspace:
         """The workspace these settings name, created on first use when allowed."""
-        from airflow_aml.exceptions import WorkspaceNotFoundError
-
         uri = self.resolved_store_uri()
         try:
             return Workspace.get(self.workspace, store_uri=uri, principal=self.principal)

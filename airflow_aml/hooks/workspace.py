@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow_aml.entities import ActivityRecord
 from airflow_aml.exceptions import ValidationError
 from airflow_aml.hooks.settings import WorkspaceSettings
-from airflow_aml.runtime.run import Run
+from airflow_aml.runs import Run
 from airflow_aml.workspace import Workspace
 
 

@@ -21,20 +21,18 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+from airflow_aml.activities import ActivityKind, ProgressCallback
+from airflow_aml.context import WorkspaceContext
 from airflow_aml.entities import ActivityStatus, ImageRecord, ImageStatus
 from airflow_aml.exceptions import AmlError
 from airflow_aml.images.builders import build_image_builder
 from airflow_aml.images.bundle import assemble_bundle
 from airflow_aml.images.plan import BuildPlan
 
-if TYPE_CHECKING:
-    from airflow_aml.workspace import Workspace
-
 log = logging.getLogger(__name__)
 
-ACTIVITY_KIND = "image_build"
+ACTIVITY_KIND = ActivityKind.IMAGE_BUILD
 PROP_BUILD_DIGEST = "aml.build_digest"  # a builder's own digest when it differs from the bundle's
 LOG_TAIL_LINES = 40
 LOG_TAIL_CHARS = 8000
@@ -71,11 +69,15 @@ class BuildLog:
         return text[-LOG_TAIL_CHARS:]
 
 
-def execute_build(workspace: Workspace, plan: BuildPlan, *, echo: Callable[[str], None] | None = None) -> ImageRecord:
+def execute_build(
+    workspace: WorkspaceContext, plan: BuildPlan, *, echo: Callable[[str], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> ImageRecord:
     """Build the image version of ``plan`` (created, status Building); returns its final record.
 
     A failed build returns the Failed record (it does not raise); an interrupt (KeyboardInterrupt,
-    SystemExit) records Failed and is re-raised. ``echo`` also receives every log line.
+    SystemExit) records Failed and is re-raised. ``echo`` also receives every log line,
+    ``on_progress`` the build activity at every step.
     """
     assert plan.version and plan.activity_id, "the plan's image version and activity must exist"
     store = workspace.store
@@ -84,8 +86,10 @@ def execute_build(workspace: Workspace, plan: BuildPlan, *, echo: Callable[[str]
 
     def report(fraction: float, message: str) -> None:
         build_log(f"[{fraction:4.0%}] {message}")
-        store.update_activity(activity, status=ActivityStatus.RUNNING, progress=fraction, message=message)
+        record = store.update_activity(activity, status=ActivityStatus.RUNNING, progress=fraction, message=message)
         store.update_image(ws, name, version, build_log_tail=build_log.tail())
+        if on_progress is not None:
+            on_progress(record)
 
     def scaled(low: float, high: float) -> Callable[[float, str], None]:
         return lambda fraction, message: report(low + (high - low) * min(1.0, max(0.0, fraction)), message)
@@ -120,13 +124,13 @@ def execute_build(workspace: Workspace, plan: BuildPlan, *, echo: Callable[[str]
         return store.get_image(ws, name, version)
 
 
-def _save_log(workspace: Workspace, plan: BuildPlan, build_log: BuildLog) -> str:
+def _save_log(workspace: WorkspaceContext, plan: BuildPlan, build_log: BuildLog) -> str:
     path = build_log_path(plan.name, plan.version)
     workspace.get_datastore(plan.datastore).write_bytes(path, build_log.text().encode())
     return path
 
 
-def _record_failure(workspace: Workspace, plan: BuildPlan, build_log: BuildLog, error: str) -> None:
+def _record_failure(workspace: WorkspaceContext, plan: BuildPlan, build_log: BuildLog, error: str) -> None:
     """Best effort, step by step: the status must be written even if saving the log fails."""
     store = workspace.store
     log_path = None

@@ -14,8 +14,8 @@ problem); the caller records the image Failed with that message and the log.
 
 A new kind is a subclass registered with ``register_image_builder``. Kinds whose module is not
 imported yet are imported on first use (``_BUILTIN_MODULES``): such a module registers its class
-when it is imported, e.g. ``airflow_aml/images/docker.py`` ends with
-``register_image_builder("docker", DockerImageBuilder)``.
+when it is imported, e.g. ``airflow_aml/images/docker/builder.py`` ends with ``register()``,
+which is ``register_image_builder("docker", DockerImageBuilder)``.
 """
 
 from __future__ import annotations
@@ -26,14 +26,12 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
+from airflow_aml.context import WorkspaceContext
+from airflow_aml.entities import ImageRecord
 from airflow_aml.exceptions import ValidationError
-
-if TYPE_CHECKING:
-    from airflow_aml.compute.base import WorkspaceLike
-    from airflow_aml.entities import ImageRecord
-    from airflow_aml.images.spec import ImageSpec
+from airflow_aml.images.spec import ImageSpec
 
 ProgressFn = Callable[[float, str], None]
 LogFn = Callable[[str], None]
@@ -58,11 +56,11 @@ class BuildResult:
 class AbstractImageBuilder(abc.ABC):
     kind: ClassVar[str] = ""
 
-    def __init__(self, workspace: WorkspaceLike) -> None:
+    def __init__(self, workspace: WorkspaceContext | None) -> None:
         self.workspace = workspace
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(workspace={self.workspace.name!r})"
+        return f"{type(self).__name__}(workspace={getattr(self.workspace, 'name', None)!r})"
 
     def validate(self, spec: ImageSpec) -> None:  # noqa: B027 - optional hook
         """Refuse (ValidationError) a spec this builder cannot build, before anything is created."""
@@ -70,6 +68,11 @@ class AbstractImageBuilder(abc.ABC):
     @abc.abstractmethod
     def build(self, bundle: Path, record: ImageRecord, progress: ProgressFn, log: LogFn) -> BuildResult:
         """Build ``bundle`` (read-only: it is content-addressed and may be shared by images)."""
+
+    def remove(self, record: ImageRecord) -> None:  # noqa: B027 - optional hook
+        """Remove what ``build`` made for the image version ``record``, which is being deleted (the
+        local builder keeps the content-addressed bundle: other versions may share it). Raise on
+        failure; the caller logs it and goes on, the version's record is gone either way."""
 
 
 _KINDS: dict[str, type[AbstractImageBuilder]] = {}
@@ -93,7 +96,7 @@ def image_builder_kinds() -> list[str]:
     return sorted(set(_KINDS) | available)
 
 
-def build_image_builder(kind: str, workspace: WorkspaceLike) -> AbstractImageBuilder:
+def build_image_builder(kind: str, workspace: WorkspaceContext | None) -> AbstractImageBuilder:
     """A builder of ``kind`` for ``workspace``; ValidationError listing the kinds for an unknown one."""
     if kind not in _KINDS and kind in _BUILTIN_MODULES and _module_exists(_BUILTIN_MODULES[kind]):
         importlib.import_module(_BUILTIN_MODULES[kind])  # registers the kind

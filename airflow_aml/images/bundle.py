@@ -32,14 +32,12 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_aml.config import aml_home
+from airflow_aml.datastores.base import AbstractDatastore
 from airflow_aml.hashing import sha256_file
-
-if TYPE_CHECKING:
-    from airflow_aml.datastores.base import AbstractDatastore
-    from airflow_aml.images.plan import BuildPlan
+from airflow_aml.images.plan import BuildPlan
 
 MANIFEST = "image.json"
 REQUIREMENTS = "requirements.txt"

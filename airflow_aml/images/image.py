@@ -17,22 +17,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_aml.entities import ActivityRecord, ActivityStatus, ImageRecord, ImageStatus
+from airflow_aml.activities import ActivityWaiter, ProgressCallback, WorkerCheck, get_activity, poll_until
+from airflow_aml.context import DATASTORE_PROPERTY, WorkspaceContext
+from airflow_aml.entities import ActivityRecord, ImageRecord, ImageStatus
 from airflow_aml.exceptions import (
     AmlError,
     ArtifactNotFoundError,
     ConflictError,
     ImageBuildError,
     NotFoundError,
+    WaitTimeoutError,
 )
 from airflow_aml.images.build import ACTIVITY_KIND, execute_build
-from airflow_aml.images.builders import DEFAULT_BUILDER
+from airflow_aml.images.builders import DEFAULT_BUILDER, build_image_builder
 from airflow_aml.images.bundle import bundle_path as digest_bundle_path
 from airflow_aml.images.plan import plan_image
 from airflow_aml.images.spec import ImageSpec
@@ -46,20 +47,18 @@ from airflow_aml.images.worker import (
     start_build_process,
 )
 from airflow_aml.names import validate_name
+from airflow_aml.processes import this_host
+from airflow_aml.references import Reference
 from airflow_aml.roles import Action
 
 if TYPE_CHECKING:
     from airflow_aml.models import Model
-    from airflow_aml.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-# The datastore that holds an image's build log, fixed at creation (as for runs).
-DATASTORE_PROPERTY = "aml.datastore"
-
 
 class Image:
-    def __init__(self, workspace: Workspace, record: ImageRecord) -> None:
+    def __init__(self, workspace: WorkspaceContext, record: ImageRecord) -> None:
         self.workspace = workspace
         self.record = record
 
@@ -111,7 +110,7 @@ class Image:
     @classmethod
     def create(
         cls,
-        workspace: Workspace,
+        workspace: WorkspaceContext,
         name: str,
         spec: ImageSpec | Mapping[str, Any] | str | Path,
         *,
@@ -119,6 +118,7 @@ class Image:
         tags: Mapping[str, str] | None = None,
         wait: bool = True,
         idempotency_key: str | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> Image:
         """Create the next version of image ``name`` and build it.
 
@@ -130,7 +130,8 @@ class Image:
 
         With an ``idempotency_key``, a version created earlier with the same key is returned
         instead of a new one (what a retried Airflow task needs), unless that version Failed: a
-        retry then builds again.
+        retry then builds again. ``on_progress`` receives the build activity at every step while
+        this call waits.
         """
         workspace.require(Action.WRITE)
         validate_name("image", name)
@@ -140,12 +141,12 @@ class Image:
             for record in store.search_images(workspace.name, name=name, idempotency_key=idempotency_key):
                 if record.status is not ImageStatus.FAILED:
                     existing = cls(workspace, record)
-                    return existing.wait_for_completion() if wait else existing
+                    return existing.wait_for_completion(on_progress=on_progress) if wait else existing
 
         plan = plan_image(workspace, name, image_spec, builder=builder)
         properties = {DATASTORE_PROPERTY: plan.datastore}
         if wait:
-            properties.update({PROP_BUILD_PID: str(os.getpid()), PROP_BUILD_HOST: socket.gethostname(),
+            properties.update({PROP_BUILD_PID: str(os.getpid()), PROP_BUILD_HOST: this_host(),
                                PROP_BUILD_PROCESS: "inline"})
         record = store.create_image_version(
             workspace.name, name, builder=builder, created_by=workspace.principal, model_ids=plan.model_ids,
@@ -165,12 +166,12 @@ class Image:
         if not wait:
             start_build_process(workspace, plan)
             return cls(workspace, store.get_image(workspace.name, name, record.version))
-        image = cls(workspace, execute_build(workspace, plan))
+        image = cls(workspace, execute_build(workspace, plan, on_progress=on_progress))
         image._raise_if_failed()
         return image
 
     @classmethod
-    def get(cls, workspace: Workspace, name: str, version: int | None = None) -> Image:
+    def get(cls, workspace: WorkspaceContext, name: str, version: int | None = None) -> Image:
         """The given version, or the latest."""
         workspace.require(Action.READ)
         return cls(workspace, workspace.store.get_image(workspace.name, name, version))
@@ -178,7 +179,7 @@ class Image:
     @classmethod
     def list(
         cls,
-        workspace: Workspace,
+        workspace: WorkspaceContext,
         *,
         name: str | None = None,
         tags: Mapping[str, str] | None = None,
@@ -204,26 +205,42 @@ class Image:
     @property
     def activity(self) -> ActivityRecord:
         """The build's image_build activity (status, progress 0..1, message)."""
+        return get_activity(self.workspace, self._activity_id())
+
+    def _activity_id(self) -> str:
         if self.record.activity_id is None:
             raise NotFoundError(f"Image '{self.name}' version {self.version} has no build activity")
-        return self.workspace.get_activity(self.record.activity_id)
+        return self.record.activity_id
+
+    def waiter(self, *, on_progress: ProgressCallback | None = None) -> ActivityWaiter:
+        """The waiter of this version's build activity, watching the process that builds it."""
+        return ActivityWaiter(self.workspace, self._activity_id(), worker=image_worker_check(self.workspace, self.id),
+                              on_progress=on_progress)
 
     def wait_for_completion(
-        self, *, timeout: float | None = None, poll_interval: float = 0.5, raise_on_error: bool = True
+        self, *, timeout: float | None = None, poll_interval: float = 0.5, raise_on_error: bool = True,
+        on_progress: ProgressCallback | None = None,
     ) -> Image:
         """Block until the build ends; ImageBuildError if it Failed (unless ``raise_on_error=False``).
 
-        A build whose process died (killed, machine rebooted) is recorded Failed here, so that no
-        caller waits forever; TimeoutError after ``timeout`` seconds.
+        A build whose process died (killed, machine rebooted) is recorded Failed at once, so that
+        no caller waits forever; WaitTimeoutError after ``timeout`` seconds. ``on_progress`` gets
+        the build activity whenever it changes.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.refresh().status.is_terminal:
-            if build_process_alive(self.record.properties) is False:
-                self._fail_abandoned()
-                continue
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"Image '{self.name}' version {self.version} still building after {timeout} s")
-            time.sleep(poll_interval)
+        self.workspace.require(Action.READ)
+        if not self.refresh().status.is_terminal:
+            try:
+                if self.record.activity_id is not None:
+                    self.waiter(on_progress=on_progress).wait(timeout=timeout, poll_interval=poll_interval)
+                else:  # a version recorded by hand, with no activity: its status is all there is
+                    poll_until(lambda: self.refresh().status.is_terminal, timeout=timeout,
+                               poll_interval=poll_interval, what=lambda: "")
+            except WaitTimeoutError:
+                raise WaitTimeoutError(
+                    f"Image '{self.name}' version {self.version} still building after {timeout:g} s",
+                    activity_id=self.record.activity_id,
+                ) from None
+            self.refresh()
         if raise_on_error:
             self._raise_if_failed()
         return self
@@ -255,8 +272,8 @@ class Image:
         return datastore.read_bytes(self.record.build_log_path).decode(errors="replace")
 
     def delete(self) -> None:
-        """Delete this version (its number is never reused), its build log, and for a Docker image
-        the engine's image.
+        """Delete this version (its number is never reused), its build log, and what its builder
+        made for it (for a Docker image, the engine's image).
 
         Refused (ConflictError) while it builds and while a deployment serves it or rolls it out
         (the store refuses, naming the deployments). The bundle stays: it is content-addressed and
@@ -276,18 +293,12 @@ class Image:
                     self.record.properties.get(DATASTORE_PROPERTY) or self.workspace.record.default_datastore
                 )
                 datastore.delete(self.record.build_log_path)
-        if self.record.builder == "docker" and self.record.location:
-            self._remove_docker_image(self.record.location)
-
-    def _remove_docker_image(self, reference: str) -> None:
-        """Best effort: the record is gone either way; an engine that refuses (another tag, a
-        container of it still exists) keeps the image, which ``docker image prune`` handles."""
         try:
-            from airflow_aml.images.docker import remove_image
-
-            remove_image(reference)
+            # Best effort: the record is gone either way; an engine that refuses (another tag, a
+            # container of it still exists) keeps the image, which ``docker image prune`` handles.
+            build_image_builder(self.record.builder, self.workspace).remove(self.record)
         except Exception as exc:
-            log.warning("Image '%s' deleted, but the Docker image %s was not removed: %s", self.id, reference, exc)
+            log.warning("Image '%s' deleted, but its %s build was not removed: %s", self.id, self.record.builder, exc)
 
     # ------------------------------------------------------------------ helpers
     def _raise_if_failed(self) -> None:
@@ -298,14 +309,25 @@ class Image:
                 image_id=self.id, error=self.error,
             )
 
-    def _fail_abandoned(self) -> None:
-        props = self.record.properties
-        where = f"pid {props.get(PROP_BUILD_PID)} on {props.get(PROP_BUILD_HOST)}"
-        error = f"The build process ({where}) ended before the build did"
+
+
+def image_worker_check(ctx: WorkspaceContext, image_id: str) -> WorkerCheck:
+    """How a waiter tells that the process building image ``image_id`` ("name:version") is gone."""
+    name, version = Reference.parse_id(image_id, "image")
+
+    def alive() -> bool | None:
+        try:
+            return build_process_alive(ctx.store.get_image(ctx.name, name, version).properties)
+        except NotFoundError:  # deleted meanwhile: nothing left to watch
+            return None
+
+    def abandon(activity: ActivityRecord, reason: str) -> None:
+        props = ctx.store.get_image(ctx.name, name, version).properties
+        error = f"The build process (pid {props.get(PROP_BUILD_PID)} on {props.get(PROP_BUILD_HOST)}) " \
+                "ended before the build did"
         if props.get(PROP_BUILD_PROCESS) == "worker":
-            error += f"; see {build_dir(self.workspace.name, self.name, self.version) / WORKER_LOG}"
-        store = self.workspace.store
+            error += f"; see {build_dir(ctx.name, name, version) / WORKER_LOG}"
         with contextlib.suppress(ConflictError):  # it ended meanwhile after all
-            store.update_image(self.workspace.name, self.name, self.version, status=ImageStatus.FAILED, error=error)
-            if self.record.activity_id:
-                store.update_activity(self.record.activity_id, status=ActivityStatus.FAILED, error=error)
+            ctx.store.update_image(ctx.name, name, version, status=ImageStatus.FAILED, error=error)
+
+    return WorkerCheck(alive=alive, abandon=abandon, where=f"The process building image {image_id!r}")

@@ -20,10 +20,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from airflow_aml.compute.environments import EnvironmentBuildError, ensure_virtualenv, find_uv, package_dir
+from airflow_aml.compute.environments import ensure_virtualenv, find_uv, package_dir
 from airflow_aml.config import aml_home
 from airflow_aml.entities import ImageRecord
-from airflow_aml.exceptions import ImageBuildError, ValidationError
+from airflow_aml.exceptions import EnvironmentBuildError, ImageBuildError, ValidationError
 from airflow_aml.images.builders import AbstractImageBuilder, BuildResult, LogFn, ProgressFn, register_image_builder
 from airflow_aml.images.bundle import read_manifest
 from airflow_aml.images.requirements import current_python, image_probe_imports, image_runtime_requirements

@@ -12,17 +12,16 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_aml.compute.environments import read_conda_file
+from airflow_aml.context import WorkspaceContext
 from airflow_aml.exceptions import ModelNotFoundError, RunConfigurationError, ValidationError
 from airflow_aml.images.builders import build_image_builder
 from airflow_aml.images.requirements import current_python
-from airflow_aml.images.spec import ImageSpec, parse_model_reference, validate_image_requirement
+from airflow_aml.images.spec import ImageSpec, validate_image_requirement
+from airflow_aml.references import Reference
 from airflow_aml.snapshots import list_source_files
-
-if TYPE_CHECKING:
-    from airflow_aml.workspace import Workspace
 
 _EXACT_PYTHON = re.compile(r"^([0-9]+)\.([0-9]+)(\.[0-9]+)?$")
 
@@ -83,7 +82,7 @@ class BuildPlan:
         )
 
 
-def plan_image(workspace: Workspace, name: str, spec: ImageSpec, *, builder: str) -> BuildPlan:
+def plan_image(workspace: WorkspaceContext, name: str, spec: ImageSpec, *, builder: str) -> BuildPlan:
     """Resolve and check everything; raises naming the image and creates nothing."""
     build_image_builder(builder, workspace).validate(spec)  # unknown kind: ValidationError listing kinds
     models = tuple(_resolve_model(workspace, name, reference) for reference in spec.models)
@@ -167,8 +166,8 @@ def plan_image(workspace: Workspace, name: str, spec: ImageSpec, *, builder: str
     )
 
 
-def _resolve_model(workspace: Workspace, image: str, reference: str) -> ModelEntry:
-    model_name, version = parse_model_reference(reference)
+def _resolve_model(workspace: WorkspaceContext, image: str, reference: str) -> ModelEntry:
+    model_name, version = Reference.parse(reference, "model")
     try:
         record = workspace.store.get_model_version(workspace.name, model_name, version)
     except ModelNotFoundError as exc:

@@ -20,8 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from airflow_aml.exceptions import InvalidNameError, ValidationError
-from airflow_aml.names import validate_name
+from airflow_aml.exceptions import ValidationError
+from airflow_aml.references import Reference
 from airflow_aml.runconfig import validate_requirement
 
 BuiltinScorer = Literal["sklearn", "onnx"]
@@ -52,20 +52,6 @@ def validate_image_requirement(line: str) -> str:
     return text
 
 
-def parse_model_reference(value: str) -> tuple[str, int | None]:
-    """``"iris:3"`` -> ("iris", 3); ``"iris"`` -> ("iris", None) (the latest version)."""
-    name, sep, version = str(value).partition(":")
-    try:
-        validate_name("model", name)
-    except InvalidNameError as exc:
-        raise ValueError(f"model {value!r}: {exc}") from None
-    if not sep:
-        return name, None
-    if not version.isdigit() or int(version) < 1:
-        raise ValueError(f"model {value!r} must be 'name' or 'name:version' with a version >= 1")
-    return name, int(version)
-
-
 def _relative(value: str, what: str) -> str:
     path = PurePosixPath(value)
     if not value or value.strip() != value or path.is_absolute() or ".." in path.parts or "\\" in value:
@@ -92,7 +78,7 @@ class ImageSpec(BaseModel):
     @field_validator("models")
     @classmethod
     def _check_models(cls, value: list[str]) -> list[str]:
-        names = [parse_model_reference(item)[0] for item in value]
+        names = [Reference.parse(item, "model").name for item in value]
         if len(set(names)) != len(names):
             raise ValueError(f"models {value!r} name a model more than once (an image packs one version of each)")
         return value

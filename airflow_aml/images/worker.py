@@ -16,22 +16,18 @@ import json
 import logging
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import threading
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from airflow_aml.config import aml_home
+from airflow_aml.config import ENV_PRINCIPAL, ENV_STORE_URI, aml_home
+from airflow_aml.context import WorkspaceContext
 from airflow_aml.entities import ActivityStatus, ImageStatus
 from airflow_aml.exceptions import AmlError
+from airflow_aml.images.build import execute_build
 from airflow_aml.images.plan import BuildPlan
-from airflow_aml.runtime.context import ENV_HOME, ENV_PRINCIPAL, ENV_STORE_URI, IDENTITY_VARIABLES
-
-if TYPE_CHECKING:
-    from airflow_aml.workspace import Workspace
+from airflow_aml.processes import alive_here, spawn_detached, this_host, worker_environment
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +43,7 @@ def build_dir(workspace: str, name: str, version: int) -> Path:
     return aml_home() / "images" / "builds" / workspace / name / str(version)
 
 
-def start_build_process(workspace: Workspace, plan: BuildPlan) -> int:
+def start_build_process(workspace: WorkspaceContext, plan: BuildPlan) -> int:
     """Stage the app files, start the worker; returns its pid. On failure the image is Failed."""
     store = workspace.store
     folder = build_dir(workspace.name, plan.name, plan.version)
@@ -63,59 +59,29 @@ def start_build_process(workspace: Workspace, plan: BuildPlan) -> int:
         plan_file = folder / PLAN_FILE
         folder.mkdir(parents=True, exist_ok=True)
         plan_file.write_text(json.dumps(plan.to_dict(), indent=2, sort_keys=True))
-        env = {k: v for k, v in os.environ.items() if k not in IDENTITY_VARIABLES}
-        # In the environment, not on the command line: the URI may carry a password.
-        env[ENV_STORE_URI] = workspace.store_uri
-        env[ENV_PRINCIPAL] = workspace.principal
-        env[ENV_HOME] = str(aml_home())
-        with open(folder / WORKER_LOG, "ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, "--plan-file", str(plan_file)],
-                cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, close_fds=True,
-            )
+        env = worker_environment(os.environ, store_uri=workspace.store_uri, principal=workspace.principal)
+        proc = spawn_detached([sys.executable, "-m", WORKER_MODULE, "--plan-file", str(plan_file)],
+                              cwd=folder, env=env, log_path=folder / WORKER_LOG)
     except OSError as exc:
         error = f"Could not start the build process of image '{plan.name}' version {plan.version}: {exc}"
         store.update_image(workspace.name, plan.name, plan.version, status=ImageStatus.FAILED, error=error)
         store.update_activity(plan.activity_id or "", status=ActivityStatus.FAILED, error=error)
         raise AmlError(error) from exc
-    # Reap it when it ends while we are still alive (no zombie); if we exit first, init adopts it.
-    threading.Thread(target=proc.wait, name=f"aml-image-reap-{proc.pid}", daemon=True).start()
     with contextlib.suppress(AmlError):  # the build goes on without it; only liveness checks need it
         store.update_image(
             workspace.name, plan.name, plan.version,
-            properties={PROP_BUILD_PID: str(proc.pid), PROP_BUILD_HOST: socket.gethostname(),
-                        PROP_BUILD_PROCESS: "worker"},
+            properties={PROP_BUILD_PID: str(proc.pid), PROP_BUILD_HOST: this_host(), PROP_BUILD_PROCESS: "worker"},
         )
     log.info("Started image build process %s for %s (log: %s)", proc.pid, plan.image_id, folder / WORKER_LOG)
     return proc.pid
 
 
-def build_process_alive(properties: dict[str, str]) -> bool | None:
+def build_process_alive(properties: Mapping[str, str]) -> bool | None:
     """Whether the process building an image still runs; None when that cannot be told here
-    (another host, no pid recorded)."""
-    pid_text, host = properties.get(PROP_BUILD_PID), properties.get(PROP_BUILD_HOST)
-    if not pid_text or host != socket.gethostname():
-        return None
-    pid = int(pid_text)
-    proc = Path("/proc") / str(pid)
-    if Path("/proc").is_dir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return False
-        if state in ("Z", "X"):
-            return False
-        # pids get reused: a worker's command line names the module.
-        return properties.get(PROP_BUILD_PROCESS) != "worker" or WORKER_MODULE.encode() in cmdline
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    (another host, no pid recorded). A worker is recognised by its command line (pids get
+    reused); an inline build is the process that called ``Image.create``."""
+    markers = (WORKER_MODULE,) if properties.get(PROP_BUILD_PROCESS) == "worker" else ()
+    return alive_here(properties.get(PROP_BUILD_PID), properties.get(PROP_BUILD_HOST), markers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,12 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plan-file", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from airflow_aml.images.build import execute_build
-    from airflow_aml.workspace import Workspace
-
     plan_file = Path(args.plan_file)
     plan = BuildPlan.from_dict(json.loads(plan_file.read_text()))
-    workspace = Workspace.get(plan.workspace, store_uri=os.environ[ENV_STORE_URI], principal=os.environ[ENV_PRINCIPAL])
+    workspace = WorkspaceContext.open(plan.workspace, store_uri=os.environ[ENV_STORE_URI],
+                                      principal=os.environ[ENV_PRINCIPAL])
     try:
         record = execute_build(workspace, plan, echo=lambda line: print(line, flush=True))
     finally:

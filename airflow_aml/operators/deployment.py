@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import ast
-import contextlib
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_aml.activities import describe
 from airflow_aml.deployments.deployment import DEFAULT_TIMEOUT, Deployment
-from airflow_aml.entities import ActivityStatus, DeploymentState
+from airflow_aml.entities import ActivityRecord, ActivityStatus, DeploymentState
 from airflow_aml.exceptions import (
     AmlError,
     AuthorizationError,
@@ -20,6 +19,7 @@ from airflow_aml.exceptions import (
     DeploymentError,
     NotFoundError,
     ValidationError,
+    WaitTimeoutError,
 )
 from airflow_aml.images.image import Image
 from airflow_aml.links import AmlDeploymentLink
@@ -154,25 +154,16 @@ class AmlDeployWebServiceOperator(AmlBaseOperator):
 
     # ------------------------------------------------------------------ helpers
     def _wait(self, deployment: Deployment) -> None:
-        """Follow the deployment's activity until it ends, logging its progress."""
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        last: tuple[float, str] | None = None
-        while True:
-            activity = deployment.activity
-            if (activity.progress, activity.message) != last:
-                last = (activity.progress, activity.message)
-                self.log.info("Deployment %s: %s %s %.0f%% %s", deployment.name, activity.kind,
-                              activity.status.value, activity.progress * 100, activity.message)
-            if activity.status.is_terminal:
-                return
-            if deadline is not None and time.monotonic() > deadline:
-                raise AirflowException(
-                    f"Deployment {deployment.name}: {activity.kind} still {activity.status.value} after "
-                    f"{self.timeout} s ({activity.message})"
-                )
-            # Also notices a supervisor that died (it fails the activity with its log's end).
-            with contextlib.suppress(TimeoutError):
-                deployment.wait_for_deployment(timeout=self.poll_interval, raise_on_error=False)
+        """Follow the deployment's activity until it ends, logging its progress (the SDK's waiter
+        also notices a supervisor that died: it fails the activity with its log's end)."""
+        try:
+            deployment.wait_for_deployment(timeout=self.timeout, raise_on_error=False,
+                                           on_progress=self._log_progress)
+        except WaitTimeoutError as exc:
+            raise AirflowException(str(exc)) from None
+
+    def _log_progress(self, activity: ActivityRecord) -> None:
+        self.log.info("Deployment %s (%s)", describe(activity), activity.kind)
 
     def _finish(self, deployment: Deployment, activity_id: str | None) -> dict[str, Any]:
         ws = self.hook.workspace

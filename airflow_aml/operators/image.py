@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_aml.entities import ImageStatus
+from airflow_aml.activities import describe
+from airflow_aml.entities import ActivityRecord, ImageStatus
 from airflow_aml.exceptions import AmlError, AuthorizationError, ImageBuildError, NotFoundError, ValidationError
 from airflow_aml.images.image import Image
 from airflow_aml.images.spec import ImageSpec
 from airflow_aml.links import AmlImageLink
 from airflow_aml.operators.base import AmlBaseOperator, idempotency_key
+from airflow_aml.references import Reference
 
 # Mistakes in the task's arguments: no retry can fix them.
 FAIL_FAST = (ValidationError, NotFoundError, AuthorizationError)
@@ -139,20 +140,13 @@ class AmlBuildImageOperator(AmlBaseOperator):
     # ------------------------------------------------------------------ execution
     def execute(self, context: Any) -> dict[str, Any]:
         ws = self.hook.workspace
-        key = idempotency_key(context)
         wait_here = self.wait_for_completion and not self.deferrable
-        stop_reporting = threading.Event()
-        reporter = None
         try:
             spec = self.build_spec()
-            if wait_here:
-                reporter = threading.Thread(
-                    target=self._report_progress, args=(key, stop_reporting), name="aml-image-progress", daemon=True,
-                )
-                reporter.start()
             self.log.info("Building image %s (%s builder) from %s", self.image_name, self.builder, spec.models)
             image = Image.create(
-                ws, self.image_name, spec, builder=self.builder, tags=self.tags, wait=wait_here, idempotency_key=key,
+                ws, self.image_name, spec, builder=self.builder, tags=self.tags, wait=wait_here,
+                idempotency_key=idempotency_key(context), on_progress=self._log_progress,
             )
         except FAIL_FAST as exc:
             raise AirflowFailException(str(exc)) from exc
@@ -160,10 +154,6 @@ class AmlBuildImageOperator(AmlBaseOperator):
             raise AirflowException(self._failure_message(str(exc), exc.image_id)) from exc
         except AmlError as exc:
             raise AirflowException(str(exc)) from exc
-        finally:
-            stop_reporting.set()
-            if reporter is not None:
-                reporter.join(timeout=5)
         AmlImageLink().persist(context, image_url(self.hook, image.name, image.version))
         if image.status is ImageStatus.BUILDING:
             self.log.info("Image %s is building (activity %s)", image.id, image.record.activity_id)
@@ -181,8 +171,7 @@ class AmlBuildImageOperator(AmlBaseOperator):
         except AirflowException as exc:
             image_id = target if target and ":" in str(target) else None
             raise AirflowException(self._failure_message(str(exc), image_id)) from exc
-        name, _, version = str(target).rpartition(":")
-        return self._finish(Image.get(self.hook.workspace, name, int(version)))
+        return self._finish(Image.get(self.hook.workspace, *Reference.parse_id(target, "image")))
 
     # ------------------------------------------------------------------ helpers
     def _finish(self, image: Image) -> dict[str, Any]:
@@ -206,31 +195,14 @@ class AmlBuildImageOperator(AmlBaseOperator):
         if not image_id:
             return message
         try:
-            name, _, version = image_id.rpartition(":")
-            record = self.hook.workspace.store.get_image(self.hook.workspace.name, name, int(version))
-        except (AmlError, ValueError):
+            record = Image.get(self.hook.workspace, *Reference.parse_id(image_id, "image")).record
+        except AmlError:
             return message
         tail = "\n".join((record.build_log_tail or "").splitlines()[-LOG_TAIL_LINES:])
         return f"{message}\nBuild log (end):\n{tail}" if tail else message
 
-    def _report_progress(self, key: str, stop: threading.Event) -> None:
-        """Log the build's progress (its activity) while ``Image.create`` builds in this task."""
-        ws = self.hook.workspace
-        last: tuple[float, str] | None = None
-        while not stop.wait(self.poll_interval):
-            try:
-                building = [
-                    r for r in ws.store.search_images(ws.name, name=str(self.image_name), idempotency_key=key)
-                    if r.status is ImageStatus.BUILDING and r.activity_id
-                ]
-                if not building:
-                    continue
-                activity = ws.store.get_activity(building[0].activity_id)
-            except Exception:  # reporting is best effort: the build itself decides the outcome
-                continue
-            if (activity.progress, activity.message) != last:
-                last = (activity.progress, activity.message)
-                self.log.info("Image %s: %.0f%% %s", building[0].id, activity.progress * 100, activity.message)
+    def _log_progress(self, activity: ActivityRecord) -> None:
+        self.log.info("Image %s", describe(activity))
 
 
 def image_url(hook: Any, name: str, version: int) -> str:

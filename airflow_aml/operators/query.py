@@ -18,7 +18,7 @@ from airflow_aml.exceptions import ValidationError
 from airflow_aml.hooks.workspace import AmlWorkspaceHook
 from airflow_aml.links import AmlRunLink
 from airflow_aml.operators.base import AmlBaseOperator
-from airflow_aml.runtime.run import Run
+from airflow_aml.runs import Run
 
 GOALS = ("maximize", "minimize")
 

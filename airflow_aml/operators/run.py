@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,12 +9,18 @@ from typing import Any
 from airflow.sdk import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_aml.entities import RunStatus
-from airflow_aml.exceptions import AmlError, ComputeTargetNotFoundError, ValidationError
+from airflow_aml.activities import describe
+from airflow_aml.entities import ActivityRecord, LogChunk, RunStatus
+from airflow_aml.exceptions import (
+    AmlError,
+    ComputeTargetNotFoundError,
+    ValidationError,
+    WaitTimeoutError,
+)
 from airflow_aml.links import AmlRunLink
 from airflow_aml.operators.base import AmlBaseOperator, idempotency_key
-from airflow_aml.runconfig import RunConfiguration
-from airflow_aml.runtime.run import Run
+from airflow_aml.runconfig import RunConfiguration, check_source_directory
+from airflow_aml.runs import Run
 
 
 class AmlSubmitRunOperator(AmlBaseOperator):
@@ -88,11 +93,7 @@ class AmlSubmitRunOperator(AmlBaseOperator):
         """The effective run configuration; every mistake fails here, before anything exists."""
         if (self.run_config is None) == (self.script is None):
             raise ValidationError(f"Task {self.task_id!r}: give exactly one of run_config= or script=")
-        source = Path(self.source_directory)
-        if not source.is_dir():
-            raise ValidationError(
-                f"Task {self.task_id!r}: source_directory {self.source_directory!r} does not exist"
-            )
+        source = check_source_directory(self.source_directory)
         if self.run_config is None:
             data: dict[str, Any] = {"script": self.script}
         elif isinstance(self.run_config, RunConfiguration):
@@ -148,49 +149,34 @@ class AmlSubmitRunOperator(AmlBaseOperator):
 
     # ------------------------------------------------------------------ helpers
     def _find_or_submit(self, config: RunConfiguration, context: Any) -> Run:
-        ws = self.hook.workspace
-        key = idempotency_key(context)
-        previous = ws.store.find_run_by_idempotency_key(ws.name, key)
-        properties: dict[str, str] = {"airflow.dag_id": context["ti"].dag_id, "airflow.task_id": self.task_id}
-        if previous:
-            latest = previous[0]
-            if not latest.status.is_terminal:
-                self.log.info("Reattaching to run %s started by an earlier try (%s)", latest.run_id, latest.status)
-                return Run(ws, latest)
-            if latest.status is RunStatus.COMPLETED and self.reuse_completed_run:
-                self.log.info("Run %s was completed by an earlier try; not training again", latest.run_id)
-                return Run(ws, latest)
-            self.log.info("Earlier try's run %s ended %s: starting a new attempt", latest.run_id, latest.status)
-            properties["previous_attempt"] = latest.run_id
-        tags = {**(self.tags or {}), "airflow.attempt": str(len(previous) + 1)}
-        run = ws.experiment(self.experiment_name).submit(
-            self.source_directory, config, tags=tags, idempotency_key=key, properties=properties,
+        """Submit the run; a retry (same idempotency key) reattaches to the earlier try's run while
+        it goes on, reuses it when it completed (unless ``reuse_completed_run=False``), or starts
+        a linked new attempt. The SDK decides; this only says which in the task log."""
+        properties = {"airflow.dag_id": context["ti"].dag_id, "airflow.task_id": self.task_id}
+        return self.hook.workspace.experiment(self.experiment_name).submit(
+            self.source_directory, config, tags=self.tags, properties=properties,
+            idempotency_key=idempotency_key(context), reuse_completed=self.reuse_completed_run,
+            attempt_tag="airflow.attempt", log=self.log.info,
         )
-        self.log.info("Submitted run %s of experiment %s on %s", run.id, self.experiment_name, config.target)
-        return run
 
     def _wait(self, run: Run) -> str:
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        seq = 0
-        last_progress: tuple[float, str] | None = None
-        while True:
-            for chunk in run.read_log(after_seq=seq):
-                seq = chunk.seq
-                for line in chunk.text.splitlines():
-                    self.log.info("[%s] %s", chunk.stream, line)
-            activity = self.hook.get_activity(run.id)
-            if (activity.progress, activity.message) != last_progress:
-                last_progress = (activity.progress, activity.message)
-                self.log.info("Run %s: %.0f%% %s", run.id, activity.progress * 100, activity.message)
-            if run.status.is_terminal:
-                for chunk in run.read_log(after_seq=seq):
-                    for line in chunk.text.splitlines():
-                        self.log.info("[%s] %s", chunk.stream, line)
-                return self._finish(run)
-            if deadline is not None and time.monotonic() > deadline:
-                run.cancel()
-                raise AirflowException(f"Run {run.id} did not finish within {self.timeout} s; canceled it")
-            time.sleep(self.poll_interval)
+        """Wait in this task: the run's log and progress go to the task log as they come."""
+        try:
+            run.wait_for_completion(timeout=self.timeout, poll_interval=self.poll_interval, raise_on_error=False,
+                                    on_log=self._log_chunk, on_progress=self._log_progress)
+        except WaitTimeoutError:
+            run.cancel()
+            raise AirflowException(f"Run {run.id} did not finish within {self.timeout} s; canceled it") from None
+        except AmlError as exc:
+            raise AirflowException(str(exc)) from exc
+        return self._finish(run)
+
+    def _log_chunk(self, chunk: LogChunk) -> None:
+        for line in chunk.text.splitlines():
+            self.log.info("[%s] %s", chunk.stream, line)
+
+    def _log_progress(self, activity: ActivityRecord) -> None:
+        self.log.info("Run %s", describe(activity))
 
     def _finish(self, run: Run) -> str:
         record = run.record

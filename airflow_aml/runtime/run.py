@@ -1,89 +1,81 @@
-"""``Run``: one execution of a script, and the object a script logs through.
+"""``Run``: the run a script (or a notebook) logs to.
 
 Inside a script started by a compute target, ``Run.get_context()`` returns the live run (the
-compute target put its identity in the environment). Run anywhere else, the same call returns an
-``OfflineRun`` that prints to the console, so one script works both ways. Outside a script, the
-SDK returns ``Run`` objects for querying: metrics, files, children, status, logs.
+compute target put its identity in the environment). Started anywhere else, the same call
+returns an ``OfflineRun`` that prints to the console, so one script works both ways.
+
+This is the script side of a run: metrics, params, tags, files, child runs, its own end. It needs
+a workspace context and nothing above it (no compute targets, no Airflow, no SQL): what runs
+inside a container imports it. The SDK's run handle (``airflow_aml.runs.Run``) extends it with
+waiting, canceling through the compute target, logs and snapshots.
 """
 
 from __future__ import annotations
 
 import io
-import math
-import numbers
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO, Self
 
-from airflow_aml.entities import (
-    ActivityStatus,
-    LogChunk,
-    Metric,
-    MetricKind,
-    RunRecord,
-    RunStatus,
+from airflow_aml.activities import ActivityKind, activity_status_for_run
+from airflow_aml.config import ENV_PRINCIPAL, ENV_RUN_ID, ENV_STORE_URI, ENV_WORKSPACE
+from airflow_aml.context import (
+    DATASTORE_PROPERTY,
+    SNAPSHOT_NAME,
+    WorkspaceContext,
+    run_file,
+    run_prefix,
 )
-from airflow_aml.exceptions import InvalidMetricError, RunFailedError, ValidationError
+from airflow_aml.datastores import AbstractDatastore
+from airflow_aml.entities import Metric, MetricKind, RunQuery, RunRecord, RunStatus
+from airflow_aml.exceptions import InvalidMetricError, RunNotFoundError, ValidationError
 from airflow_aml.names import validate_metric_name
-from airflow_aml.runtime import context as ctx
-from airflow_aml.runtime.buffer import buffer_for
+from airflow_aml.roles import Action
+from airflow_aml.runtime.offline import OfflineRun
+from airflow_aml.runtime.values import fold_metric, metric_value
+from airflow_aml.snapshots import create_snapshot
+from airflow_aml.store.buffer import flush_all
 
-if TYPE_CHECKING:
-    from airflow_aml.datastores import AbstractDatastore
-    from airflow_aml.workspace import Workspace
-
-_HIDDEN_FILES = {"snapshot.zip"}
-
-
-def _check_value(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidMetricError(
-            f"Metric {name!r}: value {value!r} ({type(value).__name__}) is not a number"
-        )
-    return float(value)
+_HIDDEN_FILES = {SNAPSHOT_NAME}
 
 
 class Run:
     """A run in a workspace. Cheap to build; ``record`` re-reads the store."""
 
-    def __init__(self, workspace: Workspace, record: RunRecord) -> None:
+    def __init__(self, workspace: WorkspaceContext, record: RunRecord) -> None:
         self.workspace = workspace
         self._record = record
-        self._buffer = buffer_for(workspace.store)
         self._steps: dict[str, int] = {}
         self._steps_lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def get(cls, workspace: Workspace, run_id: str) -> Run:
+    def get(cls, workspace: WorkspaceContext, run_id: str) -> Self:
         record = workspace.store.get_run(run_id)
         if record.workspace != workspace.name:
-            from airflow_aml.exceptions import RunNotFoundError
-
             raise RunNotFoundError(f"Run {run_id!r} not found in workspace {workspace.name!r}")
         return cls(workspace, record)
 
     @classmethod
-    def get_context(cls, *, allow_offline: bool = True) -> Run | OfflineRun:
+    def get_context(cls, *, allow_offline: bool = True) -> Self | OfflineRun:
         """The run this script was started as, or an offline run when started by hand."""
-        run_id = os.environ.get(ctx.ENV_RUN_ID)
+        run_id = os.environ.get(ENV_RUN_ID)
         if not run_id:
             if not allow_offline:
-                raise ValidationError(f"Not inside a run: ${ctx.ENV_RUN_ID} is not set")
+                raise ValidationError(f"Not inside a run: ${ENV_RUN_ID} is not set")
             return OfflineRun()
-        from airflow_aml.workspace import Workspace
-
-        workspace = Workspace.get(
-            os.environ[ctx.ENV_WORKSPACE],
-            store_uri=os.environ.get(ctx.ENV_STORE_URI),
-            principal=os.environ.get(ctx.ENV_PRINCIPAL),
+        context = WorkspaceContext.open(
+            os.environ[ENV_WORKSPACE],
+            store_uri=os.environ.get(ENV_STORE_URI),
+            principal=os.environ.get(ENV_PRINCIPAL),
         )
-        run = cls.get(workspace, run_id)
+        run = cls.get(context, run_id)
         _install_sigterm_flush()
         return run
 
@@ -106,92 +98,43 @@ class Run:
         return self.record.status
 
     @property
-    def parent(self) -> Run | None:
+    def parent(self) -> Self | None:
         parent_id = self._record.parent_run_id
-        return Run.get(self.workspace, parent_id) if parent_id else None
+        return type(self).get(self.workspace, parent_id) if parent_id else None
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, experiment={self.experiment!r}, status={self._record.status.value!r})"
-
-    def get_status(self, *, include_children: bool = False) -> RunStatus:
-        """The run's status; with ``include_children``, folded with its descendants' statuses.
-
-        A parent is only as done as its children: Running while any of them is not finished,
-        Failed if it or any of them failed, Canceled if it was canceled, else Completed.
-        """
-        own = self.record.status
-        if not include_children:
-            return own
-        statuses = [own] + [child.record.status for child in self.get_children(recursive=True)]
-        if not all(s.is_terminal for s in statuses):
-            return own if not own.is_terminal else RunStatus.RUNNING
-        if RunStatus.FAILED in statuses:
-            return RunStatus.FAILED
-        if own is RunStatus.CANCELED or RunStatus.CANCELED in statuses:
-            return RunStatus.CANCELED
-        return RunStatus.COMPLETED
-
-    def get_details(self) -> dict[str, Any]:
-        r = self.record
-        return {
-            "runId": r.run_id,
-            "experiment": r.experiment,
-            "displayName": r.display_name,
-            "parentRunId": r.parent_run_id,
-            "status": r.status.value,
-            "target": r.compute_target,
-            "submittedBy": r.submitted_by,
-            "createdTimeUtc": r.created_at.isoformat(),
-            "startTimeUtc": r.start_time.isoformat() if r.start_time else None,
-            "endTimeUtc": r.end_time.isoformat() if r.end_time else None,
-            "durationSeconds": r.duration_seconds,
-            "error": r.error,
-            "tags": dict(r.tags),
-            "properties": dict(r.properties),
-            "params": dict(r.params),
-            "runDefinition": dict(r.run_config),
-            "snapshotSha256": r.snapshot_sha256,
-        }
 
     # ------------------------------------------------------------------ lifecycle of in-process runs
     def start(self) -> None:
         self.workspace.store.update_run_status(self.id, RunStatus.RUNNING)
 
     def complete(self) -> None:
+        self.workspace.require(Action.WRITE)
         self.flush()
         self._finish(RunStatus.COMPLETED)
 
     def fail(self, error: str | BaseException | None = None) -> None:
+        self.workspace.require(Action.WRITE)
         self.flush()
         message = None if error is None else (error if isinstance(error, str) else f"{type(error).__name__}: {error}")
         self._finish(RunStatus.FAILED, message)
 
     def cancel(self) -> None:
-        """Cancel the run: its compute target stops the script; an in-process run ends Canceled."""
-        record = self.record
-        if record.status.is_terminal:
-            return
-        if record.compute_target:
-            from airflow_aml.compute import build_compute_target
-
-            build_compute_target(self.workspace, record.compute_target).cancel(self.id)
-        else:
-            self.workspace.store.request_cancel(self.id)
+        """Ask the run to stop. An in-process run (no compute target) ends Canceled at once; one on
+        a compute target is stopped by its supervisor, which polls the request."""
+        record = self.workspace.store.request_cancel(self.id)
+        if not record.status.is_terminal and not record.compute_target:
             self._finish(RunStatus.CANCELED)
 
     def _finish(self, status: RunStatus, error: str | None = None) -> None:
         store = self.workspace.store
         self._record = store.update_run_status(self.id, status, error=error)
-        activities = store.list_activities(self.workspace.name, target_id=self.id, kind="run")
-        final = {
-            RunStatus.COMPLETED: ActivityStatus.SUCCEEDED,
-            RunStatus.FAILED: ActivityStatus.FAILED,
-            RunStatus.CANCELED: ActivityStatus.CANCELED,
-        }[status]
-        for activity in activities:
+        final = activity_status_for_run(status)
+        for activity in store.list_activities(self.workspace.name, target_id=self.id, kind=ActivityKind.RUN):
             store.update_activity(activity.activity_id, status=final, progress=1.0, message=status.value, error=error)
 
-    def __enter__(self) -> Run:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -205,35 +148,6 @@ class Run:
         else:
             self.fail(exc)
 
-    def wait_for_completion(
-        self, *, show_output: bool = False, timeout: float | None = None, raise_on_error: bool = True,
-        poll_interval: float = 1.0,
-    ) -> dict[str, Any]:
-        """Block until the run ends; stream its log with ``show_output``. Returns ``get_details()``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        seq = 0
-        while True:
-            if show_output:
-                for chunk in self.read_log(after_seq=seq):
-                    sys.stdout.write(chunk.text)
-                    seq = chunk.seq
-                sys.stdout.flush()
-            record = self.record
-            if record.status.is_terminal:
-                if show_output:  # the last lines written between the two reads
-                    for chunk in self.read_log(after_seq=seq):
-                        sys.stdout.write(chunk.text)
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"Run {self.id!r} still {record.status.value} after {timeout} s")
-            time.sleep(poll_interval)
-        if raise_on_error and record.status is not RunStatus.COMPLETED:
-            raise RunFailedError(
-                f"Run {self.id!r} ended {record.status.value}: {record.error or 'no error recorded'}",
-                run_id=self.id, status=record.status.value, error=record.error,
-            )
-        return self.get_details()
-
     # ------------------------------------------------------------------ metrics
     def _next_step(self, name: str, step: int | None) -> int:
         with self._steps_lock:
@@ -242,28 +156,33 @@ class Run:
             self._steps[name] = max(self._steps.get(name, 0), step + 1)
             return step
 
+    def _queue(self, metric: Metric) -> None:
+        # Checked when queued, not when the background thread writes it: a refusal must reach
+        # the caller.
+        self.workspace.require(Action.WRITE)
+        self.workspace.metric_buffer.add(self.id, metric)
+
     def log(self, name: str, value: float, *, step: int | None = None, description: str = "") -> None:
         """Log one number; repeated calls build a series (step 0, 1, 2 ... unless given)."""
         validate_metric_name(name)
-        number = _check_value(name, value)
-        self._buffer.add(self.id, Metric(name, number, self._next_step(name, step), time.time()))
+        number = metric_value(name, value)
+        self._queue(Metric(name, number, self._next_step(name, step), time.time()))
 
     def log_list(self, name: str, values: Iterable[float], *, description: str = "") -> None:
         validate_metric_name(name)
-        numbers_ = [_check_value(name, v) for v in values]  # all checked before any is queued
+        numbers_ = [metric_value(name, v) for v in values]  # all checked before any is queued
+        self.workspace.require(Action.WRITE)
         now = time.time()
         for number in numbers_:
-            self._buffer.add(self.id, Metric(name, number, self._next_step(name, None), now))
+            self._queue(Metric(name, number, self._next_step(name, None), now))
 
     def log_row(self, name: str, *, description: str = "", **columns: Any) -> None:
         """Append one row to a table metric: ``run.log_row("roc", fpr=0.1, tpr=0.8)``."""
         validate_metric_name(name)
         if not columns:
             raise InvalidMetricError(f"Metric {name!r}: log_row needs at least one column")
-        row = {column: _check_value(f"{name}.{column}", v) for column, v in columns.items()}
-        self._buffer.add(
-            self.id, Metric(name, None, self._next_step(name, None), time.time(), MetricKind.ROW, row)
-        )
+        row = {column: metric_value(f"{name}.{column}", v) for column, v in columns.items()}
+        self._queue(Metric(name, None, self._next_step(name, None), time.time(), MetricKind.ROW, row))
 
     def log_table(self, name: str, value: Mapping[str, Sequence[float]], *, description: str = "") -> None:
         """Log a table given as columns of equal length: ``{"x": [1, 2], "y": [3, 4]}``."""
@@ -271,19 +190,19 @@ class Run:
         lengths = {len(column) for column in value.values()}
         if len(lengths) > 1:
             raise InvalidMetricError(f"Metric {name!r}: table columns have different lengths {sorted(lengths)}")
-        columns = {k: [_check_value(f"{name}.{k}", v) for v in vs] for k, vs in value.items()}
+        columns = {k: [metric_value(f"{name}.{k}", v) for v in vs] for k, vs in value.items()}
+        self.workspace.require(Action.WRITE)
         length = lengths.pop() if lengths else 0
         for i in range(length):
             row = {k: columns[k][i] for k in columns}
-            self._buffer.add(
-                self.id, Metric(name, None, self._next_step(name, None), time.time(), MetricKind.ROW, row)
-            )
+            self._queue(Metric(name, None, self._next_step(name, None), time.time(), MetricKind.ROW, row))
 
     def log_image(self, name: str, path: str | Path | None = None, *, plot: Any = None, description: str = "") -> None:
         """Log a PNG file or a matplotlib figure; stored under the run's ``images/``."""
         validate_metric_name(name)
         if (path is None) == (plot is None):
             raise InvalidMetricError(f"Metric {name!r}: give exactly one of path= or plot=")
+        self.workspace.require(Action.WRITE)
         if plot is not None:
             buffer = io.BytesIO()
             figure = plot.gcf() if hasattr(plot, "gcf") else plot  # the pyplot module or a Figure
@@ -296,7 +215,7 @@ class Run:
         step = self._next_step(name, None)
         artifact = f"images/{name.replace('/', '_')}_{step}.png"
         self.upload_bytes(artifact, data)
-        self._buffer.add(self.id, Metric(name, None, step, time.time(), MetricKind.IMAGE, {"path": artifact}))
+        self._queue(Metric(name, None, step, time.time(), MetricKind.IMAGE, {"path": artifact}))
 
     def log_param(self, key: str, value: Any) -> None:
         self.workspace.store.log_params(self.id, {key: str(value)})
@@ -315,12 +234,13 @@ class Run:
 
     def flush(self) -> None:
         """Write buffered metrics now (also done in the background, and at exit)."""
-        self._buffer.flush()
+        self.workspace.metric_buffer.flush()
 
     def get_metrics(self, name: str | None = None, *, recursive: bool = False) -> dict[str, Any]:
         """Metrics as in the Azure ML SDK: a number for a single value, a list for a series,
         ``{column: [values]}`` for a table, the image path(s) for images. With ``recursive``:
         ``{run_id: metrics}`` for this run and all its descendants."""
+        self.workspace.require(Action.READ)
         self.flush()
         if recursive:
             runs = [self, *self.get_children(recursive=True)]
@@ -329,41 +249,31 @@ class Run:
         grouped: dict[str, list[Metric]] = {}
         for metric in metrics:
             grouped.setdefault(metric.name, []).append(metric)
-        return {key: _fold(values) for key, values in grouped.items()}
+        return {key: fold_metric(values) for key, values in grouped.items()}
 
     # ------------------------------------------------------------------ files
     @property
     def _datastore(self) -> AbstractDatastore:
-        from airflow_aml.workspace import DATASTORE_PROPERTY
-
         name = self._record.properties.get(DATASTORE_PROPERTY)
         return self.workspace.get_datastore(name) if name else self.workspace.get_default_datastore()
-
-    def _path(self, name: str) -> str:
-        from airflow_aml.datastores.paths import normalize_path
-        from airflow_aml.workspace import run_prefix
-
-        return f"{run_prefix(self.id)}/{normalize_path(name)}"
 
     def upload_file(self, name: str, path_or_stream: str | Path | BinaryIO) -> None:
         """Store a file in the run as ``name`` (e.g. ``outputs/model.pkl``)."""
         if isinstance(path_or_stream, str | Path):
-            self._datastore.upload_file(path_or_stream, self._path(name), show_progress=True)
+            self._datastore.upload_file(path_or_stream, run_file(self.id, name), show_progress=True)
         else:
-            with self._datastore.open_write(self._path(name)) as handle:
+            with self._datastore.open_write(run_file(self.id, name)) as handle:
                 while chunk := path_or_stream.read(1 << 20):
                     handle.write(chunk)
 
     def upload_bytes(self, name: str, data: bytes) -> None:
-        self._datastore.write_bytes(self._path(name), data)
+        self._datastore.write_bytes(run_file(self.id, name), data)
 
     def upload_folder(self, name: str, path: str | Path) -> None:
         """Store every file below ``path`` in the run under the folder ``name``."""
-        self._datastore.upload(path, self._path(name), show_progress=True)
+        self._datastore.upload(path, run_file(self.id, name), show_progress=True)
 
     def get_file_names(self) -> list[str]:
-        from airflow_aml.workspace import run_prefix
-
         prefix = run_prefix(self.id) + "/"
         return [
             info.path[len(prefix):]
@@ -375,14 +285,11 @@ class Run:
         target = Path(output_file_path) if output_file_path else Path(Path(name).name)
         if target.is_dir():
             target = target / Path(name).name
-        return self._datastore.download_file(self._path(name), target, show_progress=True)
+        return self._datastore.download_file(run_file(self.id, name), target, show_progress=True)
 
     def download_files(self, prefix: str = "", output_directory: str | Path = ".") -> list[Path]:
         """Download the run's files below ``prefix`` (e.g. ``outputs``), keeping their paths."""
-        from airflow_aml.workspace import run_prefix
-
-        root = run_prefix(self.id)
-        source = self._path(prefix) if prefix else root
+        source = run_file(self.id, prefix) if prefix else run_prefix(self.id)
         target = Path(output_directory)
         if prefix:  # keep the prefix folder itself in the local copy, as Azure ML does
             target = target / prefix.strip("/")
@@ -390,53 +297,26 @@ class Run:
 
     def take_snapshot(self, source_directory: str | Path) -> str:
         """Zip ``source_directory`` into the run's snapshot; returns its SHA-256."""
-        import tempfile
-
-        from airflow_aml.snapshots import create_snapshot
-
+        self.workspace.require(Action.WRITE)
         with tempfile.TemporaryDirectory(prefix="aml-snapshot-") as tmp:
-            zip_path = Path(tmp) / "snapshot.zip"
+            zip_path = Path(tmp) / SNAPSHOT_NAME
             info = create_snapshot(source_directory, zip_path, show_progress=True)
-            self._datastore.upload_file(zip_path, self._path("snapshot.zip"), show_progress=True)
+            self._datastore.upload_file(zip_path, run_file(self.id, SNAPSHOT_NAME), show_progress=True)
         self.workspace.store.set_snapshot(self.id, info.sha256)
         return info.sha256
 
-    def download_snapshot(self, output_path: str | Path) -> Path:
-        """The snapshot zip of the run's source directory, as it was submitted."""
-        return self._datastore.download_file(self._path("snapshot.zip"), output_path, show_progress=True)
-
-    def restore_snapshot(self, output_directory: str | Path) -> list[str]:
-        """Extract the snapshot safely (no path escapes, bounded size) into ``output_directory``."""
-        import tempfile
-
-        from airflow_aml.snapshots import safe_extract
-
-        with tempfile.TemporaryDirectory(prefix="aml-snapshot-") as tmp:
-            zip_path = self.download_snapshot(Path(tmp) / "snapshot.zip")
-            return safe_extract(zip_path, output_directory)
-
-    # ------------------------------------------------------------------ logs
-    def read_log(self, *, after_seq: int = 0) -> list[LogChunk]:
-        return self.workspace.store.read_log(self.id, after_seq=after_seq)
-
-    def get_log_text(self) -> str:
-        return "".join(chunk.text for chunk in self.read_log())
-
     # ------------------------------------------------------------------ children
-    def child_run(self, name: str | None = None, *, tags: Mapping[str, str] | None = None) -> Run:
+    def child_run(self, name: str | None = None, *, tags: Mapping[str, str] | None = None) -> Self:
         """Start a child run in this process (status Running); use it as a context manager."""
-        from airflow_aml.workspace import DATASTORE_PROPERTY
-
-        store = self.workspace.store
-        record = store.create_run(
+        record = self.workspace.store.create_run(
             workspace=self.workspace.name, experiment=self.experiment, submitted_by=self.workspace.principal,
             parent_run_id=self.id, display_name=name, tags=tags, status=RunStatus.RUNNING,
             properties={DATASTORE_PROPERTY: self._datastore.name},
         )
-        return Run(self.workspace, record)
+        return type(self)(self.workspace, record)
 
     def create_children(self, count: int | None = None, *, tag_key: str | None = None,
-                        tag_values: Sequence[str] | None = None) -> list[Run]:
+                        tag_values: Sequence[str] | None = None) -> list[Self]:
         """Create ``count`` child runs (or one per ``tag_values``, tagged ``tag_key``)."""
         if tag_values is not None:
             if not tag_key:
@@ -446,113 +326,17 @@ class Run:
             raise ValidationError(f"create_children: count must be a positive number, not {count!r}")
         return [self.child_run() for _ in range(count)]
 
-    def get_children(self, *, recursive: bool = False) -> list[Run]:
-        from airflow_aml.entities import RunQuery
-
+    def get_children(self, *, recursive: bool = False) -> list[Self]:
         store = self.workspace.store
         # The store lists newest first; children read best in the order they were created.
         children = [
-            Run(self.workspace, r)
+            type(self)(self.workspace, r)
             for r in reversed(store.search_runs(self.workspace.name, RunQuery(parent_run_id=self.id)))
         ]
         if recursive:
             for child in list(children):
                 children.extend(child.get_children(recursive=True))
         return children
-
-
-def _fold(values: list[Metric]) -> Any:
-    kind = values[0].kind
-    if kind is MetricKind.ROW:
-        table: dict[str, list[float]] = {}
-        for metric in values:
-            for column, value in (metric.payload or {}).items():
-                table.setdefault(column, []).append(value)
-        return table
-    if kind is MetricKind.IMAGE:
-        paths = [(m.payload or {}).get("path") for m in values]
-        return paths[0] if len(paths) == 1 else paths
-    numbers_ = [m.value if m.value is not None else math.nan for m in values]
-    return numbers_[0] if len(numbers_) == 1 else numbers_
-
-
-class OfflineRun:
-    """What ``Run.get_context()`` returns outside a run: logs to the console, files stay local."""
-
-    id = "OfflineRun"
-    experiment = "offline"
-
-    def __init__(self) -> None:
-        self.metrics: dict[str, list[Any]] = {}
-        self.tags: dict[str, str] = {}
-        self.properties: dict[str, str] = {}
-        self.params: dict[str, str] = {}
-
-    def _print(self, text: str) -> None:
-        print(f"[offline run] {text}", file=sys.stderr)
-
-    def log(self, name: str, value: float, *, step: int | None = None, description: str = "") -> None:
-        validate_metric_name(name)
-        self.metrics.setdefault(name, []).append(_check_value(name, value))
-        self._print(f"{name} = {value}")
-
-    def log_list(self, name: str, values: Iterable[float], *, description: str = "") -> None:
-        for value in list(values):
-            self.log(name, value)
-
-    def log_row(self, name: str, *, description: str = "", **columns: Any) -> None:
-        self.metrics.setdefault(name, []).append(dict(columns))
-        self._print(f"{name} row {columns}")
-
-    def log_table(self, name: str, value: Mapping[str, Sequence[float]], *, description: str = "") -> None:
-        self.metrics.setdefault(name, []).append(dict(value))
-        self._print(f"{name} table with columns {list(value)}")
-
-    def log_image(self, name: str, path: str | Path | None = None, *, plot: Any = None, description: str = "") -> None:
-        self._print(f"{name} image {path or 'figure'} (not stored offline)")
-
-    def log_param(self, key: str, value: Any) -> None:
-        self.params[key] = str(value)
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        self.params.update({k: str(v) for k, v in params.items()})
-
-    def tag(self, key: str, value: str = "") -> None:
-        self.tags[key] = str(value)
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self.tags.update({k: str(v) for k, v in tags.items()})
-
-    def add_properties(self, properties: Mapping[str, Any]) -> None:
-        self.properties.update({k: str(v) for k, v in properties.items()})
-
-    def flush(self) -> None:
-        pass
-
-    def get_metrics(self, name: str | None = None, *, recursive: bool = False) -> dict[str, Any]:
-        items = {k: (v[0] if len(v) == 1 else v) for k, v in self.metrics.items()}
-        return {name: items[name]} if name and name in items else ({} if name else items)
-
-    def upload_file(self, name: str, path_or_stream: Any) -> None:
-        self._print(f"upload_file({name!r}) skipped offline")
-
-    def upload_folder(self, name: str, path: str | Path) -> None:
-        self._print(f"upload_folder({name!r}) skipped offline")
-
-    def child_run(self, name: str | None = None, *, tags: Mapping[str, str] | None = None) -> OfflineRun:
-        return OfflineRun()
-
-    def complete(self) -> None:
-        pass
-
-    def fail(self, error: Any = None) -> None:
-        pass
-
-    def __enter__(self) -> OfflineRun:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        pass
 
 
 _SIGTERM_INSTALLED = False
@@ -567,10 +351,11 @@ def _install_sigterm_flush() -> None:
         return  # the script has its own handler; atexit still flushes if it exits normally
 
     def _handler(signum: int, frame: Any) -> None:
-        from airflow_aml.runtime.buffer import flush_all
-
         flush_all()
         sys.exit(128 + signum)
 
     signal.signal(signal.SIGTERM, _handler)
     _SIGTERM_INSTALLED = True
+
+
+__all__ = ["OfflineRun", "Run"]

@@ -14,6 +14,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, conf
 from airflow.sdk.exceptions import AirflowException
 
+from airflow_aml.activities import ActivityWaiter, describe
 from airflow_aml.entities import ActivityStatus
 from airflow_aml.hooks.workspace import AmlWorkspaceHook
 from airflow_aml.links import AmlRunLink
@@ -40,17 +41,19 @@ class AmlActivitySensor(BaseSensorOperator):
         self.activity_id = activity_id
         self.aml_conn_id = aml_conn_id
         self.deferrable = deferrable
+        self._waiter: ActivityWaiter | None = None
 
     @cached_property
     def hook(self) -> AmlWorkspaceHook:
         return AmlWorkspaceHook(aml_conn_id=self.aml_conn_id)
 
     def poke(self, context: Any) -> bool:
-        activity = self.hook.get_activity(self.activity_id)
-        self.log.info(
-            "Activity %s (%s %s): %s %.0f%% %s", activity.activity_id, activity.kind, activity.target_id,
-            activity.status.value, activity.progress * 100, activity.message,
-        )
+        # One waiter per sensor instance: it notices a worker process that died (and fails the
+        # activity), and what it saw carries over from one poke to the next in poke mode.
+        if self._waiter is None or self._waiter.activity_id != self.activity_id:
+            self._waiter = self.hook.workspace.activity_waiter(self.activity_id)
+        activity = self._waiter.poll()
+        self.log.info("Activity %s (%s %s)", activity.activity_id, activity.kind, describe(activity))
         if not activity.status.is_terminal:
             return False
         if activity.status is not ActivityStatus.SUCCEEDED:

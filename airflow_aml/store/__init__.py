@@ -1,31 +1,40 @@
 """Metadata stores, chosen by URI scheme.
 
 ``get_store("sqlite:////path/aml.db")`` or ``get_store("postgresql+psycopg://...")``. A new backend
-is one builder registered in ``_BUILDERS``; an unknown scheme lists the valid ones.
+is one builder registered with ``register_store_builder``; an unknown scheme lists the valid ones.
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable
 
+from airflow_aml.config import redact
 from airflow_aml.exceptions import ValidationError
 from airflow_aml.store.base import AbstractStore
 
 __all__ = ["AbstractStore", "get_store", "register_store_builder"]
 
 
-def _build_sql(uri: str) -> AbstractStore:
-    # Imported lazily: SQLAlchemy and the migrations are only loaded for SQL URIs.
-    from airflow_aml.store.sql.store import SqlStore
+def _by_name(path: str) -> Callable[[str], AbstractStore]:
+    """A builder that imports ``module:Class`` when first used. The SQL store is named, not
+    imported: SQLAlchemy and the migrations load only for SQL URIs, and what imports this registry
+    (the runtime inside a container) does not depend on the SQL layer."""
+    module, _, name = path.partition(":")
 
-    return SqlStore(uri)
+    def build(uri: str) -> AbstractStore:
+        store_class: type[AbstractStore] = getattr(importlib.import_module(module), name)
+        return store_class(uri)  # type: ignore[call-arg]
+
+    return build
 
 
+_SQL = _by_name("airflow_aml.store.sql.store:SqlStore")
 _BUILDERS: dict[str, Callable[[str], AbstractStore]] = {
-    "sqlite": _build_sql,
-    "postgresql": _build_sql,
-    "postgres": _build_sql,
+    "sqlite": _SQL,
+    "postgresql": _SQL,
+    "postgres": _SQL,
 }
 _CACHE: dict[str, AbstractStore] = {}
 _LOCK = threading.Lock()
@@ -40,8 +49,6 @@ def get_store(uri: str, *, cached: bool = True) -> AbstractStore:
     scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme not in _BUILDERS:
         valid = ", ".join(sorted(_BUILDERS))
-        from airflow_aml.config import redact
-
         raise ValidationError(f"Unknown metadata store URI scheme {scheme!r} in {redact(uri)!r}; valid: {valid}")
     if not cached:
         return _BUILDERS[scheme](uri)

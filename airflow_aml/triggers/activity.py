@@ -1,8 +1,10 @@
 """``AmlActivityTrigger``: waits for an activity (a run, an image build, a deployment) to end.
 
-One trigger serves every sensor and deferrable operator of the provider. It polls the metadata
-store in a worker thread (the store client is synchronous; the event loop is never blocked),
-logs progress as it changes, honours an absolute deadline, and yields exactly one event:
+One trigger serves every sensor and deferrable operator of the provider. It follows the activity
+with the SDK's one waiter (``Workspace.activity_waiter``: it also notices a worker process that
+died, and then ends the activity Failed) from a thread (the store client is synchronous; the
+event loop is never blocked), logs progress as it changes, honours an absolute deadline, and
+yields exactly one event:
 
     {"status": "success" | "error" | "timeout", "message": str, "activity_id": str,
      "target_id": str, "activity_status": str, "progress": float, "progress_message": str}
@@ -18,6 +20,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_aml.activities import describe
 from airflow_aml.entities import ActivityRecord, ActivityStatus
 from airflow_aml.hooks.settings import WorkspaceSettings
 from airflow_aml.hooks.workspace import AmlWorkspaceHook
@@ -68,15 +71,9 @@ class AmlActivityTrigger(BaseTrigger):
         try:
             settings = await self._settings()
             workspace = await asyncio.to_thread(settings.open)
-            last_reported: tuple[float, str] | None = None
+            waiter = await asyncio.to_thread(workspace.activity_waiter, self.activity_id, on_progress=self._report)
             while True:
-                activity = await asyncio.to_thread(workspace.store.get_activity, self.activity_id)
-                if (activity.progress, activity.message) != last_reported:
-                    last_reported = (activity.progress, activity.message)
-                    self.log.info(
-                        "Activity %s (%s %s): %s %.0f%% %s", activity.activity_id, activity.kind,
-                        activity.target_id, activity.status.value, activity.progress * 100, activity.message,
-                    )
+                activity = await asyncio.to_thread(waiter.poll)
                 if activity.status.is_terminal:
                     yield TriggerEvent(self._event(activity))
                     return
@@ -95,6 +92,9 @@ class AmlActivityTrigger(BaseTrigger):
                 "activity_id": self.activity_id, "target_id": None, "activity_status": None,
                 "progress": None, "progress_message": None,
             })
+
+    def _report(self, activity: ActivityRecord) -> None:
+        self.log.info("Activity %s (%s %s)", activity.activity_id, activity.kind, describe(activity))
 
     def _event(self, activity: ActivityRecord, *, status: str | None = None, message: str | None = None) -> dict:
         if status is None:

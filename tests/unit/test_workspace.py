@@ -12,7 +12,8 @@ from airflow_aml.exceptions import (
     SecretNotFoundError,
     WorkspaceNotFoundError,
 )
-from airflow_aml.workspace import Workspace, parse_metric_condition
+from airflow_aml.experiment import parse_metric_condition
+from airflow_aml.workspace import Workspace
 
 
 def test_create_registers_default_datastore_and_owner(workspace: Workspace, tmp_path: Path) -> None:

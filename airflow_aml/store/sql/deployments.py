@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from airflow_aml.entities import DeploymentRecord, DeploymentState
-from airflow_aml.exceptions import AlreadyExistsError, DeploymentNotFoundError, ImageNotFoundError
+from airflow_aml.exceptions import AlreadyExistsError, ConflictError, DeploymentNotFoundError, ImageNotFoundError
 from airflow_aml.store.sql.core import SqlCore, utcnow
 from airflow_aml.store.sql.images import parse_model_id
 from airflow_aml.store.sql.records import deployment_record
@@ -104,8 +104,6 @@ class DeploymentStore(SqlCore):
         runtime_doc = None if runtime is None else check_json(dict(runtime), f"The runtime of deployment '{name}'")
 
         def tx(session: Session) -> DeploymentRecord:
-            from airflow_aml.exceptions import ConflictError
-
             self._require_workspace(session, workspace)
             row = self._deployment_row(session, workspace, name, lock=True)
             if if_generation is not None and row.generation != if_generation:

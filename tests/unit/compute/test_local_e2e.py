@@ -307,7 +307,7 @@ def test_virtualenv_run_uses_its_own_interpreter(workspace: Workspace, src: Path
 def supervise(workspace: Workspace, run_id: str, aml_home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AML_STORE_URI": workspace.store_uri, "AML_HOME": str(aml_home)}
     return subprocess.run(
-        [sys.executable, "-m", "airflow_aml.compute.supervisor", "--run-id", run_id, "--workspace", workspace.name],
+        [sys.executable, "-m", "airflow_aml.compute.run_supervisor", "--run-id", run_id, "--workspace", workspace.name],
         env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False,
     )
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from airflow_aml.deployments.docker import ContainerReplica, ContainerReplicaDriver, container_name
 from airflow_aml.deployments.replicas import ReplicaSpec, build_replica_driver, free_port, wait_until
+from airflow_aml.deployments.replicas.containers import ContainerReplica, ContainerReplicaDriver, container_name
 from airflow_aml.entities import ImageRecord, ImageStatus
 from airflow_aml.exceptions import DeploymentError, ValidationError
 from airflow_aml.images.docker import (

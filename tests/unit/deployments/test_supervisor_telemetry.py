@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from airflow_aml.deployments import supervisor as supervisor_module
 from airflow_aml.deployments.config import DeploymentConfig
 from airflow_aml.deployments.paths import DESIRED_FILE, TELEMETRY_FILE
 from airflow_aml.deployments.supervisor import Supervisor
+from airflow_aml.deployments.supervisor import server as server_module
+from airflow_aml.deployments.supervisor import telemetry as telemetry_module
 
 
 def _lines(path: Path, statuses: list[int], latency: float = 5.0) -> None:
@@ -43,7 +44,7 @@ def test_requests_are_summed_across_collections_and_rotations(
     assert telemetry["status_counts"] == {"200": 2, "401": 1, "500": 1}
     assert telemetry["latency_ms"]["p50"] == 5.0
 
-    monkeypatch.setattr(supervisor_module, "TELEMETRY_ROTATE_BYTES", 10)
+    monkeypatch.setattr(telemetry_module, "TELEMETRY_ROTATE_BYTES", 10)
     with path.open("a") as handle:
         handle.write('ency_ms": 7.0, "input": null, "output": null}\n')
     _lines(path, [200])
@@ -64,7 +65,7 @@ def test_the_front_socket_lets_asyncio_disable_nagle() -> None:
 
     from airflow_aml.deployments.replicas import free_port
 
-    sock = supervisor_module._bind(free_port())
+    sock = server_module._bind(free_port())
     try:
         assert sock.proto == socket.IPPROTO_TCP
     finally:

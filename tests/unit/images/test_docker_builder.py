@@ -40,6 +40,7 @@ from airflow_aml.images.docker import (
     prepare_context,
     remove_image,
 )
+from airflow_aml.images.docker.context import _write_context_tar
 
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]  # a setosa: class 0
@@ -335,7 +336,7 @@ def test_context_tar_is_world_readable_and_root_owned(tmp_path: Path) -> None:
     script.write_text("#!/bin/sh\n")
     script.chmod(0o700)
     tar_path = tmp_path / "ctx.tar"
-    docker_builder._write_context_tar(ctx, tar_path)
+    _write_context_tar(ctx, tar_path)
     with tarfile.open(tar_path) as tar:
         members = {m.name: m for m in tar.getmembers()}
     assert members["d"].isdir() and members["d"].mode == 0o755
@@ -425,7 +426,7 @@ class _FakeApi:
 def test_build_stream_progress_log_and_failure(sk_bundle: Path, tmp_path: Path) -> None:
     ctx = prepare_context(sk_bundle, DockerBuildOptions(pip_index_url="https://m/simple"), tmp_path / "ctx")
     tar_path = tmp_path / "ctx.tar"
-    docker_builder._write_context_tar(ctx.path, tar_path)
+    _write_context_tar(ctx.path, tar_path)
     builder = DockerImageBuilder(None, DockerBuildOptions(pip_index_url="https://m/simple"))
     ok = [
         {"stream": "Step 1/4 : FROM base\n"}, {"stream": " ---> abc\n"},

@@ -26,6 +26,7 @@ from airflow_aml.exceptions import (
 )
 from airflow_aml.images import Image, ImageSpec, image_builder_kinds
 from airflow_aml.images.worker import PROP_BUILD_HOST, PROP_BUILD_PID, PROP_BUILD_PROCESS
+from airflow_aml.store import get_store
 from airflow_aml.workspace import Workspace
 from tests.unit.images.conftest import FakeBuilder
 from tests.unit.store.helpers import dump_tables
@@ -38,7 +39,7 @@ def _spec(source: Path, **fields: Any) -> dict[str, Any]:
 
 
 def _nothing_created(ws: Workspace, aml_home: Path) -> None:
-    tables = dump_tables(ws.store)  # type: ignore[arg-type]
+    tables = dump_tables(get_store(ws.store_uri))  # type: ignore[arg-type]
     assert {table: tables[table] for table in IMAGE_TABLES} == {table: [] for table in IMAGE_TABLES}
     assert ws.list_activities(kind="image_build") == []
     assert not (aml_home / "images").exists()

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from airflow_aml.exceptions import ValidationError
-from airflow_aml.images.spec import ImageSpec, parse_model_reference
+from airflow_aml.images.spec import ImageSpec
+from airflow_aml.references import Reference
 
 BASE: dict[str, Any] = {"models": ["m"], "builtin_scorer": "sklearn"}
 
@@ -98,6 +99,9 @@ def test_docker_references_are_accepted(reference: str) -> None:
 
 
 def test_model_references() -> None:
+    def parse_model_reference(value: str) -> tuple[str, int | None]:
+        return Reference.parse(value, "model")
+
     assert parse_model_reference("iris") == ("iris", None)
     assert parse_model_reference("iris:12") == ("iris", 12)
     for bad in ("iris:", "iris:-1", ":3", "a/b:1"):

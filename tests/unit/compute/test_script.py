@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from airflow_aml.compute.logstream import LogBatcher
-from airflow_aml.compute.process import ScriptRunner, build_script_env, group_alive, kill_process_group
+from airflow_aml.compute.script import ScriptRunner, build_script_env
+from airflow_aml.processes import group_alive, kill_process_group
 from tests.unit.compute.fakes import FakeStore
 
 # Starts a grandchild that sleeps, prints its pid, then sleeps itself (optionally ignoring SIGTERM).

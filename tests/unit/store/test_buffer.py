@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from airflow_aml.entities import Metric
-from airflow_aml.runtime.buffer import MetricBuffer
+from airflow_aml.store.buffer import MetricBuffer
 from airflow_aml.workspace import Workspace
 
 

@@ -1,4 +1,4 @@
-"""Running one script as a process group: environment, output streaming, cancel and time limit.
+"""Running a run's script as a process group: environment, output streaming, cancel and time limit.
 
 The script is started in a session of its own, so its process group holds the script and every
 process it spawns (unless one of them starts a session of its own, which we cannot follow).
@@ -7,10 +7,8 @@ Stopping a run signals the whole group: SIGTERM, a grace period, then SIGKILL.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -19,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from airflow_aml.compute.logstream import LogBatcher, Tail, pump
-from airflow_aml.runtime.context import IDENTITY_VARIABLES
+from airflow_aml.config import IDENTITY_VARIABLES
+from airflow_aml.processes import KILL_GRACE_SECONDS, kill_process_group
 from airflow_aml.store.base import AbstractStore
 
 log = logging.getLogger(__name__)
 
-KILL_GRACE_SECONDS = 5.0
 CANCEL_POLL_SECONDS = 1.0
 
 
@@ -50,58 +48,6 @@ def build_script_env(
         env["VIRTUAL_ENV"] = str(venv)
         env["PATH"] = os.pathsep.join([str(Path(venv) / "bin"), env.get("PATH", os.defpath)])
     return env
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any live (non-zombie) process is in the process group.
-
-    ``killpg(pgid, 0)`` also succeeds for zombies, and orphaned zombies linger when PID 1 does not
-    reap (containers), so /proc is read where it exists.
-    """
-    proc = Path("/proc")
-    if not proc.is_dir():
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the command name (which may contain spaces and parentheses).
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
-
-
-def kill_process_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE_SECONDS) -> None:
-    """SIGTERM the process group led by ``proc``, then SIGKILL whatever is left after ``grace``."""
-    pgid = proc.pid
-    _signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if proc.poll() is not None and not group_alive(pgid):
-            return
-        time.sleep(0.05)
-    log.info("Process group %s still alive %.1fs after SIGTERM; sending SIGKILL", pgid, grace)
-    _signal_group(pgid, signal.SIGKILL)
-    proc.wait()
-    # SIGKILL is delivered asynchronously: wait (briefly) until the rest of the group is gone too.
-    deadline = time.monotonic() + 2.0
-    while group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 @dataclass

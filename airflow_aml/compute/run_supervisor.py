@@ -1,6 +1,6 @@
 """The process that carries one local run from Queued to a terminal status.
 
-Started detached by ``LocalComputeTarget.submit`` as ``python -m airflow_aml.compute.supervisor``;
+Started detached by ``LocalComputeTarget.submit`` as ``python -m airflow_aml.compute.run_supervisor``;
 it outlives the submitting process (an Airflow task that defers, a notebook that is closed). It
 
 1. downloads the run's snapshot and extracts it into a fresh ``$AML_HOME/runs/<run_id>/work``
@@ -32,40 +32,44 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from airflow_aml.activities import RUN_ACTIVITY_STATUS
 from airflow_aml.compute.environments import prepare_python
 from airflow_aml.compute.logstream import LogBatcher
-from airflow_aml.compute.process import KILL_GRACE_SECONDS, ScriptOutcome, ScriptRunner, build_script_env
-from airflow_aml.config import aml_home, current_principal
-from airflow_aml.datastores.base import AbstractDatastore
-from airflow_aml.entities import ActivityStatus, RunStatus
-from airflow_aml.exceptions import NotFoundError
-from airflow_aml.names import validate_name
-from airflow_aml.runconfig import RunConfiguration
-from airflow_aml.runtime.context import (
+from airflow_aml.compute.phases import (
+    CONTROL,
+    PROGRESS_ENVIRONMENT,
+    PROGRESS_FINALIZING,
+    PROGRESS_PREPARING,
+    PROGRESS_RUNNING,
+    control,
+)
+from airflow_aml.compute.script import ScriptOutcome, ScriptRunner, build_script_env
+from airflow_aml.compute.sweep import run_sweep
+from airflow_aml.config import (
     ENV_HOME,
     ENV_PARENT_RUN_ID,
     ENV_PRINCIPAL,
     ENV_RUN_ID,
     ENV_STORE_URI,
     ENV_WORKSPACE,
+    aml_home,
+    current_principal,
 )
+from airflow_aml.context import OUTPUTS_DIR, WorkspaceContext, run_file, run_prefix
+from airflow_aml.datastores.base import AbstractDatastore
+from airflow_aml.entities import ActivityStatus, RunStatus
+from airflow_aml.exceptions import NotFoundError
+from airflow_aml.names import validate_name
+from airflow_aml.processes import KILL_GRACE_SECONDS
+from airflow_aml.runconfig import RunConfiguration
+from airflow_aml.snapshots import safe_extract
+from airflow_aml.store import get_store
 from airflow_aml.store.base import AbstractStore
 
 log = logging.getLogger(__name__)
 
-CONTROL = "control"
-OUTPUTS_DIR = "outputs"
+SUPERVISOR_MODULE = "airflow_aml.compute.run_supervisor"
 _ERROR_TAIL_LINES = 20
-# Activity progress at each step (a sweep's parent spreads RUNNING..FINALIZING over its children).
-PROGRESS_PREPARING = 0.1
-PROGRESS_ENVIRONMENT = 0.2
-PROGRESS_RUNNING = 0.3
-PROGRESS_FINALIZING = 0.95
-_ACTIVITY_END = {
-    RunStatus.COMPLETED: ActivityStatus.SUCCEEDED,
-    RunStatus.FAILED: ActivityStatus.FAILED,
-    RunStatus.CANCELED: ActivityStatus.CANCELED,
-}
 
 
 class Interrupted(BaseException):
@@ -100,7 +104,7 @@ class Supervisor:
         self.principal = principal
         self._datastore_factory = datastore
         self._datastore: AbstractDatastore | None = None
-        self.snapshot_path = snapshot_path or f"runs/{run_id}/snapshot.zip"
+        self.snapshot_path = snapshot_path or run_file(run_id, "snapshot.zip")
         self.run_config = run_config
         self.poll_interval = poll_interval
         self.kill_grace = kill_grace
@@ -138,8 +142,6 @@ class Supervisor:
                                          log_fn=lambda line: batcher.line(CONTROL, line))
             self.check_cancel(run_id)
             if config.sweep is not None:
-                from airflow_aml.compute.sweep import run_sweep
-
                 status = run_sweep(self, record, config, interpreter, zip_path, batcher)
             else:
                 status = self.execute(run_id, config, interpreter, zip_path, batcher, work=work)
@@ -178,8 +180,6 @@ class Supervisor:
 
     def extract(self, zip_path: Path, run_id: str, batcher: LogBatcher) -> Path:
         """A fresh work folder for ``run_id`` holding the snapshot."""
-        from airflow_aml.snapshots import safe_extract
-
         work = run_dir(run_id) / "work"
         if work.exists():  # a previous attempt's leftovers must not leak into this one
             shutil.rmtree(work)
@@ -250,10 +250,10 @@ class Supervisor:
         try:
             outputs = work / OUTPUTS_DIR
             if outputs.is_dir() and any(p.is_file() for p in outputs.rglob("*")):
-                control(batcher, f"Uploading {OUTPUTS_DIR}/ to runs/{run_id}/{OUTPUTS_DIR}")
-                self.datastore.upload(outputs, f"runs/{run_id}/{OUTPUTS_DIR}", overwrite=True,
+                control(batcher, f"Uploading {OUTPUTS_DIR}/ to {run_prefix(run_id)}/{OUTPUTS_DIR}")
+                self.datastore.upload(outputs, run_file(run_id, OUTPUTS_DIR), overwrite=True,
                                       show_progress=False)
-            self.datastore.upload_file(driver_log, f"runs/{run_id}/logs/driver_log.txt", overwrite=True,
+            self.datastore.upload_file(driver_log, run_file(run_id, "logs/driver_log.txt"), overwrite=True,
                                        show_progress=False)
         except Exception as exc:
             log.exception("Uploading outputs of run %s failed", run_id)
@@ -308,7 +308,7 @@ class Supervisor:
                 log.warning("Setting run %s to %s failed (attempt %d); retrying", run_id, status, attempt,
                             exc_info=True)
                 time.sleep(attempt)
-        self.activity(run_id, status=_ACTIVITY_END[status], progress=1.0, message=str(status), error=error)
+        self.activity(run_id, status=RUN_ACTIVITY_STATUS[status], progress=1.0, message=str(status), error=error)
         return status
 
     def activity(self, activity_id: str, **changes: Any) -> None:
@@ -319,12 +319,6 @@ class Supervisor:
             log.debug("No activity %s to update", activity_id)
         except Exception:
             log.warning("Updating activity %s failed", activity_id, exc_info=True)
-
-
-def control(batcher: LogBatcher, message: str) -> None:
-    """A supervisor progress line: in the run's ``control`` log stream and the supervisor log."""
-    log.info("[%s] %s", batcher.run_id, message)
-    batcher.line(CONTROL, message)
 
 
 def _exit_phrase(code: int | None) -> str:
@@ -348,7 +342,7 @@ def _describe_exit(outcome: ScriptOutcome) -> str:
 
 # ---------------------------------------------------------------------------------- main
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m airflow_aml.compute.supervisor",
+    parser = argparse.ArgumentParser(prog=f"python -m {SUPERVISOR_MODULE}",
                                      description="Run one airflow-aml run on this machine.")
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--workspace", default=os.environ.get(ENV_WORKSPACE))
@@ -373,15 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter hides our lines
     principal = args.principal or os.environ.get(ENV_PRINCIPAL) or current_principal()
 
-    from airflow_aml.store import get_store
-
     store = get_store(args.store_uri)
 
     def open_datastore() -> AbstractDatastore:
-        from airflow_aml.workspace import Workspace
-
-        ws = Workspace.get(args.workspace, store_uri=args.store_uri, principal=principal)
-        return ws.get_datastore(args.datastore) if args.datastore else ws.get_default_datastore()
+        ctx = WorkspaceContext.open(args.workspace, store_uri=args.store_uri, principal=principal)
+        return ctx.get_datastore(args.datastore) if args.datastore else ctx.get_default_datastore()
 
     run_config = None
     if args.run_config_file:

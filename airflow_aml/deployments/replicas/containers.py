@@ -39,13 +39,8 @@ import requests
 from docker.errors import DockerException, ImageNotFound, NotFound
 
 from airflow_aml.config import aml_home
-from airflow_aml.deployments.replicas import (
-    SCORING_MODULE,
-    Replica,
-    ReplicaDriver,
-    ReplicaSpec,
-    register_replica_driver,
-)
+from airflow_aml.deployments.replicas import register_replica_driver
+from airflow_aml.deployments.replicas.base import SCORING_MODULE, Replica, ReplicaDriver, ReplicaSpec
 from airflow_aml.entities import ImageRecord
 from airflow_aml.exceptions import AmlError, DeploymentError, ValidationError
 from airflow_aml.images.docker import BUNDLE_DIR, DockerBuildOptions, docker_api_client, engine_url

@@ -1,0 +1,235 @@
+"""Activities: the long operations of a workspace, and the one way to wait for them.
+
+An activity is created for every run, image build and deployment change; whatever carries the
+work out (a run's supervisor, a build worker, a deployment's supervisor) reports its status,
+progress (0..1) and message on it, and everything that waits -- ``Run.wait_for_completion``,
+``Image.wait_for_completion``, ``Deployment.wait_for_deployment``, the Airflow operators, sensors
+and trigger -- waits through ``ActivityWaiter``:
+
+    waiter = ActivityWaiter(ctx, activity_id, worker=check, on_progress=print_progress)
+    final = waiter.wait(timeout=600)       # WaitTimeoutError at the deadline; the activity goes on
+    record = waiter.poll()                 # or one look at a time (a sensor's poke, a trigger)
+
+A waiter given a ``WorkerCheck`` notices when the process carrying the activity is gone (killed,
+machine rebooted) and ends the wait at once with the activity Failed, instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from airflow_aml.context import WorkspaceContext
+from airflow_aml.entities import ActivityRecord, ActivityStatus, RunStatus
+from airflow_aml.exceptions import ActivityNotFoundError, AmlError, AuthorizationError, WaitTimeoutError
+from airflow_aml.roles import Action
+
+
+class ActivityKind(enum.StrEnum):
+    RUN = "run"  # the activity id is the run id
+    IMAGE_BUILD = "image_build"  # target "name:version"
+    DEPLOYMENT_CREATE = "deployment_create"  # target: the deployment name
+    DEPLOYMENT_UPDATE = "deployment_update"
+    DEPLOYMENT_DELETE = "deployment_delete"
+    DEPLOYMENT_RESTORE = "deployment_restore"
+
+
+DEPLOYMENT_KINDS = frozenset({
+    ActivityKind.DEPLOYMENT_CREATE, ActivityKind.DEPLOYMENT_UPDATE, ActivityKind.DEPLOYMENT_DELETE,
+    ActivityKind.DEPLOYMENT_RESTORE,
+})
+TERMINAL_STATUSES = frozenset({ActivityStatus.SUCCEEDED, ActivityStatus.FAILED, ActivityStatus.CANCELED})
+
+# The one map from a run's final status to its activity's.
+RUN_ACTIVITY_STATUS: dict[RunStatus, ActivityStatus] = {
+    RunStatus.COMPLETED: ActivityStatus.SUCCEEDED,
+    RunStatus.FAILED: ActivityStatus.FAILED,
+    RunStatus.CANCELED: ActivityStatus.CANCELED,
+}
+
+
+def activity_status_for_run(status: RunStatus) -> ActivityStatus:
+    """The activity status of a run in ``status``."""
+    if status in RUN_ACTIVITY_STATUS:
+        return RUN_ACTIVITY_STATUS[status]
+    return ActivityStatus.NOT_STARTED if status is RunStatus.QUEUED else ActivityStatus.RUNNING
+
+
+# ---------------------------------------------------------------------------------- lookups
+def get_activity(ctx: WorkspaceContext, activity_id: str) -> ActivityRecord:
+    """The activity ``activity_id`` of this workspace (ActivityNotFoundError for another's)."""
+    activity = ctx.store.get_activity(activity_id)
+    if activity.workspace != ctx.name:
+        raise ActivityNotFoundError(f"Activity {activity_id!r} not found in workspace {ctx.name!r}")
+    return activity
+
+
+def list_activities(
+    ctx: WorkspaceContext, *, target_id: str | None = None, kind: str | None = None
+) -> list[ActivityRecord]:
+    return ctx.store.list_activities(ctx.name, target_id=target_id, kind=kind)
+
+
+def describe(activity: ActivityRecord) -> str:
+    """One line for a log: ``scorer:2: Running 40% Installing requirements`` (target, status,
+    progress, message); callers say what kind of activity it is."""
+    text = f"{activity.target_id}: {activity.status.value} {activity.progress:.0%}"
+    return f"{text} {activity.message}".rstrip()
+
+
+# ---------------------------------------------------------------------------------- waiting
+@dataclass(frozen=True)
+class WorkerCheck:
+    """How a waiter tells that the process carrying an activity is gone.
+
+    ``alive()``: True / False, or None when it cannot be told from here (another host, a process
+    not started yet). ``abandon(activity, reason)``: record the loss on the feature's own records
+    (the run Failed, the image Failed ...); the waiter then fails the activity itself.
+    ``grace``: seconds the worker may look dead before it counts (a supervisor that is starting,
+    or handing over to another). ``where``: the worker for messages (``pid 42 on host``).
+    """
+
+    alive: Callable[[], bool | None]
+    abandon: Callable[[ActivityRecord, str], None] | None = None
+    grace: float = 0.0
+    where: str = "its worker process"
+
+
+ProgressCallback = Callable[[ActivityRecord], None]
+
+
+class ActivityWaiter:
+    """Follows one activity: ``poll()`` looks once, ``wait()`` looks until it ends.
+
+    ``on_progress`` is called with the activity whenever its status, progress or message changed
+    since the last call (the first poll always reports). A waiter keeps what it saw across calls,
+    so a caller that waits in slices (a sensor, a trigger) gets the same behaviour as one long wait.
+    """
+
+    def __init__(
+        self,
+        ctx: WorkspaceContext,
+        activity_id: str,
+        *,
+        worker: WorkerCheck | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.activity_id = activity_id
+        self.worker = worker
+        self.on_progress = on_progress
+        self._reported: tuple[ActivityStatus, float, str] | None = None
+        self._dead_since: float | None = None
+
+    def poll(self) -> ActivityRecord:
+        """The activity now; a lost worker ends it Failed (so the returned record is terminal)."""
+        activity = self._read()
+        if activity.status.is_terminal or self.worker is None:
+            return activity
+        if self.worker.alive() is not False:
+            self._dead_since = None
+            return activity
+        now = time.monotonic()
+        self._dead_since = self._dead_since or now
+        if now - self._dead_since < self.worker.grace:
+            return activity
+        activity = self._read()  # it may have ended just before its worker exited
+        if activity.status.is_terminal:
+            return activity
+        return self._abandon(activity)
+
+    def wait(
+        self, *, timeout: float | None = None, poll_interval: float = 1.0,
+        on_poll: ProgressCallback | None = None,
+    ) -> ActivityRecord:
+        """Poll until the activity ends; returns its final record (Succeeded or not: the caller
+        decides what a failure means). WaitTimeoutError after ``timeout`` seconds. ``on_poll`` is
+        called after every look (a run's waiter streams its log from there)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            activity = self.poll()
+            if on_poll is not None:
+                on_poll(activity)
+            if activity.status.is_terminal:
+                return activity
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeoutError(
+                    f"Activity {activity.activity_id} ({activity.kind} {activity.target_id}) still "
+                    f"{activity.status.value} after {timeout:g} s ({activity.message or 'no message'})",
+                    activity_id=activity.activity_id,
+                )
+            sleep = poll_interval if deadline is None else max(0.0, min(poll_interval, deadline - time.monotonic()))
+            time.sleep(sleep)
+
+    # ------------------------------------------------------------------ helpers
+    def _read(self) -> ActivityRecord:
+        activity = get_activity(self.ctx, self.activity_id)
+        seen = (activity.status, activity.progress, activity.message)
+        if seen != self._reported:
+            self._reported = seen
+            if self.on_progress is not None:
+                self.on_progress(activity)
+        return activity
+
+    def _abandon(self, activity: ActivityRecord) -> ActivityRecord:
+        assert self.worker is not None
+        reason = f"{self.worker.where} is no longer running; it ended before {activity.kind} {activity.target_id} did"
+        if not self.ctx.allows(Action.WRITE):
+            # A Reader may not record the loss; it still learns of it at once instead of waiting.
+            raise AmlError(f"Activity {activity.activity_id}: {reason}")
+        try:
+            if self.worker.abandon is not None:
+                self.worker.abandon(activity, reason)
+            current = get_activity(self.ctx, self.activity_id)
+            if not current.status.is_terminal:
+                self.ctx.store.update_activity(
+                    activity.activity_id, status=ActivityStatus.FAILED, error=reason, message="Worker lost",
+                )
+        except AuthorizationError:
+            raise AmlError(f"Activity {activity.activity_id}: {reason}") from None
+        return self._read()
+
+
+def poll_until(
+    done: Callable[[], bool], *, timeout: float | None, poll_interval: float, what: Callable[[], str],
+) -> None:
+    """Poll ``done()`` until it is true; WaitTimeoutError (``what()`` describes the wait) after
+    ``timeout``. For records made without an activity (a run logged from a notebook), where the
+    record's own status is all there is to follow."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not done():
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WaitTimeoutError(f"{what()} after {timeout:g} s")
+        time.sleep(poll_interval if deadline is None else max(0.0, min(poll_interval, deadline - time.monotonic())))
+
+
+def wait_for_activity(
+    ctx: WorkspaceContext,
+    activity_id: str,
+    *,
+    timeout: float | None = None,
+    poll_interval: float = 1.0,
+    on_progress: ProgressCallback | None = None,
+    worker: WorkerCheck | None = None,
+) -> ActivityRecord:
+    """Wait until ``activity_id`` ends and return its final record; see ``ActivityWaiter``."""
+    waiter = ActivityWaiter(ctx, activity_id, worker=worker, on_progress=on_progress)
+    return waiter.wait(timeout=timeout, poll_interval=poll_interval)
+
+
+__all__ = [
+    "DEPLOYMENT_KINDS",
+    "RUN_ACTIVITY_STATUS",
+    "TERMINAL_STATUSES",
+    "ActivityKind",
+    "ActivityWaiter",
+    "WorkerCheck",
+    "activity_status_for_run",
+    "describe",
+    "get_activity",
+    "list_activities",
+    "poll_until",
+    "wait_for_activity",
+]

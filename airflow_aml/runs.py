@@ -1,0 +1,250 @@
+"""The SDK's handle on a run: everything a script can do to its run, plus watching it from outside.
+
+    run = ws.experiment("iris").submit("src/", config)
+    run.wait_for_completion(show_output=True)    # streams the log; RunFailedError unless Completed
+    run.get_status(include_children=True)        # a sweep's parent folded with its children
+    run.cancel()                                 # through the run's compute target
+    run.restore_snapshot("checkout/")
+
+``Run`` extends the script-side ``airflow_aml.runtime.Run`` (metrics, files, children) with what
+needs the rest of the SDK: the compute target (cancel, whether the run's process still lives),
+the one activity waiter, the run's log and its snapshot.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from airflow_aml.activities import (
+    ActivityKind,
+    ActivityWaiter,
+    ProgressCallback,
+    WorkerCheck,
+    activity_status_for_run,
+    poll_until,
+)
+from airflow_aml.compute import build_compute_target
+from airflow_aml.context import SNAPSHOT_NAME, WorkspaceContext, run_file
+from airflow_aml.entities import ActivityRecord, LogChunk, RunQuery, RunRecord, RunStatus
+from airflow_aml.exceptions import NotFoundError, RunFailedError, WaitTimeoutError
+from airflow_aml.roles import Action
+from airflow_aml.runtime.run import Run as ScriptRun
+from airflow_aml.snapshots import safe_extract
+
+LogCallback = Callable[[LogChunk], None]
+
+
+class Run(ScriptRun):
+    """A run in a workspace, as the SDK returns it (``ws.get_run``, ``experiment.submit`` ...)."""
+
+    # ------------------------------------------------------------------ status
+    def get_status(self, *, include_children: bool = False) -> RunStatus:
+        """The run's status; with ``include_children``, folded with its descendants' statuses.
+
+        A parent is only as done as its children: Running while any of them is not finished,
+        Failed if it or any of them failed, Canceled if it was canceled, else Completed.
+        """
+        own = self.record.status
+        if not include_children:
+            return own
+        statuses = [own] + [child.record.status for child in self.get_children(recursive=True)]
+        if not all(s.is_terminal for s in statuses):
+            return own if not own.is_terminal else RunStatus.RUNNING
+        if RunStatus.FAILED in statuses:
+            return RunStatus.FAILED
+        if own is RunStatus.CANCELED or RunStatus.CANCELED in statuses:
+            return RunStatus.CANCELED
+        return RunStatus.COMPLETED
+
+    def get_details(self) -> dict[str, Any]:
+        r = self.record
+        return {
+            "runId": r.run_id,
+            "experiment": r.experiment,
+            "displayName": r.display_name,
+            "parentRunId": r.parent_run_id,
+            "status": r.status.value,
+            "target": r.compute_target,
+            "submittedBy": r.submitted_by,
+            "createdTimeUtc": r.created_at.isoformat(),
+            "startTimeUtc": r.start_time.isoformat() if r.start_time else None,
+            "endTimeUtc": r.end_time.isoformat() if r.end_time else None,
+            "durationSeconds": r.duration_seconds,
+            "error": r.error,
+            "tags": dict(r.tags),
+            "properties": dict(r.properties),
+            "params": dict(r.params),
+            "runDefinition": dict(r.run_config),
+            "snapshotSha256": r.snapshot_sha256,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+    def cancel(self) -> None:
+        """Cancel the run: its compute target stops the script; an in-process run ends Canceled."""
+        record = self.record
+        if record.status.is_terminal:
+            return
+        if record.compute_target:
+            build_compute_target(self.workspace, record.compute_target).cancel(self.id)
+        else:
+            super().cancel()
+
+    def wait_for_completion(
+        self,
+        *,
+        show_output: bool = False,
+        timeout: float | None = None,
+        raise_on_error: bool = True,
+        poll_interval: float = 1.0,
+        on_log: LogCallback | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        """Block until the run ends and return ``get_details()``.
+
+        ``show_output`` streams the run's log to stdout (``on_log`` receives each chunk instead, e.g.
+        an Airflow task's logger); ``on_progress`` gets the run's activity whenever it changes.
+        RunFailedError when it did not complete (unless ``raise_on_error=False``), WaitTimeoutError
+        after ``timeout`` seconds (the run goes on). A run whose supervisor is gone (killed,
+        machine rebooted) is recorded Failed at once instead of being waited for forever.
+        """
+        self.workspace.require(Action.READ)
+        if on_log is None and show_output:
+            on_log = _print_chunk
+        follower = _LogFollower(self, on_log) if on_log is not None else None
+        on_poll = None if follower is None else lambda _activity: follower.follow()
+        try:
+            if self._has_activity():
+                self.waiter(on_progress=on_progress).wait(timeout=timeout, poll_interval=poll_interval, on_poll=on_poll)
+            else:
+                self._wait_for_record(timeout=timeout, poll_interval=poll_interval, on_poll=on_poll)
+        except WaitTimeoutError:
+            raise WaitTimeoutError(
+                f"Run {self.id!r} still {self.record.status.value} after {timeout:g} s", activity_id=self.id,
+            ) from None
+        if follower is not None:
+            follower.follow()  # the last lines, written between the last two reads
+        record = self.record
+        if raise_on_error and record.status is not RunStatus.COMPLETED:
+            raise RunFailedError(
+                f"Run {self.id!r} ended {record.status.value}: {record.error or 'no error recorded'}",
+                run_id=self.id, status=record.status.value, error=record.error,
+            )
+        return self.get_details()
+
+    def _has_activity(self) -> bool:
+        try:
+            self.workspace.store.get_activity(self.id)
+        except NotFoundError:
+            return False
+        return True
+
+    def _wait_for_record(self, *, timeout: float | None, poll_interval: float, on_poll: Any) -> None:
+        """A run logged from a process (``start_logging``, a child run) has no activity and no
+        worker to watch: its status is what its process records."""
+        def ended() -> bool:
+            if on_poll is not None:
+                on_poll(None)
+            return self.record.status.is_terminal
+
+        poll_until(ended, timeout=timeout, poll_interval=poll_interval,
+                   what=lambda: f"Run {self.id!r} still {self._record.status.value}")
+
+    def waiter(self, *, on_progress: ProgressCallback | None = None) -> ActivityWaiter:
+        """The waiter of this run's activity (its id is the run id), watching its supervisor."""
+        return ActivityWaiter(self.workspace, self.id, worker=run_worker_check(self.workspace, self._record),
+                              on_progress=on_progress)
+
+    # ------------------------------------------------------------------ logs and snapshot
+    def read_log(self, *, after_seq: int = 0) -> list[LogChunk]:
+        return self.workspace.store.read_log(self.id, after_seq=after_seq)
+
+    def get_log_text(self) -> str:
+        return "".join(chunk.text for chunk in self.read_log())
+
+    def download_snapshot(self, output_path: str | Path) -> Path:
+        """The snapshot zip of the run's source directory, as it was submitted."""
+        return self._datastore.download_file(run_file(self.id, SNAPSHOT_NAME), output_path, show_progress=True)
+
+    def restore_snapshot(self, output_directory: str | Path) -> list[str]:
+        """Extract the snapshot safely (no path escapes, bounded size) into ``output_directory``."""
+        with tempfile.TemporaryDirectory(prefix="aml-snapshot-") as tmp:
+            zip_path = self.download_snapshot(Path(tmp) / SNAPSHOT_NAME)
+            return safe_extract(zip_path, output_directory)
+
+
+class _LogFollower:
+    """Hands each new chunk of a run's log to a callback, in order, once."""
+
+    def __init__(self, run: Run, callback: LogCallback) -> None:
+        self.run = run
+        self.callback = callback
+        self.seq = 0
+
+    def follow(self) -> None:
+        for chunk in self.run.read_log(after_seq=self.seq):
+            self.callback(chunk)
+            self.seq = chunk.seq
+
+
+def _print_chunk(chunk: LogChunk) -> None:
+    sys.stdout.write(chunk.text)
+    sys.stdout.flush()
+
+
+def run_worker_check(ctx: WorkspaceContext, record: RunRecord) -> WorkerCheck | None:
+    """How a waiter tells that the process carrying this run is gone: asked of the run's compute
+    target (an in-process run has none, and nothing to watch)."""
+    if not record.compute_target:
+        return None
+    target = build_compute_target(ctx, record.compute_target)
+
+    def alive() -> bool | None:
+        try:
+            return target.worker_alive(ctx.store.get_run(record.run_id))
+        except NotFoundError:
+            return None
+
+    return WorkerCheck(alive=alive, abandon=lambda activity, reason: fail_lost_run(ctx, record.run_id, reason),
+                       where=f"The process carrying run {record.run_id!r} on compute target {target.name!r}")
+
+
+def fail_lost_run(ctx: WorkspaceContext, run_id: str, reason: str) -> None:
+    """Record a run whose compute is gone Failed, with what went down with it: its unfinished
+    ancestors (a sweep's children run in their parent's supervisor) and all their descendants."""
+    store = ctx.store
+    top = store.get_run(run_id)
+    while top.parent_run_id:
+        parent = store.get_run(top.parent_run_id)
+        if parent.status.is_terminal:
+            break
+        top = parent
+    error = f"Run {top.run_id!r} lost its compute: {reason}"
+    pending = [top.run_id]
+    while pending:
+        current = pending.pop()
+        record = store.get_run(current)
+        if not record.status.is_terminal:
+            store.update_run_status(current, RunStatus.FAILED, error=error)
+            _end_run_activity(ctx, current, RunStatus.FAILED, error)
+        pending.extend(child.run_id for child in _children(ctx, current))
+
+
+def _children(ctx: WorkspaceContext, run_id: str) -> list[RunRecord]:
+    return ctx.store.search_runs(ctx.name, RunQuery(parent_run_id=run_id))
+
+
+def _end_run_activity(ctx: WorkspaceContext, run_id: str, status: RunStatus, error: str | None) -> None:
+    try:
+        activity: ActivityRecord = ctx.store.get_activity(run_id)
+    except NotFoundError:
+        return
+    if not activity.status.is_terminal and activity.kind == ActivityKind.RUN:
+        ctx.store.update_activity(run_id, status=activity_status_for_run(status), progress=1.0,
+                                  message=status.value, error=error)
+
+
+__all__ = ["Run", "fail_lost_run", "run_worker_check"]

@@ -1,0 +1,69 @@
+"""The SDK's run handle: waiting notices a run whose supervisor is gone, and fails it at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from airflow_aml.compute.local import PROP_PID
+from airflow_aml.entities import ActivityStatus, RunStatus
+from airflow_aml.exceptions import RunFailedError, WaitTimeoutError
+from airflow_aml.runconfig import RunConfiguration
+from airflow_aml.runs import Run
+from airflow_aml.workspace import Workspace
+
+
+def _supervisor_pid(run: Run) -> int:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pid = run.record.properties.get(PROP_PID)
+        if pid and run.status is RunStatus.RUNNING:
+            return int(pid)
+        time.sleep(0.1)
+    raise AssertionError(f"run {run.id} did not start: {run.record}")
+
+
+def test_a_killed_supervisor_fails_the_run_instead_of_a_wait_forever(workspace: Workspace, script_dir: Path) -> None:
+    config = RunConfiguration(script="train.py", arguments=("--sleep", "60"))
+    run = workspace.experiment("e").submit(script_dir, config)
+    os.kill(_supervisor_pid(run), signal.SIGKILL)  # as OOM or a reboot would
+    started = time.monotonic()
+    with pytest.raises(RunFailedError, match="lost its compute"):
+        run.wait_for_completion(timeout=120, poll_interval=0.1)
+    assert time.monotonic() - started < 30
+    assert run.status is RunStatus.FAILED
+    activity = workspace.get_activity(run.id)
+    assert activity.status is ActivityStatus.FAILED and "no longer running" in (activity.error or "")
+    # The orphaned script is not ours to keep: cancel stops nothing more, the run stays Failed.
+    run.cancel()
+    assert run.status is RunStatus.FAILED
+
+
+def test_a_sweep_child_is_watched_through_its_parents_supervisor(workspace: Workspace, script_dir: Path) -> None:
+    config = RunConfiguration(script="train.py", arguments=("--sleep", "60"),
+                              sweep={"grid": {"C": [0.1]}, "max_concurrent": 1})
+    parent = workspace.experiment("e").submit(script_dir, config)
+    pid = _supervisor_pid(parent)
+    deadline = time.monotonic() + 60
+    while not parent.get_children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [child] = parent.get_children()
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(RunFailedError, match="lost its compute"):
+        child.wait_for_completion(timeout=60, poll_interval=0.1)
+    assert parent.status is RunStatus.FAILED  # the whole sweep is recorded lost
+
+
+def test_wait_timeout_leaves_the_run_going(workspace: Workspace, script_dir: Path) -> None:
+    run = workspace.experiment("e").submit(script_dir, RunConfiguration(script="train.py", arguments=("--sleep", "30")))
+    try:
+        with pytest.raises(WaitTimeoutError, match=rf"Run '{run.id}' still"):
+            run.wait_for_completion(timeout=0.5, poll_interval=0.1)
+        assert not run.status.is_terminal
+    finally:
+        run.cancel()
+        run.wait_for_completion(timeout=60, raise_on_error=False)
