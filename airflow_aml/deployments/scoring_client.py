@@ -10,13 +10,16 @@ import contextlib
 import time
 from typing import Any
 
-import httpx
-
 from airflow_aml.exceptions import DeploymentError
+
+# httpx is imported by the two calls below, not with the SDK: most processes that import the
+# deployments never score (a training task, the CLI listing runs).
 
 
 def score(name: str, scoring_uri: str, input_data: Any, *, key: str | None, timeout: float) -> Any:
     """POST ``input_data`` as JSON to ``scoring_uri``; the decoded answer, or DeploymentError."""
+    import httpx
+
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
         response = httpx.post(scoring_uri, json=input_data, headers=headers, timeout=timeout)
@@ -30,6 +33,8 @@ def score(name: str, scoring_uri: str, input_data: Any, *, key: str | None, time
 
 def confirm_key(name: str, base_url: str, key: str, *, replicas: int, timeout: float) -> None:
     """Poll until the service takes ``key`` (the replicas re-read their config every 0.5 s)."""
+    import httpx
+
     deadline = time.monotonic() + timeout
     url = base_url + "/metrics"
     while time.monotonic() < deadline:

@@ -51,6 +51,7 @@ class Run:
     def __init__(self, workspace: WorkspaceContext, record: RunRecord) -> None:
         self.workspace = workspace
         self._record = record
+        self._buffer = workspace.metric_buffer  # one per store and process; looked up once
         self._steps: dict[str, int] = {}
         self._steps_lock = threading.Lock()
 
@@ -160,7 +161,7 @@ class Run:
         # Checked when queued, not when the background thread writes it: a refusal must reach
         # the caller.
         self.workspace.require(Action.WRITE)
-        self.workspace.metric_buffer.add(self.id, metric)
+        self._buffer.add(self.id, metric)
 
     def log(self, name: str, value: float, *, step: int | None = None, description: str = "") -> None:
         """Log one number; repeated calls build a series (step 0, 1, 2 ... unless given)."""
@@ -234,7 +235,7 @@ class Run:
 
     def flush(self) -> None:
         """Write buffered metrics now (also done in the background, and at exit)."""
-        self.workspace.metric_buffer.flush()
+        self._buffer.flush()
 
     def get_metrics(self, name: str | None = None, *, recursive: bool = False) -> dict[str, Any]:
         """Metrics as in the Azure ML SDK: a number for a single value, a list for a series,

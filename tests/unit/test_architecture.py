@@ -85,3 +85,15 @@ def test_the_cycle_check_finds_a_cycle() -> None:
     graph.add_import(importer="pkg.b", imported="pkg.a")
     graph.add_import(importer="pkg.c", imported="pkg.a")
     assert _cycles(graph) == [["pkg.a", "pkg.b"]]
+
+
+def test_importing_the_sdk_stays_light() -> None:
+    """The SDK's import does not load what only some calls need: the scoring server's web stack,
+    HTTP clients, the Docker SDK, SQLAlchemy (loaded when a SQL store is opened), Airflow.
+    Every module loaded costs start-up time and garbage-collector work in every task and script
+    (the scoring stack alone halved ``run.log``'s rate once)."""
+    heavy = ("fastapi", "starlette", "uvicorn", "httpx", "aiohttp", "docker", "sqlalchemy", "airflow")
+    code = f"import sys, airflow_aml.workspace; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            check=True)
+    assert result.stdout.strip() == "[]"
