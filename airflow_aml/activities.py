@@ -16,6 +16,7 @@ machine rebooted) and ends the wait at once with the activity Failed, instead of
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import time
 from collections.abc import Callable
@@ -89,12 +90,17 @@ class WorkerCheck:
     (the run Failed, the image Failed ...); the waiter then fails the activity itself.
     ``grace``: seconds the worker may look dead before it counts (a supervisor that is starting,
     or handing over to another). ``where``: the worker for messages (``pid 42 on host``).
+    ``ended()``: the end the feature's own record shows, which the activity then takes.
     """
 
     alive: Callable[[], bool | None]
     abandon: Callable[[ActivityRecord, str], None] | None = None
     grace: float = 0.0
     where: str = "its worker process"
+    # The status the feature's own record says the work ended with (a run Completed ...), or None
+    # while it goes on: the record is written first, the activity after it, and a worker that
+    # died between the two must not leave a finished run waited for, or recorded lost.
+    ended: Callable[[], ActivityStatus | None] | None = None
 
 
 ProgressCallback = Callable[[ActivityRecord], None]
@@ -128,16 +134,24 @@ class ActivityWaiter:
         activity = self._read()
         if activity.status.is_terminal or self.worker is None:
             return activity
+        if (final := self._ended()) is not None:
+            return self._settle(activity, final)
         if self.worker.alive() is not False:
             self._dead_since = None
             return activity
+        # Dead for the grace period: seen dead that long by this waiter, or with the activity not
+        # updated for that long (a waiter that polls from a new process each time, a rescheduled
+        # sensor, has no memory; the activity's last update is the record's).
         now = time.monotonic()
         self._dead_since = self._dead_since or now
-        if now - self._dead_since < self.worker.grace:
+        quiet_for = time.time() - activity.updated_at.timestamp()
+        if max(now - self._dead_since, quiet_for) < self.worker.grace:
             return activity
         activity = self._read()  # it may have ended just before its worker exited
         if activity.status.is_terminal:
             return activity
+        if (final := self._ended()) is not None:
+            return self._settle(activity, final)
         return self._abandon(activity)
 
     def wait(
@@ -172,6 +186,17 @@ class ActivityWaiter:
             if self.on_progress is not None:
                 self.on_progress(activity)
         return activity
+
+    def _ended(self) -> ActivityStatus | None:
+        return None if self.worker is None or self.worker.ended is None else self.worker.ended()
+
+    def _settle(self, activity: ActivityRecord, final: ActivityStatus) -> ActivityRecord:
+        """The feature's record ended but its activity was not told: the activity follows it."""
+        if not self.ctx.allows(Action.WRITE):
+            return dataclasses.replace(activity, status=final, progress=1.0)
+        self.ctx.store.update_activity(activity.activity_id, status=final, progress=1.0,
+                                       message=activity.message or final.value)
+        return self._read()
 
     def _abandon(self, activity: ActivityRecord) -> ActivityRecord:
         assert self.worker is not None

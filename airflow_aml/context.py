@@ -33,8 +33,13 @@ from airflow_aml import config
 from airflow_aml.datastores import AbstractDatastore, build_datastore
 from airflow_aml.datastores.paths import normalize_path
 from airflow_aml.datastores.readonly import ReadOnlyDatastore
-from airflow_aml.entities import Role, WorkspaceRecord
-from airflow_aml.exceptions import AlreadyExistsError, AuthorizationError
+from airflow_aml.entities import ActivityRecord, Metric, Role, RunRecord, WorkspaceRecord
+from airflow_aml.exceptions import (
+    ActivityNotFoundError,
+    AlreadyExistsError,
+    AuthorizationError,
+    RunNotFoundError,
+)
 from airflow_aml.names import validate_name
 from airflow_aml.roles import STORE_ACTIONS, Action, Unavailable, allows, store_action
 from airflow_aml.secrets_store import SecretsVault
@@ -59,16 +64,44 @@ def run_file(run_id: str, name: str) -> str:
     return f"{run_prefix(run_id)}/{normalize_path(name)}"
 
 
+# Store calls that name a run or an activity by id rather than a workspace: the guard looks up
+# which workspace the object is in (once per id: a run never moves) and refuses another one's.
+_RUN_ID_CALLS = frozenset({
+    "get_run", "update_run_status", "request_cancel", "set_snapshot", "set_run_tags", "add_run_properties",
+    "log_params", "log_batch", "log_metric", "get_metrics", "append_log", "read_log",
+})
+_ACTIVITY_ID_CALLS = frozenset({"get_activity", "update_activity"})
+
+
 class GuardedStore:
     """The metadata store as one principal may use it in one workspace.
 
     Every attribute is a store method wrapped with a check: the principal's role must allow the
-    call's action (``roles.STORE_ACTIONS``), and a call that names a workspace must name this one.
+    call's action (``roles.STORE_ACTIONS``), and the call must act on this workspace: one that
+    names another workspace is refused (AuthorizationError), a run or activity of another
+    workspace named by its id is not found (RunNotFoundError, ActivityNotFoundError).
     """
 
     def __init__(self, context: WorkspaceContext, inner: AbstractStore) -> None:
         self._context = context
         self._inner = inner
+        self._workspace_of: dict[tuple[str, str], str] = {}  # (kind, id) -> its workspace
+
+    def check_run(self, run_id: str) -> None:
+        """RunNotFoundError unless run ``run_id`` belongs to this handle's workspace."""
+        self._check_owned("run", run_id)
+
+    def _check_owned(self, kind: str, object_id: str) -> None:
+        key = (kind, object_id)
+        if key not in self._workspace_of:
+            # The store itself, unguarded: the role was checked already, and a not-found id fails
+            # here exactly as the call would.
+            record = self._inner.get_run(object_id) if kind == "run" else self._inner.get_activity(object_id)
+            self._workspace_of[key] = record.workspace
+        if self._workspace_of[key] != self._context.name:
+            # Not found, as for any id this workspace does not have: another one's are not shown.
+            error = RunNotFoundError if kind == "run" else ActivityNotFoundError
+            raise error(f"{kind.capitalize()} {object_id!r} not found in workspace {self._context.name!r}")
 
     def __repr__(self) -> str:
         return f"GuardedStore({self._inner!r}, workspace={self._context.name!r}, principal={self._context.principal!r})"
@@ -78,7 +111,7 @@ class GuardedStore:
             raise AttributeError(f"{method!r} is not a metadata store call")
         target = getattr(self._inner, method)
         workspace_at = _workspace_parameter(method)
-        context = self._context
+        context, guard = self._context, self
 
         @functools.wraps(target)
         def guarded(*args: Any, **kwargs: Any) -> Any:
@@ -93,10 +126,35 @@ class GuardedStore:
                     raise AuthorizationError(
                         f"A handle on workspace {context.name!r} may not act on workspace {named!r}"
                     )
-            return target(*args, **kwargs)
+            guard._check_ids(method, args, kwargs)
+            result = target(*args, **kwargs)
+            guard._remember(result)
+            return result
 
         self.__dict__[method] = guarded  # built once per method and handle
         return guarded
+
+    def _remember(self, result: Any) -> None:
+        """Note the workspace of the runs and activities a call returned: ids a caller got from
+        this handle (a search's runs) are then checked without another query."""
+        for record in result if isinstance(result, list) else (result,):
+            if isinstance(record, RunRecord):
+                self._workspace_of[("run", record.run_id)] = record.workspace
+            elif isinstance(record, ActivityRecord):
+                self._workspace_of[("activity", record.activity_id)] = record.workspace
+            else:
+                return
+
+    def _check_ids(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if method in _RUN_ID_CALLS:
+            self._check_owned("run", kwargs["run_id"] if "run_id" in kwargs else args[0])
+        elif method in _ACTIVITY_ID_CALLS:
+            self._check_owned("activity", kwargs["activity_id"] if "activity_id" in kwargs else args[0])
+        elif method == "get_latest_scalar_metrics":
+            for run_id in kwargs.get("run_ids", args[0] if args else ()):
+                self._check_owned("run", run_id)
+        elif method == "create_run" and kwargs.get("parent_run_id"):
+            self._check_owned("run", kwargs["parent_run_id"])
 
 
 @functools.cache
@@ -215,11 +273,33 @@ class WorkspaceContext:
         """Encrypted secrets; every read and write goes through the guarded store."""
         return SecretsVault(self.store, self.name, config.secret_key())
 
-    @property
-    def metric_buffer(self) -> MetricBuffer:
-        """The process's buffer of metrics for this store. It writes with the store itself: callers
-        check ``Action.WRITE`` when a value is queued (``run.log`` does), not when it is flushed."""
-        return buffer_for(self._raw_store)
+    def metric_writer(self, run_id: str) -> MetricWriter:
+        """Where ``run.log`` queues the metrics of run ``run_id`` (see ``MetricWriter``)."""
+        return MetricWriter(self, run_id, buffer_for(self._raw_store))
+
+
+class MetricWriter:
+    """The metrics of one run, buffered: ``add`` costs a list append, a background thread writes
+    batches (``store.buffer``). The buffer writes with the store itself, so the checks happen
+    here, when a value is queued, where a refusal reaches the caller: the principal may write,
+    and the run is of this workspace (looked up once)."""
+
+    def __init__(self, context: WorkspaceContext, run_id: str, buffer: MetricBuffer) -> None:
+        self._context = context
+        self._run_id = run_id
+        self._buffer = buffer
+        self._run_checked = False
+
+    def add(self, metric: Metric) -> None:
+        self._context.require(Action.WRITE)
+        if not self._run_checked:
+            cast(GuardedStore, self._context.store).check_run(self._run_id)
+            self._run_checked = True
+        self._buffer.add(self._run_id, metric)
+
+    def flush(self) -> None:
+        """Write everything queued so far (of every run of this store and process)."""
+        self._buffer.flush()
 
 
 def _store_uri(store_uri: str | None) -> str:
@@ -232,6 +312,7 @@ __all__ = [
     "OUTPUTS_DIR",
     "SNAPSHOT_NAME",
     "GuardedStore",
+    "MetricWriter",
     "WorkspaceContext",
     "run_file",
     "run_prefix",

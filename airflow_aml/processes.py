@@ -78,27 +78,52 @@ def spawn_detached(
     return proc
 
 
-def process_alive(pid: int, markers: Sequence[str] = ()) -> bool:
-    """Whether ``pid`` runs (not a zombie) with every one of ``markers`` on its command line."""
+Marker = str | tuple[str, ...]  # one argument of the command line, or any one of several
+
+
+def command_line(pid: int) -> list[str] | None:
+    """The arguments of process ``pid`` (None when it is gone or a zombie, or /proc is missing);
+    PermissionError when /proc hides them from this user."""
+    try:
+        args = (_PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
+        state = _proc_state((_PROC / str(pid) / "stat").read_text())
+    except PermissionError:
+        raise
+    except (OSError, IndexError):
+        return None
+    if state in ("Z", "X"):
+        return None
+    return [arg.decode(errors="replace") for arg in args if arg]
+
+
+def process_alive(pid: int, markers: Sequence[Marker] = ()) -> bool:
+    """Whether ``pid`` runs (not a zombie) with each of ``markers`` as one of its arguments: a
+    string must equal an argument, a tuple names alternatives (a module renamed since the
+    process started). A process whose arguments this user may not read counts as alive: a
+    waiter must not fail a run it merely cannot see."""
     if pid <= 0:
         return False
-    if _PROC.is_dir():
+    if not _PROC.is_dir():
         try:
-            cmdline = (_PROC / str(pid) / "cmdline").read_bytes()
-            state = _proc_state((_PROC / str(pid) / "stat").read_text())
-        except (OSError, IndexError):
+            os.kill(pid, 0)
+        except ProcessLookupError:
             return False
-        return state not in ("Z", "X") and all(marker.encode() in cmdline for marker in markers)
+        except PermissionError:
+            return True
+        return True
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
+        args = command_line(pid)
     except PermissionError:
         return True
-    return True
+    if args is None:
+        return False
+    return all(
+        any(choice in args for choice in (marker if isinstance(marker, tuple) else (marker,)))
+        for marker in markers
+    )
 
 
-def alive_here(pid: int | str | None, host: str | None, markers: Sequence[str] = ()) -> bool | None:
+def alive_here(pid: int | str | None, host: str | None, markers: Sequence[Marker] = ()) -> bool | None:
     """``process_alive`` for a process recorded as (pid, host); None when that cannot be told
     from this machine (another host, or nothing recorded yet)."""
     if pid in (None, "") or not host or host != this_host():

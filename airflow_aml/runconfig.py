@@ -43,7 +43,7 @@ def check_source_directory(path: str | Path) -> Path:
     wherever a run's source directory is given: the SDK, the operator, a compute target)."""
     source = Path(path)
     if not source.is_dir():
-        raise RunConfigurationError(f"source_directory {str(source)!r} does not exist or is not a folder")
+        raise RunConfigurationError(f"source_directory {str(source)!r} does not exist or is not a directory")
     return source
 
 

@@ -6,17 +6,15 @@
     run.cancel()                                 # through the run's compute target
     run.restore_snapshot("checkout/")
 
-``Run`` extends the script-side ``airflow_aml.runtime.Run`` (metrics, files, children) with what
-needs the rest of the SDK: the compute target (cancel, whether the run's process still lives),
-the one activity waiter, the run's log and its snapshot.
+``Run`` extends the script-side ``airflow_aml.runtime.Run`` (metrics, files, children, status,
+details, logs, snapshot) with what needs the rest of the SDK: the compute target (cancel, whether
+the run's process still lives) and the one activity waiter.
 """
 
 from __future__ import annotations
 
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from airflow_aml.activities import (
@@ -28,59 +26,17 @@ from airflow_aml.activities import (
     poll_until,
 )
 from airflow_aml.compute import build_compute_target
-from airflow_aml.context import SNAPSHOT_NAME, WorkspaceContext, run_file
-from airflow_aml.entities import ActivityRecord, LogChunk, RunQuery, RunRecord, RunStatus
+from airflow_aml.context import WorkspaceContext
+from airflow_aml.entities import ActivityRecord, ActivityStatus, LogChunk, RunQuery, RunRecord, RunStatus
 from airflow_aml.exceptions import NotFoundError, RunFailedError, WaitTimeoutError
 from airflow_aml.roles import Action
 from airflow_aml.runtime.run import Run as ScriptRun
-from airflow_aml.snapshots import safe_extract
 
 LogCallback = Callable[[LogChunk], None]
 
 
 class Run(ScriptRun):
     """A run in a workspace, as the SDK returns it (``ws.get_run``, ``experiment.submit`` ...)."""
-
-    # ------------------------------------------------------------------ status
-    def get_status(self, *, include_children: bool = False) -> RunStatus:
-        """The run's status; with ``include_children``, folded with its descendants' statuses.
-
-        A parent is only as done as its children: Running while any of them is not finished,
-        Failed if it or any of them failed, Canceled if it was canceled, else Completed.
-        """
-        own = self.record.status
-        if not include_children:
-            return own
-        statuses = [own] + [child.record.status for child in self.get_children(recursive=True)]
-        if not all(s.is_terminal for s in statuses):
-            return own if not own.is_terminal else RunStatus.RUNNING
-        if RunStatus.FAILED in statuses:
-            return RunStatus.FAILED
-        if own is RunStatus.CANCELED or RunStatus.CANCELED in statuses:
-            return RunStatus.CANCELED
-        return RunStatus.COMPLETED
-
-    def get_details(self) -> dict[str, Any]:
-        r = self.record
-        return {
-            "runId": r.run_id,
-            "experiment": r.experiment,
-            "displayName": r.display_name,
-            "parentRunId": r.parent_run_id,
-            "status": r.status.value,
-            "target": r.compute_target,
-            "submittedBy": r.submitted_by,
-            "createdTimeUtc": r.created_at.isoformat(),
-            "startTimeUtc": r.start_time.isoformat() if r.start_time else None,
-            "endTimeUtc": r.end_time.isoformat() if r.end_time else None,
-            "durationSeconds": r.duration_seconds,
-            "error": r.error,
-            "tags": dict(r.tags),
-            "properties": dict(r.properties),
-            "params": dict(r.params),
-            "runDefinition": dict(r.run_config),
-            "snapshotSha256": r.snapshot_sha256,
-        }
 
     # ------------------------------------------------------------------ lifecycle
     def cancel(self) -> None:
@@ -158,23 +114,6 @@ class Run(ScriptRun):
         return ActivityWaiter(self.workspace, self.id, worker=run_worker_check(self.workspace, self._record),
                               on_progress=on_progress)
 
-    # ------------------------------------------------------------------ logs and snapshot
-    def read_log(self, *, after_seq: int = 0) -> list[LogChunk]:
-        return self.workspace.store.read_log(self.id, after_seq=after_seq)
-
-    def get_log_text(self) -> str:
-        return "".join(chunk.text for chunk in self.read_log())
-
-    def download_snapshot(self, output_path: str | Path) -> Path:
-        """The snapshot zip of the run's source directory, as it was submitted."""
-        return self._datastore.download_file(run_file(self.id, SNAPSHOT_NAME), output_path, show_progress=True)
-
-    def restore_snapshot(self, output_directory: str | Path) -> list[str]:
-        """Extract the snapshot safely (no path escapes, bounded size) into ``output_directory``."""
-        with tempfile.TemporaryDirectory(prefix="aml-snapshot-") as tmp:
-            zip_path = self.download_snapshot(Path(tmp) / SNAPSHOT_NAME)
-            return safe_extract(zip_path, output_directory)
-
 
 class _LogFollower:
     """Hands each new chunk of a run's log to a callback, in order, once."""
@@ -208,8 +147,13 @@ def run_worker_check(ctx: WorkspaceContext, record: RunRecord) -> WorkerCheck | 
         except NotFoundError:
             return None
 
+    def ended() -> ActivityStatus | None:
+        status = ctx.store.get_run(record.run_id).status
+        return activity_status_for_run(status) if status.is_terminal else None
+
     return WorkerCheck(alive=alive, abandon=lambda activity, reason: fail_lost_run(ctx, record.run_id, reason),
-                       where=f"The process carrying run {record.run_id!r} on compute target {target.name!r}")
+                       where=f"The process carrying run {record.run_id!r} on compute target {target.name!r}",
+                       ended=ended)
 
 
 def fail_lost_run(ctx: WorkspaceContext, run_id: str, reason: str) -> None:

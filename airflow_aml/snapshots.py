@@ -32,6 +32,7 @@ from airflow_aml.exceptions import (
 )
 from airflow_aml.hashing import CHUNK_SIZE, sha256_file
 from airflow_aml.progress import transfer_progress
+from airflow_aml.runconfig import check_source_directory
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -78,12 +79,11 @@ def create_snapshot(
 ) -> SnapshotInfo:
     """Zip ``source_dir`` into ``dest_zip`` (written atomically) and describe the result.
 
-    Raises ValidationError when ``source_dir`` is not a folder and SnapshotTooLargeError, before
-    writing anything, when the files to include add up to more than ``max_bytes``.
+    Raises RunConfigurationError (a ValidationError) when ``source_dir`` is not a folder and
+    SnapshotTooLargeError, before writing anything, when the files to include add up to more than
+    ``max_bytes``.
     """
-    source = Path(source_dir)
-    if not source.is_dir():
-        raise ValidationError(f"Source directory {str(source)!r} does not exist or is not a directory")
+    source = check_source_directory(source_dir)
     dest = Path(os.path.abspath(dest_zip))
     files = _collect(source, exclude=dest)
     total = sum(f.size for f in files)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from airflow_aml.cli._common import JsonOption, fmt, fmt_time, print_fields, print_json, print_table, state, want_json
-from airflow_aml.exceptions import ValidationError
+from airflow_aml.references import Reference
 
 if TYPE_CHECKING:
     from airflow_aml.images.image import Image
@@ -20,12 +20,7 @@ ImageArg = Annotated[str, typer.Argument(metavar="NAME[:VERSION]", help="Image n
 def _get(reference: str) -> Image:
     from airflow_aml.images.image import Image
 
-    name, sep, version = reference.rpartition(":")
-    if not sep:
-        name, version = reference, ""
-    if version and not version.isdigit():
-        raise ValidationError(f"Image {reference!r} must be NAME or NAME:VERSION")
-    return Image.get(state().workspace(), name, int(version) if version else None)
+    return Image.get(state().workspace(), *Reference.parse(reference, "image"))
 
 
 def _summary(image: Image) -> dict[str, Any]:

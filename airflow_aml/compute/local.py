@@ -25,6 +25,7 @@ from airflow_aml.runconfig import RunConfiguration
 
 log = logging.getLogger(__name__)
 
+LEGACY_SUPERVISOR_MODULE = "airflow_aml.compute.supervisor"
 PROP_PID = "local.supervisor_pid"
 PROP_HOST = "local.host"
 
@@ -86,18 +87,22 @@ class LocalComputeTarget(AbstractComputeTarget):
         record = store.request_cancel(run_id)
         if record.status.is_terminal:
             return
-        alive = self.worker_alive(record)
+        carrier = self._carrier(record)
+        alive = self._supervisor_alive(carrier)
         if alive is None:
             # Not started yet, or supervised on another machine: that supervisor polls the flag.
             return
-        pid, host = record.properties[PROP_PID], record.properties[PROP_HOST]
         if alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGTERM)
+            # A sweep's child runs inside its parent's supervisor, which polls the child's flag:
+            # a signal would cancel the whole sweep.
+            if carrier.run_id == run_id:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(carrier.properties[PROP_PID]), signal.SIGTERM)
             return
         # The supervisor is gone (SIGKILL, reboot) and nobody else will end the run.
         current = store.get_run(run_id)
         if not current.status.is_terminal:
+            pid, host = carrier.properties.get(PROP_PID), carrier.properties.get(PROP_HOST)
             error = f"Canceled; the supervisor (pid {pid} on {host}) of run {run_id!r} was no longer running"
             store.update_run_status(run_id, RunStatus.CANCELED, error=error)
             with contextlib.suppress(NotFoundError):
@@ -105,8 +110,17 @@ class LocalComputeTarget(AbstractComputeTarget):
 
     def worker_alive(self, record: RunRecord) -> bool | None:
         """The run's supervisor (a sweep's children run in their parent's) on this machine."""
+        return self._supervisor_alive(self._carrier(record))
+
+    def _carrier(self, record: RunRecord) -> RunRecord:
+        """The run whose supervisor carries ``record``: itself, or the sweep parent it runs in."""
         carrier = record
         while PROP_PID not in carrier.properties and carrier.parent_run_id:
             carrier = self.workspace.store.get_run(carrier.parent_run_id)
+        return carrier
+
+    @staticmethod
+    def _supervisor_alive(carrier: RunRecord) -> bool | None:
         props = carrier.properties
-        return alive_here(props.get(PROP_PID), props.get(PROP_HOST), (SUPERVISOR_MODULE, carrier.run_id))
+        module = (SUPERVISOR_MODULE, LEGACY_SUPERVISOR_MODULE)  # runs started before the rename
+        return alive_here(props.get(PROP_PID), props.get(PROP_HOST), (module, carrier.run_id))

@@ -23,7 +23,9 @@ def keyed_activity(
     if not idempotency_key:
         return None, None
     for attempt in range(_MAX_ATTEMPTS):
-        activity_id = hashlib.sha256(f"{idempotency_key}\x1f{kind}\x1f{name}\x1f{attempt}".encode()).hexdigest()[:32]
+        # The workspace is part of the id: ids are global, keys are per workspace.
+        seed = f"{workspace.name}\x1f{idempotency_key}\x1f{kind}\x1f{name}\x1f{attempt}"
+        activity_id = hashlib.sha256(seed.encode()).hexdigest()[:32]
         try:
             activity = workspace.store.get_activity(activity_id)
         except NotFoundError:

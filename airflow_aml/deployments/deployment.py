@@ -66,7 +66,9 @@ KIND_UPDATE = ActivityKind.DEPLOYMENT_UPDATE
 KIND_DELETE = ActivityKind.DEPLOYMENT_DELETE
 KIND_RESTORE = ActivityKind.DEPLOYMENT_RESTORE
 DEFAULT_TIMEOUT = 600.0
-ABANDONED_AFTER = 5.0  # seconds without a supervisor before a waited-for activity is failed
+# Seconds a deployment's activity may go without a live supervisor (and without any update) before
+# a waiter fails it: a supervisor takes a few seconds to start and publish itself.
+ABANDONED_AFTER = 15.0
 
 
 class Deployment:
@@ -314,9 +316,13 @@ class Deployment:
         self.record = store.update_deployment(ws.name, self.name, state=DeploymentState.DELETING,
                                               activity_id=activity.activity_id, next_generation=True)
         supervisor = self.supervision.pid()
-        desired = read_desired(self.folder)
-        if supervisor is not None and desired is not None:
+        if supervisor is not None:
             self._supersede_pending()
+            # The supervisor needs only the operation and the generation of a delete; when its
+            # desired state is unreadable, one is made from the record rather than leaving it up.
+            desired = read_desired(self.folder) or DesiredState(
+                workspace=ws.name, name=self.name, target=self.target, generation=0, operation="delete",
+                activity_id=None, image={}, config=dict(self.record.config), port=self._port())
             write_desired(self.folder, desired.replace(
                 operation="delete", generation=self.record.generation, activity_id=activity.activity_id))
             if not wait:
@@ -462,11 +468,26 @@ class Deployment:
         return self
 
     def worker_check(self) -> WorkerCheck:
-        """How a waiter tells that this deployment's supervisor is gone (only from its own host:
-        elsewhere it cannot be told). Dead for ``ABANDONED_AFTER`` seconds counts: a supervisor
-        that lost the deployment's lock to another one exits at once, and that is no loss."""
+        """How a waiter tells that this deployment's supervisor is gone.
+
+        Alive when this handle's own start still runs, when the pid file here names a live
+        supervisor, or when the supervisor the record names (pid, host: it publishes itself when
+        it starts) is alive; dead only when that record names this machine and a dead process.
+        Another host, or nothing recorded yet, cannot be told from here. Dead for
+        ``ABANDONED_AFTER`` seconds counts: a supervisor that is starting has not published itself
+        yet, and one that lost the deployment's lock to another exits at once; neither is a loss.
+        """
         def alive() -> bool | None:
-            return None if self._supervisor_host() not in (None, this_host()) else self.supervisor_alive()
+            if self.supervisor_alive():
+                return True
+            try:
+                record = self.workspace.store.get_deployment(self.workspace.name, self.name)
+            except DeploymentNotFoundError:
+                return None  # deleted: nothing left to watch
+            recorded = self.supervision.recorded_alive(record.runtime)
+            if recorded is not None:
+                return recorded
+            return False if self.supervision.started_here else None
 
         return WorkerCheck(alive=alive, abandon=self._fail_abandoned, grace=ABANDONED_AFTER,
                            where=f"The supervisor of deployment '{self.name}'")

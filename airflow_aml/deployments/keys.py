@@ -19,24 +19,20 @@ from airflow_aml.runtime.scoring.auth import generate_key
 KEY_NAMES = ("primary", "secondary")
 
 
-def key_secret_name(deployment: str, which: str) -> str:
-    return deployment_key_secret_name(deployment, which)
-
-
 def new_keys() -> dict[str, str]:
     return {which: generate_key() for which in KEY_NAMES}
 
 
 def store_keys(ctx: WorkspaceContext, deployment: str, keys: Mapping[str, str]) -> None:
     for which, key in keys.items():
-        ctx.vault.set(key_secret_name(deployment, which), key)
+        ctx.vault.set(deployment_key_secret_name(deployment, which), key)
 
 
 def read_keys(ctx: WorkspaceContext, deployment: str) -> tuple[str, str]:
     """(primary, secondary); NotFoundError when they are gone (regenerate them)."""
     ctx.require(Action.READ_SECRETS)
     try:
-        primary, secondary = (ctx.vault.get(key_secret_name(deployment, which)) for which in KEY_NAMES)
+        primary, secondary = (ctx.vault.get(deployment_key_secret_name(deployment, which)) for which in KEY_NAMES)
     except SecretNotFoundError as exc:
         raise NotFoundError(
             f"The keys of deployment '{deployment}' are not in the workspace's secrets; "
@@ -48,4 +44,4 @@ def read_keys(ctx: WorkspaceContext, deployment: str) -> tuple[str, str]:
 def forget_keys(ctx: WorkspaceContext, deployment: str) -> None:
     for which in KEY_NAMES:
         with contextlib.suppress(SecretNotFoundError):
-            ctx.vault.delete(key_secret_name(deployment, which))
+            ctx.vault.delete(deployment_key_secret_name(deployment, which))

@@ -18,6 +18,9 @@ from typing import Any
 
 from airflow_aml.config import aml_home
 
+# How a running supervisor is recognised on its command line, and its pid file.
+SUPERVISOR_MODULE = "airflow_aml.deployments.supervisor"
+PID_FILE = "supervisor.pid"
 DESIRED_FILE = "desired.json"
 SCORING_CONFIG = "config/scoring.json"
 SUPERVISOR_LOG = "logs/supervisor.log"

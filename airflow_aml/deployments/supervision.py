@@ -18,13 +18,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_aml.deployments.paths import SCORING_CONFIG, SUPERVISOR_LOG, deployment_dir, write_json_atomic
+from airflow_aml.deployments.paths import (
+    PID_FILE,
+    SCORING_CONFIG,
+    SUPERVISOR_LOG,
+    SUPERVISOR_MODULE,
+    deployment_dir,
+    write_json_atomic,
+)
 from airflow_aml.exceptions import DeploymentError
-from airflow_aml.processes import process_alive, spawn_detached, worker_environment
+from airflow_aml.processes import command_line, process_alive, spawn_detached, this_host, worker_environment
 from airflow_aml.runtime.scoring.config import ScoringConfig
-
-SUPERVISOR_MODULE = "airflow_aml.deployments.supervisor"
-PID_FILE = "supervisor.pid"
 
 
 class SupervisorHandle:
@@ -43,6 +47,11 @@ class SupervisorHandle:
         except (OSError, ValueError):
             return None
         return pid if process_alive(pid, (SUPERVISOR_MODULE, str(self.folder))) else None
+
+    @property
+    def started_here(self) -> bool:
+        """Whether this handle started a supervisor (so its death can be told from here)."""
+        return self._started is not None
 
     def alive(self) -> bool:
         """Whether a supervisor runs here (or is starting, from this handle)."""
@@ -71,6 +80,24 @@ class SupervisorHandle:
         deadline = time.monotonic() + timeout
         while process_alive(pid, (SUPERVISOR_MODULE, str(self.folder))) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def recorded_alive(self, runtime: dict[str, Any]) -> bool | None:
+        """Whether the supervisor a deployment's record names (``runtime["supervisor"]``: pid and
+        host, published when it starts) runs: None from another host or with nothing recorded.
+        Its folder may be under another ``$AML_HOME`` than this process's, so the command line is
+        matched on the module and the folder's last parts (``deployments/<workspace>/<name>``)."""
+        supervisor = runtime.get("supervisor") or {}
+        pid, host = supervisor.get("pid"), supervisor.get("host")
+        if not isinstance(pid, int) or host != this_host():
+            return None
+        try:
+            args = command_line(pid)
+        except PermissionError:
+            return True  # cannot be seen, so cannot be judged dead
+        if args is None or SUPERVISOR_MODULE not in args:
+            return False
+        tail = "/" + "/".join(self.folder.parts[-3:])
+        return any(arg.endswith(tail) for arg in args)
 
     # ------------------------------------------------------------------ files
     def write_scoring_config(self, scoring: ScoringConfig) -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_aml.activities import ActivityWaiter, ProgressCallback, WorkerCheck, get_activity, poll_until
 from airflow_aml.context import DATASTORE_PROPERTY, WorkspaceContext
-from airflow_aml.entities import ActivityRecord, ImageRecord, ImageStatus
+from airflow_aml.entities import ActivityRecord, ActivityStatus, ImageRecord, ImageStatus
 from airflow_aml.exceptions import (
     AmlError,
     ArtifactNotFoundError,
@@ -243,6 +243,12 @@ class Image:
             self.refresh()
         if raise_on_error:
             self._raise_if_failed()
+            if self.status is ImageStatus.BUILDING:  # its activity ended, but the version was not told
+                activity = self.activity
+                raise ImageBuildError(
+                    f"Image '{self.name}' version {self.version}: its build {activity.status.value}: "
+                    f"{activity.error or activity.message}", image_id=self.id, error=activity.error,
+                )
         return self
 
     def add_tags(self, tags: Mapping[str, str]) -> None:
@@ -330,4 +336,11 @@ def image_worker_check(ctx: WorkspaceContext, image_id: str) -> WorkerCheck:
         with contextlib.suppress(ConflictError):  # it ended meanwhile after all
             ctx.store.update_image(ctx.name, name, version, status=ImageStatus.FAILED, error=error)
 
-    return WorkerCheck(alive=alive, abandon=abandon, where=f"The process building image {image_id!r}")
+    def ended() -> ActivityStatus | None:
+        try:
+            status = ctx.store.get_image(ctx.name, name, version).status
+        except NotFoundError:
+            return None
+        return {ImageStatus.SUCCEEDED: ActivityStatus.SUCCEEDED, ImageStatus.FAILED: ActivityStatus.FAILED}.get(status)
+
+    return WorkerCheck(alive=alive, abandon=abandon, where=f"The process building image {image_id!r}", ended=ended)

@@ -75,7 +75,7 @@ class AmlDeployWebServiceOperator(AmlBaseOperator):
     :param tags: deployment tags.
     :param wait_for_completion: wait until the create/update ends (default); False returns once it started.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
-    :param poll_interval: seconds between progress reports (and the trigger's polls).
+    :param poll_interval: seconds between two looks of the trigger when deferred (progress is logged as it changes).
     :param timeout: seconds to wait for the deployment; None waits for ever.
     :return: ``{"name", "scoring_uri", "state", "image_id", "swagger_uri"}``.
     """

@@ -62,7 +62,7 @@ class AmlBuildImageOperator(AmlBaseOperator):
     :param wait_for_completion: build in the task (default), logging progress; False starts the
         build in a detached process and returns at once (status Building).
     :param deferrable: start the build in a detached process and wait in the triggerer.
-    :param poll_interval: seconds between progress reports (and the trigger's polls).
+    :param poll_interval: seconds between two looks of the trigger when deferred (progress is logged as it changes).
     :param timeout: seconds the deferred wait may last; None waits for ever.
     :return: ``{"name", "version", "id", "location", "builder"}``.
     """

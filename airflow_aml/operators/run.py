@@ -14,6 +14,7 @@ from airflow_aml.entities import ActivityRecord, LogChunk, RunStatus
 from airflow_aml.exceptions import (
     AmlError,
     ComputeTargetNotFoundError,
+    RunConfigurationError,
     ValidationError,
     WaitTimeoutError,
 )
@@ -93,7 +94,10 @@ class AmlSubmitRunOperator(AmlBaseOperator):
         """The effective run configuration; every mistake fails here, before anything exists."""
         if (self.run_config is None) == (self.script is None):
             raise ValidationError(f"Task {self.task_id!r}: give exactly one of run_config= or script=")
-        source = check_source_directory(self.source_directory)
+        try:
+            source = check_source_directory(self.source_directory)
+        except RunConfigurationError as exc:
+            raise RunConfigurationError(f"Task {self.task_id!r}: {exc}") from None
         if self.run_config is None:
             data: dict[str, Any] = {"script": self.script}
         elif isinstance(self.run_config, RunConfiguration):

@@ -4,10 +4,10 @@ Inside a script started by a compute target, ``Run.get_context()`` returns the l
 compute target put its identity in the environment). Started anywhere else, the same call
 returns an ``OfflineRun`` that prints to the console, so one script works both ways.
 
-This is the script side of a run: metrics, params, tags, files, child runs, its own end. It needs
-a workspace context and nothing above it (no compute targets, no Airflow, no SQL): what runs
-inside a container imports it. The SDK's run handle (``airflow_aml.runs.Run``) extends it with
-waiting, canceling through the compute target, logs and snapshots.
+This is the script side of a run: metrics, params, tags, files, child runs, status, details, logs,
+the snapshot, its own end. It needs a workspace context and nothing above it (no compute
+targets, no Airflow, no SQL): what runs inside a container imports it. The SDK's run handle
+(``airflow_aml.runs.Run``) extends it with waiting and canceling through the compute target.
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ from airflow_aml.context import (
     run_prefix,
 )
 from airflow_aml.datastores import AbstractDatastore
-from airflow_aml.entities import Metric, MetricKind, RunQuery, RunRecord, RunStatus
+from airflow_aml.entities import LogChunk, Metric, MetricKind, RunQuery, RunRecord, RunStatus
 from airflow_aml.exceptions import InvalidMetricError, RunNotFoundError, ValidationError
 from airflow_aml.names import validate_metric_name
 from airflow_aml.roles import Action
 from airflow_aml.runtime.offline import OfflineRun
 from airflow_aml.runtime.values import fold_metric, metric_value
-from airflow_aml.snapshots import create_snapshot
+from airflow_aml.snapshots import create_snapshot, safe_extract
 from airflow_aml.store.buffer import flush_all
 
 _HIDDEN_FILES = {SNAPSHOT_NAME}
@@ -51,7 +51,7 @@ class Run:
     def __init__(self, workspace: WorkspaceContext, record: RunRecord) -> None:
         self.workspace = workspace
         self._record = record
-        self._buffer = workspace.metric_buffer  # one per store and process; looked up once
+        self._metrics = workspace.metric_writer(record.run_id)
         self._steps: dict[str, int] = {}
         self._steps_lock = threading.Lock()
 
@@ -106,6 +106,47 @@ class Run:
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, experiment={self.experiment!r}, status={self._record.status.value!r})"
 
+    # ------------------------------------------------------------------ status and details
+    def get_status(self, *, include_children: bool = False) -> RunStatus:
+        """The run's status; with ``include_children``, folded with its descendants' statuses.
+
+        A parent is only as done as its children: Running while any of them is not finished,
+        Failed if it or any of them failed, Canceled if it was canceled, else Completed.
+        """
+        own = self.record.status
+        if not include_children:
+            return own
+        statuses = [own] + [child.record.status for child in self.get_children(recursive=True)]
+        if not all(s.is_terminal for s in statuses):
+            return own if not own.is_terminal else RunStatus.RUNNING
+        if RunStatus.FAILED in statuses:
+            return RunStatus.FAILED
+        if own is RunStatus.CANCELED or RunStatus.CANCELED in statuses:
+            return RunStatus.CANCELED
+        return RunStatus.COMPLETED
+
+    def get_details(self) -> dict[str, Any]:
+        r = self.record
+        return {
+            "runId": r.run_id,
+            "experiment": r.experiment,
+            "displayName": r.display_name,
+            "parentRunId": r.parent_run_id,
+            "status": r.status.value,
+            "target": r.compute_target,
+            "submittedBy": r.submitted_by,
+            "createdTimeUtc": r.created_at.isoformat(),
+            "startTimeUtc": r.start_time.isoformat() if r.start_time else None,
+            "endTimeUtc": r.end_time.isoformat() if r.end_time else None,
+            "durationSeconds": r.duration_seconds,
+            "error": r.error,
+            "tags": dict(r.tags),
+            "properties": dict(r.properties),
+            "params": dict(r.params),
+            "runDefinition": dict(r.run_config),
+            "snapshotSha256": r.snapshot_sha256,
+        }
+
     # ------------------------------------------------------------------ lifecycle of in-process runs
     def start(self) -> None:
         self.workspace.store.update_run_status(self.id, RunStatus.RUNNING)
@@ -158,10 +199,7 @@ class Run:
             return step
 
     def _queue(self, metric: Metric) -> None:
-        # Checked when queued, not when the background thread writes it: a refusal must reach
-        # the caller.
-        self.workspace.require(Action.WRITE)
-        self._buffer.add(self.id, metric)
+        self._metrics.add(metric)  # checked when queued, not when the background thread writes
 
     def log(self, name: str, value: float, *, step: int | None = None, description: str = "") -> None:
         """Log one number; repeated calls build a series (step 0, 1, 2 ... unless given)."""
@@ -235,7 +273,7 @@ class Run:
 
     def flush(self) -> None:
         """Write buffered metrics now (also done in the background, and at exit)."""
-        self._buffer.flush()
+        self._metrics.flush()
 
     def get_metrics(self, name: str | None = None, *, recursive: bool = False) -> dict[str, Any]:
         """Metrics as in the Azure ML SDK: a number for a single value, a list for a series,
@@ -305,6 +343,24 @@ class Run:
             self._datastore.upload_file(zip_path, run_file(self.id, SNAPSHOT_NAME), show_progress=True)
         self.workspace.store.set_snapshot(self.id, info.sha256)
         return info.sha256
+
+    # ------------------------------------------------------------------ logs and snapshot
+    def read_log(self, *, after_seq: int = 0) -> list[LogChunk]:
+        return self.workspace.store.read_log(self.id, after_seq=after_seq)
+
+    def get_log_text(self) -> str:
+        return "".join(chunk.text for chunk in self.read_log())
+
+    def download_snapshot(self, output_path: str | Path) -> Path:
+        """The snapshot zip of the run's source directory, as it was submitted."""
+        return self._datastore.download_file(run_file(self.id, SNAPSHOT_NAME), output_path, show_progress=True)
+
+    def restore_snapshot(self, output_directory: str | Path) -> list[str]:
+        """Extract the snapshot safely (no path escapes, bounded size) into ``output_directory``."""
+        with tempfile.TemporaryDirectory(prefix="aml-snapshot-") as tmp:
+            zip_path = self.download_snapshot(Path(tmp) / SNAPSHOT_NAME)
+            return safe_extract(zip_path, output_directory)
+
 
     # ------------------------------------------------------------------ children
     def child_run(self, name: str | None = None, *, tags: Mapping[str, str] | None = None) -> Self:

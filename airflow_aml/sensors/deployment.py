@@ -9,7 +9,6 @@ not Healthy yet, a short timer) and looks again.
 from __future__ import annotations
 
 import datetime
-import socket
 import time
 from collections.abc import Sequence
 from functools import cached_property
@@ -18,11 +17,13 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
+from airflow_aml.activities import ActivityWaiter, describe
 from airflow_aml.deployments.deployment import Deployment
 from airflow_aml.entities import ActivityRecord, ActivityStatus, DeploymentState
 from airflow_aml.exceptions import DeploymentNotFoundError, NotFoundError
 from airflow_aml.hooks.workspace import AmlWorkspaceHook
 from airflow_aml.links import AmlDeploymentLink
+from airflow_aml.processes import this_host
 from airflow_aml.triggers.activity import AmlActivityTrigger
 
 
@@ -52,6 +53,7 @@ class AmlDeploymentSensor(BaseSensorOperator):
         self.deployment_name = deployment_name
         self.aml_conn_id = aml_conn_id
         self.deferrable = deferrable
+        self._waiter: ActivityWaiter | None = None
 
     @cached_property
     def hook(self) -> AmlWorkspaceHook:
@@ -69,15 +71,16 @@ class AmlDeploymentSensor(BaseSensorOperator):
             ) from None
         activity = None
         if deployment.record.activity_id:
+            # The SDK's waiter, kept while the activity is the same one: it also notices a
+            # supervisor that died while carrying it out (and fails the activity).
+            if self._waiter is None or self._waiter.activity_id != deployment.record.activity_id:
+                self._waiter = deployment.waiter()
             try:
-                activity = deployment.activity
+                activity = self._waiter.poll()
             except NotFoundError:
                 activity = None
         if activity is not None:
-            self.log.info(
-                "Deployment %s: %s %s %.0f%% %s", name, activity.kind, activity.status.value, activity.progress * 100,
-                activity.message,
-            )
+            self.log.info("Deployment %s: %s (%s)", name, describe(activity), activity.kind)
             if not activity.status.is_terminal:
                 return False, activity
             if activity.status is not ActivityStatus.SUCCEEDED:
@@ -86,7 +89,7 @@ class AmlDeploymentSensor(BaseSensorOperator):
                     f"{activity.error or deployment.error or activity.message or 'no error recorded'}"
                 )
         state = deployment.state
-        supervised_here = (deployment.record.runtime.get("supervisor") or {}).get("host") == socket.gethostname()
+        supervised_here = (deployment.record.runtime.get("supervisor") or {}).get("host") == this_host()
         if state is not DeploymentState.DELETING and supervised_here and not deployment.supervisor_alive():
             # Nothing serves and nothing will change until someone restarts it: waiting cannot help.
             raise AirflowException(

@@ -107,3 +107,31 @@ def test_activities_of_another_workspace_are_not_found(workspace: Workspace, sto
     activity = other.store.create_activity(other.name, kind="run", target_id="r")
     with pytest.raises(ActivityNotFoundError):
         wait_for_activity(workspace, activity.activity_id, timeout=1)
+
+
+def test_a_finished_record_settles_its_activity(workspace: Workspace) -> None:
+    """The feature's record ended (a run Completed) but its worker died before telling the
+    activity: the waiter ends the activity as the record says, never Failed."""
+    activity = workspace.store.create_activity(workspace.name, kind="run", target_id="r")
+    check = WorkerCheck(alive=lambda: False, ended=lambda: ActivityStatus.SUCCEEDED)
+    final = wait_for_activity(workspace, activity.activity_id, timeout=5, poll_interval=0.01, worker=check)
+    assert final.status is ActivityStatus.SUCCEEDED and final.progress == 1.0
+    unknown = workspace.store.create_activity(workspace.name, kind="run", target_id="r2")
+    check = WorkerCheck(alive=lambda: None, ended=lambda: ActivityStatus.CANCELED)  # another host
+    assert wait_for_activity(workspace, unknown.activity_id, timeout=5, worker=check).status \
+        is ActivityStatus.CANCELED
+
+
+def test_an_activity_quiet_for_the_grace_counts_for_a_new_waiter(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A waiter made afresh at each look (a rescheduled sensor) has no memory of how long the
+    worker looked dead: an activity not updated for the grace period is enough."""
+    from airflow_aml import activities
+
+    activity = workspace.store.create_activity(workspace.name, kind="deployment_create", target_id="svc")
+    check = WorkerCheck(alive=lambda: False, grace=30)
+    assert not ActivityWaiter(workspace, activity.activity_id, worker=check).poll().status.is_terminal
+    real = time.time
+    monkeypatch.setattr(activities.time, "time", lambda: real() + 31)
+    assert ActivityWaiter(workspace, activity.activity_id, worker=check).poll().status is ActivityStatus.FAILED

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from airflow_aml.deployments import Deployment
-from airflow_aml.entities import ImageRecord, Role
+from airflow_aml.entities import ImageRecord, Metric, Role
 from airflow_aml.exceptions import AuthorizationError
 from airflow_aml.experiment import Experiment
 from airflow_aml.images import builders
@@ -223,7 +223,7 @@ WORKSPACE: dict[str, tuple[Action | None, Call]] = {
     "list_models": (R, lambda c: c.ws.list_models()),
     "list_role_assignments": (R, lambda c: c.ws.list_role_assignments()),
     "list_secrets": (R, lambda c: c.ws.list_secrets()),
-    "metric_buffer": (None, lambda c: c.ws.metric_buffer),
+    "metric_writer": (W, lambda c: c.ws.metric_writer(c.owner_run.id).add(Metric("m", 1.0, 0, 0.0))),
     "name": (None, lambda c: c.ws.name),
     "open": (None, lambda c: Workspace.open("ws", store_uri=c.world.store_uri, principal=c.principal)),
     "record": (None, lambda c: c.ws.record),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from airflow_aml.context import GuardedStore, WorkspaceContext, run_file, run_prefix
-from airflow_aml.exceptions import AuthorizationError, PathEscapeError
+from airflow_aml.exceptions import AuthorizationError, NotFoundError, PathEscapeError
 from airflow_aml.roles import STORE_ACTIONS, Action, Unavailable, store_action
 from airflow_aml.store.base import AbstractStore
 from airflow_aml.workspace import Workspace
@@ -71,3 +71,45 @@ def test_run_paths() -> None:
     assert run_file("abc", "outputs/model.pkl") == "runs/abc/outputs/model.pkl"
     with pytest.raises(PathEscapeError):
         run_file("abc", "../../secret")
+
+
+def test_ids_of_another_workspace_are_refused(workspace: Workspace, store_uri: str, tmp_path: Path) -> None:
+    """A Contributor of one workspace cannot reach another's runs or activities by their ids."""
+    from airflow_aml.entities import Metric, RunStatus
+    from airflow_aml.runs import Run
+
+    other = Workspace.create("other", store_uri=store_uri, datastore_root=tmp_path / "other", principal="eve")
+    theirs = workspace.experiment("e").start_logging()
+    activity = workspace.store.create_activity("ws", kind="run", target_id=theirs.id)
+    calls = [
+        lambda: other.store.get_run(theirs.id),
+        lambda: other.store.update_run_status(theirs.id, RunStatus.FAILED),
+        lambda: other.store.log_batch(theirs.id, [Metric("stolen", 1.0, 0, 0.0)]),
+        lambda: other.store.get_latest_scalar_metrics([theirs.id]),
+        lambda: other.store.update_activity(activity.activity_id, message="x"),
+        lambda: other.store.create_run(workspace="other", experiment="e", submitted_by="eve",
+                                       parent_run_id=theirs.id),
+        lambda: other.metric_writer(theirs.id).add(Metric("stolen", 1.0, 0, 0.0)),
+        lambda: Run(other, theirs.record).log("stolen", 1.0),
+        lambda: Run(other, theirs.record).tag("k", "v"),
+    ]
+    for call in calls:
+        with pytest.raises(NotFoundError, match="not found in workspace 'other'"):
+            call()
+    theirs.flush()
+    assert theirs.status is RunStatus.RUNNING and theirs.get_metrics() == {} and theirs.record.tags == {}
+
+
+def test_ids_from_this_handle_are_checked_without_another_query(workspace: Workspace) -> None:
+    run = workspace.experiment("e").start_logging()
+    found = workspace.experiment("e").search_runs()
+    assert [r.id for r in found] == [run.id]
+    calls: list[str] = []
+    inner = workspace.store._inner  # type: ignore[attr-defined]
+    real = inner.get_run
+    inner.get_run = lambda run_id: calls.append(run_id) or real(run_id)  # type: ignore[method-assign]
+    try:
+        workspace.store.get_latest_scalar_metrics([r.id for r in found])
+    finally:
+        inner.get_run = real  # type: ignore[method-assign]
+    assert calls == []

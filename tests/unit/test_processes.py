@@ -59,3 +59,17 @@ def test_block_sigterm_is_inherited(tmp_path: Path) -> None:
 @pytest.mark.parametrize("pid", [0, -1])
 def test_no_such_process(pid: int) -> None:
     assert not processes.process_alive(pid)
+
+
+def test_markers_are_whole_arguments(tmp_path: Path) -> None:
+    folder = tmp_path / "ws" / "svc2"
+    proc = processes.spawn_detached([sys.executable, "-c", "import time; time.sleep(30)", "--dir", str(folder)],
+                                    cwd=tmp_path, env=dict(os.environ), log_path=tmp_path / "w.log")
+    try:
+        assert processes.process_alive(proc.pid, ("--dir", str(folder)))
+        assert not processes.process_alive(proc.pid, (str(tmp_path / "ws" / "svc"),))  # a prefix is not it
+        assert processes.process_alive(proc.pid, (("renamed.module", "--dir"),))  # one of alternatives
+        assert processes.command_line(proc.pid)[-2:] == ["--dir", str(folder)]
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)

@@ -67,3 +67,44 @@ def test_wait_timeout_leaves_the_run_going(workspace: Workspace, script_dir: Pat
     finally:
         run.cancel()
         run.wait_for_completion(timeout=60, raise_on_error=False)
+
+
+def test_canceling_a_sweep_child_cancels_that_child_only(workspace: Workspace, script_dir: Path) -> None:
+    config = RunConfiguration(script="train.py", arguments=("--sleep", "60"),
+                              sweep={"grid": {"C": [0.1, 1.0]}, "max_concurrent": 2})
+    parent = workspace.experiment("e").submit(script_dir, config)
+    _supervisor_pid(parent)
+    deadline = time.monotonic() + 60
+    while len(parent.get_children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    first, second = parent.get_children()
+    while first.status is not RunStatus.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.1)
+    first.cancel()  # the child has no supervisor of its own: its parent's polls the flag
+    first.wait_for_completion(timeout=60, raise_on_error=False)
+    assert first.status is RunStatus.CANCELED
+    assert not second.status.is_terminal and not parent.status.is_terminal  # the sweep goes on
+    parent.cancel()
+    parent.wait_for_completion(timeout=60, raise_on_error=False)
+    assert parent.status is RunStatus.CANCELED
+
+
+def test_a_supervisor_started_before_the_rename_is_recognised(workspace: Workspace, tmp_path: Path) -> None:
+    """Runs started by an earlier version carry the supervisor's old module name."""
+    import subprocess
+    import sys
+
+    from airflow_aml.compute.local import PROP_HOST, LocalComputeTarget
+    from airflow_aml.processes import this_host
+
+    record = workspace.store.create_run(workspace="ws", experiment="e", submitted_by="alice", compute_target="local")
+    old = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "-m",
+                            "airflow_aml.compute.supervisor", "--run-id", record.run_id])
+    try:
+        workspace.store.add_run_properties(record.run_id, {PROP_PID: str(old.pid), PROP_HOST: this_host()})
+        target = LocalComputeTarget(workspace, None)
+        assert target.worker_alive(workspace.store.get_run(record.run_id)) is True
+    finally:
+        old.kill()
+        old.wait()
+    assert target.worker_alive(workspace.store.get_run(record.run_id)) is False

@@ -21,7 +21,6 @@ from airflow_aml.entities import ImageRecord
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TARGET = "local"
 SCORING_MODULE = "airflow_aml.runtime.scoring"
 
 

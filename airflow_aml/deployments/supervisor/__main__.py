@@ -18,15 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from airflow_aml.config import ENV_STORE_URI
+from airflow_aml.deployments.paths import PID_FILE, SUPERVISOR_MODULE
 from airflow_aml.deployments.supervisor.core import Supervisor
 from airflow_aml.deployments.supervisor.server import _run_loop
 from airflow_aml.store import get_store
 
 log = logging.getLogger(__package__)  # the supervisor's one logger, named as before the split
 
-# Also how the SDK recognises a running supervisor on its command line (deployment.py).
-SUPERVISOR_MODULE = "airflow_aml.deployments.supervisor"
-PID_FILE = "supervisor.pid"
 LOCK_FILE = "supervisor.lock"
 
 
@@ -59,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, supervisor.request_stop, f"got {signal.Signals(sig).name}")
-        # Blocked by the starter until the handlers exist (see Deployment._start_supervisor).
+        # Blocked by the starter until the handlers exist (see SupervisorHandle.start).
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         return await supervisor.run()
 

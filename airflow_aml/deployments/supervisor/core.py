@@ -80,6 +80,9 @@ class Supervisor(RolloutMixin, HealthMixin, TelemetryMixin, PublishingMixin):
         self.driver.cleanup(self.workspace, self.name, record.runtime)
         self._resume_telemetry(record.runtime.get("telemetry") or {})
         self._open_telemetry()
+        # This process on the record at once (its pid and host): a waiter elsewhere judges whether
+        # the deployment's supervisor lives by it, and the previous supervisor's may be there.
+        await self._publish(force=True)
         try:
             sock = _bind(self.port)
         except OSError as exc:

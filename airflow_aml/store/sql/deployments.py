@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from airflow_aml.entities import DeploymentRecord, DeploymentState
 from airflow_aml.exceptions import AlreadyExistsError, ConflictError, DeploymentNotFoundError, ImageNotFoundError
+from airflow_aml.references import Reference
 from airflow_aml.store.sql.core import SqlCore, utcnow
-from airflow_aml.store.sql.images import parse_model_id
 from airflow_aml.store.sql.records import deployment_record
 from airflow_aml.store.sql.tables import DeploymentRow, ImageRow
 from airflow_aml.store.sql.types import check_json
@@ -167,7 +167,7 @@ class DeploymentStore(SqlCore):
             filters.append(DeploymentRow.idempotency_key == idempotency_key)
         if image is not None:
             if ":" in image:
-                parse_model_id(image)  # same "name:version" rule
+                Reference.parse_id(image, "image")
                 filters.append(or_(DeploymentRow.image_id == image, DeploymentRow.serving_image_id == image))
             else:
                 prefix = image.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ":%"
@@ -220,7 +220,7 @@ class DeploymentStore(SqlCore):
 
     def _locked_image(self, session: Session, workspace: str, image_id: str) -> ImageRow:
         """The image version, locked FOR SHARE: a concurrent delete waits and then sees the link."""
-        name, version = parse_model_id(image_id)
+        name, version = Reference.parse_id(image_id, "image")
         stmt = (
             select(ImageRow)
             .where(ImageRow.workspace == workspace, ImageRow.name == name, ImageRow.version == version)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from airflow_aml.entities import ImageRecord, ImageStatus
 from airflow_aml.exceptions import ConflictError, ImageNotFoundError, ModelNotFoundError, ValidationError
+from airflow_aml.references import Reference
 from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
 from airflow_aml.store.sql.records import Attributes, empty_attributes, image_record
 from airflow_aml.store.sql.registry_queries import tag_filters, upsert_tags, version_row, versions_query
@@ -29,14 +30,6 @@ from airflow_aml.store.sql.tables import (
     ModelVersionRow,
 )
 from airflow_aml.store.sql.types import check_json
-
-
-def parse_model_id(model_id: str) -> tuple[str, int]:
-    """``"name:version"`` -> (name, version); ValidationError naming the id otherwise."""
-    name, sep, version = str(model_id).rpartition(":")
-    if not sep or not name or not version.isdigit() or int(version) < 1:
-        raise ValidationError(f"Model id {model_id!r} must look like 'name:version' (e.g. 'iris:3')")
-    return name, int(version)
 
 
 class ImageStore(SqlCore):
@@ -54,7 +47,7 @@ class ImageStore(SqlCore):
         properties: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> ImageRecord:
-        models = [parse_model_id(model_id) for model_id in model_ids]
+        models = [Reference.parse_id(model_id, "model") for model_id in model_ids]
         if len(set(models)) != len(models):
             raise ValidationError(f"Image '{name}' lists a model version twice: {list(model_ids)}")
         spec_doc = check_json(dict(spec), f"The spec of image '{name}'")
@@ -206,7 +199,7 @@ class ImageStore(SqlCore):
         if model is not None:
             link = exists().where(ImageModelRow.image_id == ImageRow.id)
             if ":" in model:
-                model_name, model_version = parse_model_id(model)
+                model_name, model_version = Reference.parse_id(model, "model")
                 link = link.where(ImageModelRow.model_name == model_name, ImageModelRow.model_version == model_version)
             else:
                 link = link.where(ImageModelRow.model_name == model)
