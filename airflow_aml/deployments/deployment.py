@@ -38,6 +38,7 @@ from airflow_aml.deployments.keys import KEY_NAMES, forget_keys, new_keys, read_
 from airflow_aml.deployments.replicas import DEFAULT_DEPLOYMENT_TARGET, build_replica_driver, free_port
 from airflow_aml.deployments.scoring_client import confirm_key, score
 from airflow_aml.deployments.supervision import SupervisorHandle
+from airflow_aml.deployments.watch import supervisor_check
 from airflow_aml.entities import (
     ActivityRecord,
     ActivityStatus,
@@ -66,9 +67,6 @@ KIND_UPDATE = ActivityKind.DEPLOYMENT_UPDATE
 KIND_DELETE = ActivityKind.DEPLOYMENT_DELETE
 KIND_RESTORE = ActivityKind.DEPLOYMENT_RESTORE
 DEFAULT_TIMEOUT = 600.0
-# Seconds a deployment's activity may go without a live supervisor (and without any update) before
-# a waiter fails it: a supervisor takes a few seconds to start and publish itself.
-ABANDONED_AFTER = 15.0
 
 
 class Deployment:
@@ -468,29 +466,8 @@ class Deployment:
         return self
 
     def worker_check(self) -> WorkerCheck:
-        """How a waiter tells that this deployment's supervisor is gone.
-
-        Alive when this handle's own start still runs, when the pid file here names a live
-        supervisor, or when the supervisor the record names (pid, host: it publishes itself when
-        it starts) is alive; dead only when that record names this machine and a dead process.
-        Another host, or nothing recorded yet, cannot be told from here. Dead for
-        ``ABANDONED_AFTER`` seconds counts: a supervisor that is starting has not published itself
-        yet, and one that lost the deployment's lock to another exits at once; neither is a loss.
-        """
-        def alive() -> bool | None:
-            if self.supervisor_alive():
-                return True
-            try:
-                record = self.workspace.store.get_deployment(self.workspace.name, self.name)
-            except DeploymentNotFoundError:
-                return None  # deleted: nothing left to watch
-            recorded = self.supervision.recorded_alive(record.runtime)
-            if recorded is not None:
-                return recorded
-            return False if self.supervision.started_here else None
-
-        return WorkerCheck(alive=alive, abandon=self._fail_abandoned, grace=ABANDONED_AFTER,
-                           where=f"The supervisor of deployment '{self.name}'")
+        """How a waiter tells that this deployment's supervisor is gone (see ``watch.py``)."""
+        return supervisor_check(self)
 
     # ------------------------------------------------------------------ keys
     def get_keys(self) -> tuple[str, str]:
@@ -598,19 +575,6 @@ class Deployment:
         """What is left once the record is gone: the keys and the local folder."""
         self._forget_keys()
         self.supervision.remove_folder()
-
-    def _fail_abandoned(self, activity: ActivityRecord, reason: str) -> None:
-        error = (f"The supervisor of deployment '{self.name}' is not running; its log ends with:\n"
-                 f"{self.supervision.supervisor_log_tail()}")
-        store = self.workspace.store
-        with contextlib.suppress(ConflictError, NotFoundError):
-            store.update_activity(activity.activity_id, status=ActivityStatus.FAILED, error=error,
-                                  message="The supervisor is not running")
-        with contextlib.suppress(NotFoundError, ConflictError):
-            state = DeploymentState.FAILED if self.serving_image_id is None else DeploymentState.UNHEALTHY
-            if activity.kind == KIND_DELETE:
-                state = DeploymentState.DELETING
-            store.update_deployment(self.workspace.name, self.name, state=state, error=error)
 
 
 def deployment_worker_check(ctx: WorkspaceContext, name: str) -> WorkerCheck | None:

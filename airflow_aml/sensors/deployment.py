@@ -17,7 +17,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
-from airflow_aml.activities import ActivityWaiter, describe
+from airflow_aml.activities import ActivityWaiter
 from airflow_aml.deployments.deployment import Deployment
 from airflow_aml.entities import ActivityRecord, ActivityStatus, DeploymentState
 from airflow_aml.exceptions import DeploymentNotFoundError, NotFoundError
@@ -80,7 +80,8 @@ class AmlDeploymentSensor(BaseSensorOperator):
             except NotFoundError:
                 activity = None
         if activity is not None:
-            self.log.info("Deployment %s: %s (%s)", name, describe(activity), activity.kind)
+            self.log.info("Deployment %s: %s %s %.0f%% %s", name, activity.kind, activity.status.value,
+                          activity.progress * 100, activity.message)
             if not activity.status.is_terminal:
                 return False, activity
             if activity.status is not ActivityStatus.SUCCEEDED:
