@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from airflow_aml.exceptions import InvalidMetricError, InvalidNameError
 
@@ -41,3 +42,27 @@ def deployment_key_secret_name(deployment: str, which: str) -> str:
 
 def is_deployment_key_secret_name(name: str) -> bool:
     return bool(_DEPLOYMENT_KEY.match(name))
+
+
+def validate_secret_name(name: object) -> str:
+    """A name a user may set a secret under: a valid name that is not a web service key's."""
+    validate_name("secret", name)
+    if is_deployment_key_secret_name(name):  # type: ignore[arg-type]
+        raise InvalidNameError(f"Secret name {name!r} is reserved for the keys of a web service")
+    return name  # type: ignore[return-value]
+
+
+def available(
+    names: Iterable[str] | Iterable[int], *, label: str = "available", limit: int = 10, none: str = "there are none yet"
+) -> str:
+    """The tail of a not-found message: ``"; available: a, b, c"`` (the first ``limit`` names, then
+    ``"and N more"``), so that a typo or a wrong name is fixed without another command.
+
+    Sorted here (names as strings, versions as numbers), not by the database, whose collation
+    differs between SQLite and PostgreSQL."""
+    listed = [str(name) for name in sorted(set(names))]  # type: ignore[type-var]
+    if not listed:
+        return f"; {none}"
+    shown = ", ".join(listed[:limit])
+    more = f" and {len(listed) - limit} more" if len(listed) > limit else ""
+    return f"; {label}: {shown}{more}"

@@ -42,7 +42,7 @@ from airflow_aml.experiment import Experiment
 from airflow_aml.images import Image, ImageSpec
 from airflow_aml.images.image import image_worker_check
 from airflow_aml.models import Model
-from airflow_aml.names import is_deployment_key_secret_name, validate_name
+from airflow_aml.names import validate_name, validate_secret_name
 from airflow_aml.roles import Action
 from airflow_aml.runs import Run, run_worker_check
 from airflow_aml.store import get_store
@@ -80,10 +80,7 @@ class Workspace(WorkspaceContext):
     # ------------------------------------------------------------------ secrets
     def set_secret(self, name: str, value: str) -> None:
         self.require(Action.MANAGE)
-        validate_name("secret", name)
-        if is_deployment_key_secret_name(name):
-            raise ValidationError(f"Secret name {name!r} is reserved for the keys of a web service")
-        self.vault.set(name, value)
+        self.vault.set(validate_secret_name(name), value)
 
     def get_secret(self, name: str) -> str:
         return self.vault.get(name)

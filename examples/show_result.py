@@ -45,7 +45,7 @@ def main(
     experiment: str = "iris-train", model_name: str = "iris-classifier", image_name: str = "iris-scorer",
     deployment_name: str = "iris-service",
 ) -> None:
-    console = Console()
+    console = Console(soft_wrap=True)  # summary lines never wrap, in a terminal or in a log or pipe
     ws = Workspace.get("default")
     sweeps = ws.experiment(experiment).get_runs()
     if not sweeps:
@@ -78,8 +78,7 @@ def main(
     console.print(f"Scoring URI: {service.scoring_uri}")
     console.print(f"Swagger:     {service.swagger_uri}")
     console.print("Sample request:")
-    console.print(curl_command(service.scoring_uri, service.get_keys()[0]), soft_wrap=True, highlight=False,
-                  markup=False)
+    console.print(curl_command(service.scoring_uri, service.get_keys()[0]), highlight=False, markup=False)
 
 
 def uri_and_key(deployment_name: str) -> None:

@@ -15,17 +15,15 @@ from typing import Annotated
 
 import typer
 
-from airflow_aml.cli import deployments, images, resources, runs, workspaces
-from airflow_aml.cli._common import DEFAULT_WORKSPACE, ENV_WORKSPACE, AmlGroup, State, set_state
+from airflow_aml.cli import deployments, images, models, resources, runs, workspaces
+from airflow_aml.cli._app import AmlTyper
+from airflow_aml.cli._common import DEFAULT_WORKSPACE, ENV_WORKSPACE, State, set_state
 
-app = typer.Typer(
+app = AmlTyper(
     name="airflow-aml",
-    cls=AmlGroup,
     help="Azure-ML-style workspaces, experiments and runs for Apache Airflow.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -60,8 +58,24 @@ app.add_typer(resources.secret_app, name="secret")
 app.add_typer(resources.role_app, name="role")
 app.add_typer(resources.activity_app, name="activity")
 app.add_typer(resources.db_app, name="db")
+app.add_typer(models.models_app, name="models")
 app.add_typer(images.images_app, name="images")
 app.add_typer(deployments.deployments_app, name="deployments")
+
+# The other number of each group's name works too (``model list``, ``runs list``), unlisted.
+for _group, _alias in [
+    (workspaces.workspace_app, "workspaces"),
+    (workspaces.experiment_app, "experiments"),
+    (runs.run_app, "runs"),
+    (resources.datastore_app, "datastores"),
+    (resources.secret_app, "secrets"),
+    (resources.role_app, "roles"),
+    (resources.activity_app, "activities"),
+    (models.models_app, "model"),
+    (images.images_app, "image"),
+    (deployments.deployments_app, "deployment"),
+]:
+    app.add_typer(_group, name=_alias, hidden=True)
 
 
 def main() -> None:

@@ -22,7 +22,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperGroup
 
 from airflow_aml.config import redact
 from airflow_aml.exceptions import AmlError, ValidationError
@@ -114,26 +113,6 @@ def fail(message: str) -> NoReturn:
 def info(message: str) -> None:
     """A human note on stderr, so that stdout stays machine-readable (run ids, JSON)."""
     typer.echo(redact(message), err=True)
-
-
-class AmlGroup(TyperGroup):
-    """The root command: turns every exception into one ``Error:`` line and exit code 1."""
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors: typer reports them
-            raise
-        except KeyboardInterrupt:
-            if debug_enabled():
-                raise
-            print_error("Interrupted")
-            raise typer.Exit(130) from None
-        except Exception as exc:
-            if debug_enabled():
-                raise
-            print_error(error_message(exc))
-            raise typer.Exit(1) from None
 
 
 # ---------------------------------------------------------------------------------------- input

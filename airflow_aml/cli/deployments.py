@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from airflow_aml.cli._app import AmlTyper
 from airflow_aml.cli._common import (
     JsonOption,
     fmt,
@@ -35,14 +36,12 @@ if TYPE_CHECKING:
     from airflow_aml.deployments import Deployment
     from airflow_aml.deployments.config import DeploymentConfig
 
-deployments_app = typer.Typer(
-    help="Deploy images as web services and operate them (keys, logs, telemetry, restore).", no_args_is_help=True
-)
+deployments_app = AmlTyper(help="Deploy images as web services and operate them (keys, logs, telemetry, restore).")
 
 NameArg = Annotated[str, typer.Argument(help="Deployment name.")]
 NoWaitOption = Annotated[bool, typer.Option("--no-wait", help="Return at once instead of waiting for the end.")]
 TimeoutOption = Annotated[
-    float, typer.Option("--timeout", min=1, help="Give up waiting after this many seconds (exit 1).")
+    float, typer.Option("--timeout", min=1, metavar="SECONDS", help="Give up waiting after this many seconds (exit 1).")
 ]
 _RUNNING_STATES = ("Transitioning", "Healthy", "Unhealthy")
 
@@ -171,7 +170,7 @@ def deploy(
         typer.Option("--config", metavar="FILE.yml", help="Deployment configuration (YAML); replaces the current one."),
     ] = None,
     replicas: Annotated[
-        int | None, typer.Option("--replicas", min=1, help="Number of replicas (no autoscaling).")
+        int | None, typer.Option("--replicas", min=1, metavar="N", help="Number of replicas (no autoscaling).")
     ] = None,
     no_wait: NoWaitOption = False,
     timeout: TimeoutOption = 600.0,
@@ -343,7 +342,7 @@ def regenerate_key(
 @deployments_app.command("logs")
 def logs(
     name: NameArg,
-    tail: Annotated[int, typer.Option("--tail", min=0, help="Last N lines of each log (0 = all).")] = 200,
+    tail: Annotated[int, typer.Option("--tail", min=0, metavar="N", help="Last N lines of each log (0 = all).")] = 200,
 ) -> None:
     """Print the supervisor's log and each replica's."""
     typer.echo(_get(name).get_logs(tail=tail or None), nl=False)

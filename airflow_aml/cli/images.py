@@ -6,13 +6,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from airflow_aml.cli._app import AmlTyper
 from airflow_aml.cli._common import JsonOption, fmt, fmt_time, print_fields, print_json, print_table, state, want_json
 from airflow_aml.references import Reference
 
 if TYPE_CHECKING:
     from airflow_aml.images.image import Image
 
-images_app = typer.Typer(help="List and show images (what deployments serve).", no_args_is_help=True)
+images_app = AmlTyper(help="List, show and delete images (what deployments serve).")
 
 ImageArg = Annotated[str, typer.Argument(metavar="NAME[:VERSION]", help="Image name, optionally :version.")]
 
@@ -113,3 +114,14 @@ def show(reference: ImageArg, json_output: JsonOption = False) -> None:
 def log(reference: ImageArg) -> None:
     """Print the build log of an image version."""
     typer.echo(_get(reference).get_build_log(), nl=False)
+
+
+@images_app.command("delete")
+def delete(
+    reference: Annotated[str, typer.Argument(metavar="NAME:VERSION", help="The version to delete (never implied).")],
+) -> None:
+    """Delete one image version and what its builder made; refused while it builds or a deployment serves it."""
+    name, version = Reference.parse_id(reference, "image")
+    image = state().workspace().get_image(name, version)
+    image.delete()
+    typer.echo(f"Deleted image {image.id}")

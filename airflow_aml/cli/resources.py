@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from airflow_aml.cli._app import AmlTyper
 from airflow_aml.cli._common import (
     JsonOption,
     fmt,
@@ -24,12 +25,12 @@ from airflow_aml.cli._common import (
 )
 from airflow_aml.exceptions import ValidationError
 
-datastore_app = typer.Typer(help="Register datastores and move files in and out of them.", no_args_is_help=True)
-compute_app = typer.Typer(help="Attach and list compute targets.", no_args_is_help=True)
-secret_app = typer.Typer(help="Workspace secrets (values are never printed).", no_args_is_help=True)
-role_app = typer.Typer(help="Role assignments (Owner, Contributor, Reader).", no_args_is_help=True)
-activity_app = typer.Typer(help="Long-running operations and their progress.", no_args_is_help=True)
-db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
+datastore_app = AmlTyper(help="Register datastores and move files in and out of them.")
+compute_app = AmlTyper(help="Attach and list compute targets.")
+secret_app = AmlTyper(help="Workspace secrets (values are never printed).")
+role_app = AmlTyper(help="Role assignments (Owner, Contributor, Reader).")
+activity_app = AmlTyper(help="Long-running operations and their progress.")
+db_app = AmlTyper(help="The metadata database.")
 
 DatastoreOption = Annotated[
     str | None, typer.Option("--datastore", help="Datastore name (default: the workspace default).")
@@ -147,6 +148,13 @@ def secret_set(
     ] = None,
 ) -> None:
     """Store a secret: --value, else read from stdin when piped, else prompted (hidden)."""
+    from airflow_aml.names import validate_secret_name
+    from airflow_aml.roles import Action
+
+    # Everything that can refuse the secret is checked before its value is asked for.
+    validate_secret_name(name)
+    ws = state().workspace()
+    ws.require(Action.MANAGE)
     if value is None:
         if sys.stdin is not None and not sys.stdin.isatty():
             value = sys.stdin.read()
@@ -156,7 +164,6 @@ def secret_set(
                 raise ValidationError(f"No value for secret {name!r} on stdin; pipe it in or pass --value")
         else:
             value = typer.prompt(f"Value of secret {name!r}", hide_input=True, confirmation_prompt=True)
-    ws = state().workspace()
     ws.set_secret(name, value)
     typer.echo(f"Secret {name!r} set in workspace {ws.name!r}")
 

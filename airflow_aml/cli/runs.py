@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from airflow_aml.cli._app import AmlTyper
 from airflow_aml.cli._common import (
     JsonOption,
     fail,
@@ -27,6 +28,7 @@ from airflow_aml.cli._common import (
     state,
     want_json,
 )
+from airflow_aml.cli._run_filters import RunFilters, why_no_runs
 from airflow_aml.exceptions import ValidationError
 
 if TYPE_CHECKING:
@@ -35,12 +37,13 @@ if TYPE_CHECKING:
     from airflow_aml.runs import Run
     from airflow_aml.workspace import Experiment
 
-run_app = typer.Typer(help="Submit runs and inspect their status, logs, metrics and files.", no_args_is_help=True)
+run_app = AmlTyper(help="Submit runs and inspect their status, logs, metrics and files.")
 
 RunIdArg = Annotated[str, typer.Argument(help="Run id.")]
 ExperimentOption = Annotated[str, typer.Option("--experiment", "-e", help="Experiment name.")]
 TimeoutOption = Annotated[
-    float | None, typer.Option("--timeout", min=0, help="Give up waiting after this many seconds (exit 1).")
+    float | None,
+    typer.Option("--timeout", min=0, metavar="SECONDS", help="Give up waiting after this many seconds (exit 1)."),
 ]
 TagsOption = Annotated[
     list[str] | None, typer.Option("--tag", metavar="KEY=VALUE", help="key=value (repeat for more).")
@@ -194,8 +197,15 @@ def list_runs(
         str | None, typer.Option("--order-by", help="Order by the latest value of this metric.")
     ] = None,
     asc: Annotated[bool, typer.Option("--asc", help="Ascending order (default: descending).")] = False,
-    children: Annotated[bool, typer.Option("--children", help="Include child runs.")] = False,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N runs.")] = None,
+    include_children: Annotated[
+        bool,
+        typer.Option(
+            "--include-children",
+            "--children",
+            help="Include child runs (a sweep's trials); default: top-level runs only.",
+        ),
+    ] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, metavar="N", help="At most N runs.")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """List the runs of an experiment, newest first or ordered by a metric."""
@@ -203,26 +213,39 @@ def list_runs(
 
     exp = _existing_experiment(experiment)
     conditions = [parse_metric_condition(m) for m in metrics or ()]
+    filters = RunFilters(
+        status=[_status(value) for value in status or ()], tags=parse_pairs(tags, "--tag"), metrics=conditions
+    )
     runs = exp.search_runs(
-        status=[_status(value) for value in status or ()] or None,
-        tags=parse_pairs(tags, "--tag"),
-        metrics=conditions,
+        **filters.search_kwargs(),
         order_by=order_by,
         descending=not asc,
-        include_children=children,
+        include_children=include_children,
         max_results=limit,
     )
     records = [run.record for run in runs]
+    if not records:  # say why instead of an empty table (stderr: stdout stays "[]" with --json)
+        info(why_no_runs(exp, filters, include_children=include_children))
+        if not want_json(json_output):
+            return
     latest = exp.workspace.store.get_latest_scalar_metrics([r.run_id for r in records]) if records else {}
     if want_json(json_output):
         print_json([_summary(r, latest.get(r.run_id, {})) for r in records])
         return
     metric_names = list(dict.fromkeys([*([order_by] if order_by else []), *(c.metric for c in conditions)]))
-    columns = ["Run ID", *(["Parent"] if children else []), "Status", "Started", "Duration", "Tags", *metric_names]
+    columns = [
+        "Run ID",
+        *(["Parent"] if include_children else []),
+        "Status",
+        "Started",
+        "Duration",
+        "Tags",
+        *metric_names,
+    ]
     rows = [
         [
             r.run_id,
-            *([r.parent_run_id or ""] if children else []),
+            *([r.parent_run_id or ""] if include_children else []),
             r.status.value,
             fmt_time(r.start_time),
             fmt_duration(r.duration_seconds),
@@ -284,7 +307,9 @@ def show(run_id: RunIdArg, json_output: JsonOption = False) -> None:
 def logs(
     run_id: RunIdArg,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
-    interval: Annotated[float, typer.Option("--interval", min=0.05, help="Seconds between polls with --follow.")] = 1.0,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.05, metavar="SECONDS", help="Seconds between polls with --follow.")
+    ] = 1.0,
     timeout: TimeoutOption = None,
 ) -> None:
     """Print a run's log (stdout and stderr of its script)."""

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from airflow_aml.cli._app import AmlTyper
 from airflow_aml.cli._common import (
     JsonOption,
     fmt_time,
@@ -20,8 +21,8 @@ from airflow_aml.cli._common import (
     want_json,
 )
 
-workspace_app = typer.Typer(help="Create, show and list workspaces.", no_args_is_help=True)
-experiment_app = typer.Typer(help="List experiments.", no_args_is_help=True)
+workspace_app = AmlTyper(help="Create, show and list workspaces.")
+experiment_app = AmlTyper(help="List experiments.")
 
 
 @workspace_app.command("create")

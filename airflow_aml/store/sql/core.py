@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from airflow_aml.exceptions import RunNotFoundError, WorkspaceNotFoundError
+from airflow_aml.names import available
 from airflow_aml.store.sql.engine import WRITE_OPTION
 from airflow_aml.store.sql.tables import ExperimentRow, RunRow, WorkspaceRow
 from airflow_aml.store.sql.transaction import run_in_session
@@ -75,13 +76,19 @@ class SqlCore:
             stmt = stmt.with_for_update()
         row = session.scalars(stmt).one_or_none()
         if row is None:
-            raise WorkspaceNotFoundError(f"Workspace '{name}' not found")
+            raise self._workspace_not_found(session, name)
         return row
 
     def _require_workspace(self, session: Session, name: str) -> None:
         exists = session.scalar(select(WorkspaceRow.name).where(WorkspaceRow.name == name))
         if exists is None:
-            raise WorkspaceNotFoundError(f"Workspace '{name}' not found")
+            raise self._workspace_not_found(session, name)
+
+    @staticmethod
+    def _workspace_not_found(session: Session, name: str) -> WorkspaceNotFoundError:
+        names = session.scalars(select(WorkspaceRow.name))
+        hint = available(names, label="existing workspaces", none="no workspace exists yet")
+        return WorkspaceNotFoundError(f"Workspace '{name}' not found{hint}")
 
     def _run_row(self, session: Session, run_id: str, *, lock: bool = False) -> RunRow:
         stmt = select(RunRow).where(RunRow.run_id == run_id)

@@ -18,9 +18,11 @@ from sqlalchemy.orm import Session
 
 from airflow_aml.entities import DeploymentRecord, DeploymentState
 from airflow_aml.exceptions import AlreadyExistsError, ConflictError, DeploymentNotFoundError, ImageNotFoundError
+from airflow_aml.names import available
 from airflow_aml.references import Reference
 from airflow_aml.store.sql.core import SqlCore, utcnow
 from airflow_aml.store.sql.records import deployment_record
+from airflow_aml.store.sql.registry_queries import missing_hint
 from airflow_aml.store.sql.tables import DeploymentRow, ImageRow
 from airflow_aml.store.sql.types import check_json
 
@@ -215,7 +217,9 @@ class DeploymentStore(SqlCore):
             stmt = stmt.with_for_update()
         row = session.scalars(stmt).first()
         if row is None and required:
-            raise DeploymentNotFoundError(f"Deployment '{name}' not found in workspace '{workspace}'")
+            names = session.scalars(select(DeploymentRow.name).where(DeploymentRow.workspace == workspace))
+            hint = available(names, label="existing deployments", none="no deployment exists yet")
+            raise DeploymentNotFoundError(f"Deployment '{name}' not found in workspace '{workspace}'{hint}")
         return row  # type: ignore[return-value]
 
     def _locked_image(self, session: Session, workspace: str, image_id: str) -> ImageRow:
@@ -228,5 +232,6 @@ class DeploymentStore(SqlCore):
         )
         row = session.scalars(stmt).first()
         if row is None:
-            raise ImageNotFoundError(f"Image '{name}' version {version} not found in workspace '{workspace}'")
+            hint = missing_hint(session, ImageRow, workspace, name, "Image")
+            raise ImageNotFoundError(f"Image '{name}' version {version} not found in workspace '{workspace}'{hint}")
         return row

@@ -19,7 +19,13 @@ from airflow_aml.exceptions import ConflictError, ImageNotFoundError, ModelNotFo
 from airflow_aml.references import Reference
 from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
 from airflow_aml.store.sql.records import Attributes, empty_attributes, image_record
-from airflow_aml.store.sql.registry_queries import tag_filters, upsert_tags, version_row, versions_query
+from airflow_aml.store.sql.registry_queries import (
+    missing_hint,
+    tag_filters,
+    upsert_tags,
+    version_row,
+    versions_query,
+)
 from airflow_aml.store.sql.tables import (
     PROPERTY,
     TAG,
@@ -109,7 +115,8 @@ class ImageStore(SqlCore):
         )
         row = session.scalars(stmt).first()
         if row is None:
-            raise ModelNotFoundError(f"Model '{name}' version {version} not found in workspace '{workspace}'")
+            hint = missing_hint(session, ModelVersionRow, workspace, name, "Model")
+            raise ModelNotFoundError(f"Model '{name}' version {version} not found in workspace '{workspace}'{hint}")
         return row
 
     def _next_image_version(self, session: Session, workspace: str, name: str) -> int:

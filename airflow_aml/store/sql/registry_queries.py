@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, exists, func, select
 
+from airflow_aml.names import available
 from airflow_aml.store.sql.tables import TAG
 
 ANY_VALUE = "*"  # a tag value in a search that matches any value of the key
@@ -67,5 +68,16 @@ def version_row(session: Any, row: Any, workspace: str, name: str, version: int 
     found = session.scalars(stmt).first()
     if found is None:
         what = f"{kind} '{name}'" if version is None else f"{kind} '{name}' version {version}"
-        raise not_found(f"{what} not found in workspace '{workspace}'")
+        hint = missing_hint(session, row, workspace, name, kind)
+        raise not_found(f"{what} not found in workspace '{workspace}'{hint}")
     return found
+
+
+def missing_hint(session: Any, row: Any, workspace: str, name: str, kind: str) -> str:
+    """What exists instead of a missing version: the versions of ``name``, else the names of ``kind``."""
+    versions = list(session.scalars(
+        select(row.version).where(row.workspace == workspace, row.name == name)))
+    if versions:
+        return available(versions, label=f"existing versions of '{name}'")
+    names = session.scalars(select(row.name).where(row.workspace == workspace).distinct())
+    return available(names, label=f"existing {kind.lower()}s", none=f"no {kind.lower()} exists yet")

@@ -15,6 +15,7 @@ from airflow_aml.exceptions import (
     ConflictError,
     DatastoreNotFoundError,
 )
+from airflow_aml.names import available
 from airflow_aml.store.sql.core import SqlCore, utcnow
 from airflow_aml.store.sql.records import compute_target_record, datastore_record
 from airflow_aml.store.sql.tables import ComputeTargetRow, DatastoreRow
@@ -88,7 +89,9 @@ class ResourceStore(SqlCore):
     def _datastore_row(self, session: Session, workspace: str, name: str) -> DatastoreRow:
         row = session.get(DatastoreRow, (workspace, name))
         if row is None:
-            raise DatastoreNotFoundError(f"Datastore '{name}' not found in workspace '{workspace}'")
+            names = session.scalars(select(DatastoreRow.name).where(DatastoreRow.workspace == workspace))
+            hint = available(names, label="existing datastores")
+            raise DatastoreNotFoundError(f"Datastore '{name}' not found in workspace '{workspace}'{hint}")
         return row
 
     # ----------------------------------------------------------------- compute targets

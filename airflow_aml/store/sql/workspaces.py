@@ -14,6 +14,7 @@ from airflow_aml.exceptions import (
     NotFoundError,
     SecretNotFoundError,
 )
+from airflow_aml.names import available
 from airflow_aml.store.sql.core import SqlCore, utcnow
 from airflow_aml.store.sql.records import experiment_record, role_assignment_record, workspace_record
 from airflow_aml.store.sql.tables import ExperimentRow, RoleAssignmentRow, SecretRow, WorkspaceRow
@@ -68,7 +69,9 @@ class WorkspaceStore(SqlCore):
             self._require_workspace(session, workspace)
             row = session.get(ExperimentRow, (workspace, name))
             if row is None:
-                raise ExperimentNotFoundError(f"Experiment '{name}' not found in workspace '{workspace}'")
+                names = session.scalars(select(ExperimentRow.name).where(ExperimentRow.workspace == workspace))
+                hint = available(names, label="existing experiments", none="no experiment exists yet")
+                raise ExperimentNotFoundError(f"Experiment '{name}' not found in workspace '{workspace}'{hint}")
             return experiment_record(row)
 
         return self._read(tx)

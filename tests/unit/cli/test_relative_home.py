@@ -55,10 +55,7 @@ def test_run_submit_wait_with_a_relative_home(relative_home: str, tmp_path: Path
     ok(cli("workspace", "create", "ws"))
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "train.py").write_text(
-        "from airflow_aml.runtime import Run\n"
-        "run = Run.get_context()\n"
-        "run.log('accuracy', 0.93)\n"
-        "print('trained')\n"
+        "from airflow_aml.runtime import Run\nrun = Run.get_context()\nrun.log('accuracy', 0.93)\nprint('trained')\n"
     )
     result = ok(cli("-w", "ws", "run", "submit", "src", "--script", "train.py", "--wait", "--timeout", "180"))
     run_id = result.stdout.split()[0]
@@ -92,8 +89,7 @@ def test_deploy_with_a_relative_home(relative_home: str, tmp_path: Path) -> None
     assert ws.store_uri == f"sqlite:///{tmp_path / relative_home / 'aml.db'}"
     features, target = load_iris(return_X_y=True)
     (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "model.pkl").write_bytes(
-        pickle.dumps(LogisticRegression(max_iter=500).fit(features, target)))
+    (tmp_path / "model" / "model.pkl").write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(features, target)))
     ws.register_model("iris", path="model")  # a relative path, as a user types it
     image = ws.create_image("iris-img", ImageSpec(models=["iris"], builtin_scorer="sklearn"))
     try:
@@ -102,8 +98,12 @@ def test_deploy_with_a_relative_home(relative_home: str, tmp_path: Path) -> None
         service = ws.get_deployment("svc")
         assert service.state.value == "Healthy", service.error
         assert str(service.folder).startswith(str(tmp_path / relative_home))
-        answer = httpx.post(service.scoring_uri or "", json={"data": [[5.1, 3.5, 1.4, 0.2]]},
-                            headers={"Authorization": f"Bearer {service.get_keys()[0]}"}, timeout=30)
+        answer = httpx.post(
+            service.scoring_uri or "",
+            json={"data": [[5.1, 3.5, 1.4, 0.2]]},
+            headers={"Authorization": f"Bearer {service.get_keys()[0]}"},
+            timeout=30,
+        )
         assert answer.status_code == 200 and answer.json()["predictions"] == [0]
     finally:
         cli("-w", "ws", "deployments", "delete", "svc", "--timeout", "120")

@@ -19,50 +19,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from typer.testing import CliRunner, Result
 
-from airflow_aml.cli import app
 from airflow_aml.workspace import Workspace
+from tests.unit.cli.helpers import Invoke, assert_one_line_error, ok
 
-WS = "ws"
 ROW = [5.1, 3.5, 1.4, 0.2]
-
-Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def invoke(aml_home: Path, store_uri: str, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    for name in ("AML_WORKSPACE", "AML_DEBUG", "COLUMNS"):
-        monkeypatch.delenv(name, raising=False)
-    runner = CliRunner()
-
-    def run(*args: str, workspace: str = WS) -> Result:
-        return runner.invoke(app, ["--store-uri", store_uri, "-w", workspace, *args])
-
-    return run
-
-
-@pytest.fixture
-def ws(invoke: Invoke, store_uri: str, tmp_path: Path) -> Workspace:
-    result = invoke("workspace", "create", WS, "--datastore-root", str(tmp_path / "datastore"))
-    assert result.exit_code == 0, result.output
-    return Workspace.get(WS, store_uri=store_uri)
-
-
-def assert_one_line_error(result: Result, *needles: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: "), lines
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
-def ok(result: Result) -> Result:
-    assert result.exit_code == 0, result.output
-    return result
 
 
 # ------------------------------------------------------------------------------------------ fast

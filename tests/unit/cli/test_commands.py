@@ -5,40 +5,15 @@ from __future__ import annotations
 import json
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from airflow_aml.cli import app
 from airflow_aml.entities import RunStatus
-from airflow_aml.runtime.run import Run
 from airflow_aml.workspace import Workspace
-
-WS = "ws"
-
-Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def invoke(aml_home: Path, store_uri: str, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    """Run the CLI against the test store and workspace ``ws``; global options come first."""
-    for name in ("AML_WORKSPACE", "AML_DEBUG", "COLUMNS"):
-        monkeypatch.delenv(name, raising=False)
-    runner = CliRunner()
-
-    def run(*args: str, input: str | None = None, workspace: str = WS, global_args: tuple[str, ...] = ()) -> Result:
-        return runner.invoke(app, ["--store-uri", store_uri, "-w", workspace, *global_args, *args], input=input)
-
-    return run
-
-
-@pytest.fixture
-def ws(invoke: Invoke, store_uri: str, tmp_path: Path) -> Workspace:
-    result = invoke("workspace", "create", WS, "--datastore-root", str(tmp_path / "datastore"))
-    assert result.exit_code == 0, result.output
-    return Workspace.get(WS, store_uri=store_uri)
+from tests.unit.cli.helpers import WS, Invoke, assert_one_line_error, finished_run
 
 
 @pytest.fixture
@@ -67,33 +42,6 @@ def src(tmp_path: Path) -> Path:
     (folder / "fail.py").write_text("print('about to fail')\nraise SystemExit('boom')\n")
     (folder / "sleep.py").write_text("import time\nprint('sleeping', flush=True)\ntime.sleep(120)\n")
     return folder
-
-
-def finished_run(
-    ws: Workspace,
-    experiment: str = "exp",
-    *,
-    accuracy: float | None = None,
-    tags: dict[str, str] | None = None,
-    parent: Run | None = None,
-) -> Run:
-    """A run logged in this process (no compute target), Completed."""
-    run = parent.child_run(tags=tags) if parent else ws.experiment(experiment).start_logging(tags=tags)
-    if accuracy is not None:
-        run.log("accuracy", accuracy)
-    run.complete()
-    return run
-
-
-def assert_one_line_error(result: Result, *needles: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: "), lines
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-    for needle in needles:
-        assert needle in lines[0]
 
 
 # ------------------------------------------------------------------------------------------ workspace
@@ -499,3 +447,69 @@ def test_usage_errors_keep_typer_behaviour(invoke: Invoke) -> None:
     result = invoke("run", "list")  # missing required --experiment
     assert result.exit_code == 2
     assert "--experiment" in result.output
+
+
+# ------------------------------------------------------------------------------------------ as a newcomer types it
+def test_an_empty_run_list_says_why(invoke: Invoke, ws: Workspace) -> None:
+    sweep = finished_run(ws, "iris-train")  # a sweep parent: the metrics are on its children
+    for accuracy in (0.8, 0.93, 0.95):
+        finished_run(ws, accuracy=accuracy, parent=sweep)
+
+    empty = invoke("run", "list", "-e", "iris-train", "--metric", "accuracy >= 0.9", "--order-by", "accuracy")
+    assert empty.exit_code == 0 and empty.stdout == ""
+    assert empty.stderr.strip() == "0 of 1 top-level run matches; 2 child runs would: add --include-children"
+
+    found = invoke("run", "list", "-e", "iris-train", "--metric", "accuracy >= 0.9", "--include-children", "--json")
+    assert len(json.loads(found.stdout)) == 2 and found.stderr == ""
+    assert len(json.loads(invoke("run", "list", "-e", "iris-train", "--children", "--json").stdout)) == 4
+
+    none = invoke("run", "list", "-e", "iris-train", "--include-children", "--metric", "accuracy >= 0.99", "--json")
+    assert json.loads(none.stdout) == []  # JSON stays JSON; the reason goes to stderr
+    assert none.stderr.strip() == "0 of 4 runs match; no run matches --metric 'accuracy >= 0.99'"
+
+    both = invoke("run", "list", "-e", "iris-train", "--include-children", "--status", "Failed", "--tag", "k=v")
+    assert both.stderr.strip() == "0 of 4 runs match; no run matches --status Failed, --tag k=v"
+    finished_run(ws, "iris-train", accuracy=0.5, tags={"k": "v"})
+    finished_run(ws, "iris-train", accuracy=0.9)
+    combined = invoke("run", "list", "-e", "iris-train", "--tag", "k=v", "--metric", "accuracy > 0.6")
+    assert (
+        combined.stderr.strip() == "0 of 3 top-level runs match; each filter matches some, but no run matches them all"
+    )
+
+    only_children = ws.experiment("nested").start_logging()
+    finished_run(ws, "nested", parent=only_children)
+    only_children.cancel()
+    nested = invoke("run", "list", "-e", "nested", "--status", "Completed")
+    assert nested.stderr.strip() == "0 of 1 top-level run matches; 1 child run would: add --include-children"
+
+
+def test_not_found_errors_list_what_exists(invoke: Invoke, ws: Workspace) -> None:
+    finished_run(ws, "iris-train")
+    assert_one_line_error(
+        invoke("run", "list", "-e", "iris"), "Experiment 'iris' not found", "existing experiments: iris-train"
+    )
+    assert_one_line_error(
+        invoke("experiment", "list", workspace="nope"), "Workspace 'nope' not found", "existing workspaces: ws"
+    )
+    assert_one_line_error(
+        invoke("deployments", "show", "svc"), "Deployment 'svc' not found", "no deployment exists yet"
+    )
+    assert_one_line_error(invoke("images", "show", "scorer"), "Image 'scorer' not found", "no image exists yet")
+    assert_one_line_error(
+        invoke("datastore", "download", "x", "out", "--datastore", "nope"),
+        "Datastore 'nope' not found",
+        "existing datastores: workspaceblobstore",
+    )
+
+
+def test_secret_set_checks_the_name_and_role_before_reading_a_value(
+    invoke: Invoke, ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing on stdin: the name is refused first, not the missing value.
+    assert_one_line_error(invoke("secret", "set", "bad/name", input=""), "Invalid secret name 'bad/name'")
+    assert_one_line_error(invoke("secret", "set", "deployment-svc-primary-key", input=""), "reserved")
+    ws.assign_role("carl", "Contributor")
+    monkeypatch.setenv("AML_PRINCIPAL", "carl")
+    assert_one_line_error(invoke("secret", "set", "fine", input=""), "carl", "may not manage")
+    monkeypatch.setenv("AML_PRINCIPAL", "alice")
+    assert_one_line_error(invoke("secret", "set", "fine", input=""), "No value for secret 'fine' on stdin")
