@@ -140,6 +140,13 @@ class IntegrityError(DatastoreError):
     """Stored bytes whose SHA-256 does not match the one recorded when they were written."""
 
 
+class StorageFullError(DatastoreError, OSError):
+    """No space left (or over quota) where a write went; names what was being written and where.
+
+    Also an OSError (errno ENOSPC or EDQUOT, as the system reported it), so that code written for
+    a bare ``OSError`` still catches it."""
+
+
 class UnsafeArchiveError(AmlError, ValueError):
     """A zip archive refused before extraction: path traversal, links, too large, too many entries."""
 

@@ -12,7 +12,6 @@ numbers, and a number is never reused after a delete.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +21,7 @@ from airflow_aml.datastores import AbstractDatastore
 from airflow_aml.datastores.paths import normalize_path
 from airflow_aml.entities import ModelRecord
 from airflow_aml.exceptions import ArtifactNotFoundError, ValidationError
-from airflow_aml.hashing import CHUNK_SIZE
+from airflow_aml.hashing import CHUNK_SIZE, tree_sha256, verify_tree
 from airflow_aml.names import validate_name
 from airflow_aml.roles import Action
 from airflow_aml.runtime.run import Run
@@ -141,12 +140,15 @@ class Model:
         return [info.path[len(prefix):] for info in datastore.list(prefix)]
 
     def download(self, target_dir: str | Path, *, exist_ok: bool = False) -> Path:
-        """Copy the version's files into ``target_dir``; returns the folder (or the single file)."""
+        """Copy the version's files into ``target_dir``; returns the folder (or the single file).
+
+        The files are checked against the tree SHA-256 recorded at registration (IntegrityError
+        when the datastore's copy was changed since)."""
         datastore = self.workspace.get_datastore(self.record.datastore)
         target = Path(target_dir)
-        datastore.download(target, self.record.path, overwrite=exist_ok, show_progress=True)
-        files = self.files()
-        return target / files[0] if len(files) == 1 else target
+        files = datastore.download(target, self.record.path, overwrite=exist_ok, show_progress=True)
+        verify_tree(target, files, self.record.sha256, f"Model '{self.name}' version {self.version}")
+        return files[0] if len(files) == 1 else target
 
     def delete(self) -> None:
         """Delete this version (ConflictError while an image uses it). Its number is never reused."""
@@ -170,8 +172,4 @@ def _copy_within(datastore: AbstractDatastore, source: str, target: str, *, what
 
 
 def _tree_sha256(datastore: AbstractDatastore, prefix: str) -> str:
-    """One digest over (relative path, file SHA-256) pairs: equal trees, equal digests."""
-    digest = hashlib.sha256()
-    for info in datastore.list(prefix + "/"):
-        digest.update(f"{info.path[len(prefix) + 1:]}\0{info.sha256}\n".encode())
-    return digest.hexdigest()
+    return tree_sha256((info.path[len(prefix) + 1:], info.sha256) for info in datastore.list(prefix + "/"))

@@ -22,7 +22,7 @@ from typing import IO
 
 from pathspec import GitIgnoreSpec
 
-from airflow_aml.datastores._files import create_temp_file
+from airflow_aml.datastores._files import create_temp_file, disk_full_named
 from airflow_aml.datastores.paths import normalize_path
 from airflow_aml.exceptions import (
     PathEscapeError,
@@ -93,7 +93,8 @@ def create_snapshot(
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = create_temp_file(dest.parent)
     try:
-        with open(fd, "wb") as raw:
+        with disk_full_named(f"Writing the snapshot of {str(source)!r} to {str(dest)!r}", dest.parent), \
+                open(fd, "wb") as raw:
             written = _write_zip(raw, source, files, max_bytes, show_progress)
             raw.flush()
             os.fsync(raw.fileno())
@@ -282,9 +283,10 @@ def safe_extract(
     Every entry is checked before anything is written (UnsafeArchiveError naming the entry):
     absolute, drive-letter, ``..`` and backslash paths, links and special files, duplicates,
     encryption, too many entries, a declared size over ``max_bytes``, a compression ratio over
-    ``max_ratio``. Extraction then goes into a hidden folder next to ``target_dir``, counting the
-    bytes really decompressed, and is renamed into place at the end; on any failure that folder
-    is removed, so either the whole archive appears or nothing does.
+    ``max_ratio`` (of an entry, and of the whole archive). Extraction then goes into a hidden
+    folder next to ``target_dir``, counting the bytes really decompressed, and is renamed into
+    place at the end; on any failure that folder is removed, so either the whole archive appears
+    or nothing does.
     """
     archive = Path(zip_path)
     target = Path(os.path.abspath(target_dir))
@@ -336,7 +338,7 @@ def _plan(
     plan: list[tuple[zipfile.ZipInfo, str, bool]] = []
     seen: dict[str, str] = {}
     files: set[str] = set()
-    declared = 0
+    declared = compressed = 0
     for info in infos:
         is_dir = info.filename.endswith("/")
         kind = stat.S_IFMT(info.external_attr >> 16)
@@ -365,11 +367,19 @@ def _plan(
             if info.file_size >= RATIO_CHECK_MIN_BYTES and ratio > max_ratio:
                 raise refuse(info, f"has a compression ratio of {ratio:.0f}:1, over {max_ratio:.0f}:1 (zip bomb?)")
             declared += info.file_size
+            compressed += info.compress_size
             if declared > max_bytes:
                 raise refuse(
                     info, f"brings the declared total to {_human(declared)}, over the limit of {_human(max_bytes)}"
                 )
         plan.append((info, rel, is_dir))
+    # Many entries each just under the per-entry threshold are a bomb too: the ratio of the whole.
+    whole_ratio = declared / max(compressed, 1)
+    if declared >= RATIO_CHECK_MIN_BYTES and whole_ratio > max_ratio:
+        raise UnsafeArchiveError(
+            f"Archive {str(archive)!r}: its {len(files)} files declare {_human(declared)} from "
+            f"{_human(compressed)} compressed, a ratio of {whole_ratio:.0f}:1, over {max_ratio:.0f}:1 (zip bomb?)"
+        )
     for _, rel, _ in plan:
         parts = rel.split("/")
         for depth in range(1, len(parts)):
@@ -393,7 +403,8 @@ def _extract(
         dest.parent.mkdir(parents=True, exist_ok=True)
         entry_bytes = 0
         try:
-            with zf.open(info) as src, open(dest, "xb") as dst:
+            with disk_full_named(f"Extracting {info.filename!r} of {str(archive)!r}", staging), \
+                    zf.open(info) as src, open(dest, "xb") as dst:
                 # Counted here rather than trusted from the headers, which the archive's author wrote.
                 while chunk := src.read(CHUNK_SIZE):
                     entry_bytes += len(chunk)

@@ -13,6 +13,7 @@ import enum
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -102,7 +103,7 @@ def error_message(exc: BaseException) -> str:
 
 
 def print_error(message: str) -> None:
-    typer.secho(f"Error: {one_line(redact(message))}", fg="red", err=True)
+    typer.secho(f"Error: {printable(one_line(redact(message)))}", fg="red", err=True)
 
 
 def fail(message: str) -> NoReturn:
@@ -112,7 +113,7 @@ def fail(message: str) -> NoReturn:
 
 def info(message: str) -> None:
     """A human note on stderr, so that stdout stays machine-readable (run ids, JSON)."""
-    typer.echo(redact(message), err=True)
+    typer.echo(printable(redact(message)), err=True)
 
 
 # ---------------------------------------------------------------------------------------- input
@@ -160,9 +161,19 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(jsonable(value), indent=2))
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\x1b``): a tag value or a log-derived
+    error must not move the cursor, recolour or clear the terminal that prints it. Newlines and
+    tabs stay (tables wrap on them)."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+
+
 def _cell(value: Any) -> Text:
     # Text, not a str: user data such as "[a, b]" must not be read as rich markup.
-    return Text(value if isinstance(value, str) else fmt(value))
+    return Text(printable(value if isinstance(value, str) else fmt(value)))
 
 
 def _table(title: str | None, **kwargs: Any) -> Table:
@@ -170,7 +181,7 @@ def _table(title: str | None, **kwargs: Any) -> Table:
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    table = _table(title)
+    table = _table(printable(title) if title else None)
     for index, column in enumerate(columns):
         table.add_column(Text(column), no_wrap=index == 0, overflow="fold")
     for row in rows:
@@ -180,7 +191,7 @@ def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequen
 
 def print_fields(title: str | None, fields: Sequence[tuple[str, Any]]) -> None:
     """A two-column table of field names and values (for ``show`` commands)."""
-    table = _table(title, show_header=False)
+    table = _table(printable(title) if title else None, show_header=False)
     table.add_column("Field", style="bold", no_wrap=True)
     table.add_column("Value", overflow="fold")
     for name, value in fields:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import shutil
+from collections.abc import Iterator
 
-from airflow_aml.exceptions import AlreadyExistsError
+from airflow_aml.exceptions import AlreadyExistsError, StorageFullError
 
 TEMP_PREFIX = ".aml-tmp-"
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -52,3 +55,32 @@ def publish_file(temp: str, target: str | os.PathLike[str], *, overwrite: bool) 
         return
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temp)
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _free(folder: str | os.PathLike[str]) -> str:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return "unknown"
+    return f"{free / 2**20:.1f} MiB"
+
+
+@contextlib.contextmanager
+def disk_full_named(what: str, folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn a bare ``OSError: [Errno 28] No space left on device`` raised inside into a
+    StorageFullError that says ``what`` was being written and where (with the space left), so
+    that a task log points at the disk to clean, not at a line of our code."""
+    try:
+        yield
+    except StorageFullError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _FULL:
+            raise
+        reason = "no space left" if exc.errno == errno.ENOSPC else "over the disk quota"
+        error = StorageFullError(f"{what}: {reason} on the device of {os.fspath(folder)!r} ({_free(folder)} free)")
+        error.errno = exc.errno  # still tells ENOSPC from EDQUOT to code that looks
+        raise error from exc

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from airflow_aml.datastores._files import create_temp_file, publish_file
+from airflow_aml.datastores._files import create_temp_file, disk_full_named, publish_file
 from airflow_aml.datastores.paths import join_path, normalize_path
 from airflow_aml.exceptions import (
     AlreadyExistsError,
@@ -192,10 +192,12 @@ class AbstractDatastore(abc.ABC):
 
     def _download_one(self, path: str, destination: Path, overwrite: bool,
                       advance: Callable[[int], None]) -> Path:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = create_temp_file(destination.parent)
+        what = f"Downloading {path!r} from datastore {self.name!r} to {str(destination)!r}"
+        with disk_full_named(what, destination.parent):
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = create_temp_file(destination.parent)
         try:
-            with open(fd, "wb") as dst, self.open_read(path) as src:
+            with disk_full_named(what, destination.parent), open(fd, "wb") as dst, self.open_read(path) as src:
                 # Read to the end: that is when the stream checks the SHA-256.
                 while chunk := src.read(CHUNK_SIZE):
                     dst.write(chunk)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, cast
 
-from airflow_aml.datastores._files import TEMP_PREFIX, create_temp_file
+from airflow_aml.datastores._files import TEMP_PREFIX, create_temp_file, disk_full_named
 from airflow_aml.datastores.base import AbstractDatastore, ObjectInfo
 from airflow_aml.datastores.paths import normalize_path
 from airflow_aml.exceptions import (
@@ -114,11 +114,14 @@ class _VerifyingReader(io.RawIOBase):
 
 
 class _HashingWriter(io.RawIOBase):
-    """Writes into the temporary file and hashes the bytes on their way."""
+    """Writes into the temporary file and hashes the bytes on their way; a full disk is reported
+    naming the object (``what``) and the datastore's folder."""
 
-    def __init__(self, raw: io.FileIO) -> None:
+    def __init__(self, raw: io.FileIO, what: str, folder: str | os.PathLike[str]) -> None:
         super().__init__()
         self._raw = raw
+        self._what = what
+        self._folder = folder
         self.hash = hashlib.sha256()
         self.size = 0
 
@@ -128,8 +131,9 @@ class _HashingWriter(io.RawIOBase):
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(data).cast("B")
         written = 0
-        while written < len(view):  # FileIO.write may write less than asked
-            written += self._raw.write(view[written:]) or 0
+        with disk_full_named(self._what, self._folder):
+            while written < len(view):  # FileIO.write may write less than asked
+                written += self._raw.write(view[written:]) or 0
         self.hash.update(view)
         self.size += written
         return written
@@ -137,7 +141,8 @@ class _HashingWriter(io.RawIOBase):
     def close(self) -> None:
         if not self._raw.closed:
             try:
-                os.fsync(self._raw.fileno())  # the rename must never publish unflushed bytes
+                with disk_full_named(self._what, self._folder):
+                    os.fsync(self._raw.fileno())  # the rename must never publish unflushed bytes
             finally:
                 self._raw.close()
         super().close()
@@ -273,13 +278,16 @@ class LocalDatastore(AbstractDatastore):
         rel, data_file, meta_file = self._resolve(path)
         if os.path.isdir(data_file):
             raise ConflictError(f"Cannot write {rel!r} in datastore {self.name!r}: it is a folder")
-        fd, temp = self._make_temp(rel, data_file)
-        writer = _HashingWriter(io.FileIO(fd, "wb", closefd=True))
+        what = f"Writing {rel!r} to datastore {self.name!r}"
+        with disk_full_named(what, self.root):
+            fd, temp = self._make_temp(rel, data_file)
+        writer = _HashingWriter(io.FileIO(fd, "wb", closefd=True), what, self.root)
         try:
             yield cast(IO[bytes], writer)
             writer.close()
             record = _Record(sha256=writer.hash.hexdigest(), size=writer.size, modified=time.time())
-            self._commit(path, rel, temp, data_file, meta_file, record)
+            with disk_full_named(what, self.root):  # the sidecar
+                self._commit(path, rel, temp, data_file, meta_file, record)
         except BaseException:
             writer.close()
             with contextlib.suppress(FileNotFoundError):

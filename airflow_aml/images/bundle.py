@@ -36,7 +36,7 @@ from typing import Any
 
 from airflow_aml.config import aml_home
 from airflow_aml.datastores.base import AbstractDatastore
-from airflow_aml.hashing import sha256_file
+from airflow_aml.hashing import sha256_file, tree_sha256, verify_tree
 from airflow_aml.images.plan import BuildPlan
 
 MANIFEST = "image.json"
@@ -100,10 +100,7 @@ def bundle_digest(root: Path) -> str:
                 entries.append((rel, hashlib.sha256(_canonical(doc)).hexdigest()))
             else:
                 entries.append((rel, sha256_file(file)))
-    digest = hashlib.sha256()
-    for rel, file_sha in sorted(entries):
-        digest.update(f"{rel}\0{file_sha}\n".encode())
-    return digest.hexdigest()
+    return tree_sha256(entries)
 
 
 def assemble_bundle(
@@ -127,6 +124,7 @@ def assemble_bundle(
             target = tmp / MODELS_DIR / model.name / str(model.version)
             target.mkdir(parents=True)
             files = datastore_for(model.datastore).download(target, model.path, overwrite=False, show_progress=False)
+            verify_tree(target, files, model.sha256, f"Model '{model.name}' version {model.version}")
             log(f"Model {model.id}: {len(files)} file(s) from datastore {model.datastore!r} ({model.path})")
         progress(len(plan.models) / steps, f"Copying {len(plan.app_files)} application file(s)")
         app = tmp / APP_DIR

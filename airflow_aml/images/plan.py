@@ -32,6 +32,7 @@ class ModelEntry:
     version: int
     datastore: str  # the datastore that holds the version's files
     path: str  # their folder in it
+    sha256: str | None = None  # their tree digest, recorded at registration (checked on download)
 
     @property
     def id(self) -> str:
@@ -172,7 +173,9 @@ def _resolve_model(workspace: WorkspaceContext, image: str, reference: str) -> M
         record = workspace.store.get_model_version(workspace.name, model_name, version)
     except ModelNotFoundError as exc:
         raise ModelNotFoundError(f"Image {image!r}: {exc}") from None
-    return ModelEntry(name=record.name, version=record.version, datastore=record.datastore, path=record.path)
+    return ModelEntry(
+        name=record.name, version=record.version, datastore=record.datastore, path=record.path, sha256=record.sha256
+    )
 
 
 def _source_directory(name: str, spec: ImageSpec) -> Path | None:

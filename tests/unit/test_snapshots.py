@@ -305,6 +305,11 @@ MALICIOUS: dict[str, tuple[Callable[[Path], None], dict[str, int | float], str]]
     "bomb ratio": (
         zip_with([("zeros.bin", b"\0" * (20 * MiB))], compression=zipfile.ZIP_DEFLATED), {}, "zeros.bin",
     ),
+    # Each entry just under the per-entry ratio check's 1 MiB floor; together 40 MiB from ~40 kB.
+    "bomb of many entries": (
+        zip_with([(f"z{i}.bin", b"\0" * (MiB - 1)) for i in range(40)], compression=zipfile.ZIP_DEFLATED),
+        {}, "its 40 files declare 40.0 MiB",
+    ),
     "bomb size": (
         zip_with([("zeros.bin", b"\0" * (3 * MiB))], compression=zipfile.ZIP_DEFLATED),
         {"max_bytes": 2 * MiB, "max_ratio": 1e9}, "zeros.bin",

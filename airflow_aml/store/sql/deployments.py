@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from airflow_aml.entities import DeploymentRecord, DeploymentState
 from airflow_aml.exceptions import AlreadyExistsError, ConflictError, DeploymentNotFoundError, ImageNotFoundError
-from airflow_aml.names import available
+from airflow_aml.names import available, validate_tags
 from airflow_aml.references import Reference
 from airflow_aml.store.sql.core import SqlCore, utcnow
 from airflow_aml.store.sql.records import deployment_record
@@ -51,6 +51,7 @@ class DeploymentStore(SqlCore):
     ) -> DeploymentRecord:
         config_doc = check_json(dict(config), f"The config of deployment '{name}'")
         runtime_doc = check_json(dict(runtime or {}), f"The runtime state of deployment '{name}'")
+        tags = validate_tags(tags, f"Deployment '{name}'")
 
         def tx(session: Session) -> DeploymentRecord:
             self._require_workspace(session, workspace)
@@ -104,6 +105,7 @@ class DeploymentStore(SqlCore):
         new_state = None if state is None else DeploymentState(state)
         config_doc = None if config is None else check_json(dict(config), f"The config of deployment '{name}'")
         runtime_doc = None if runtime is None else check_json(dict(runtime), f"The runtime of deployment '{name}'")
+        tags = None if tags is None else validate_tags(tags, f"Deployment '{name}'")
 
         def tx(session: Session) -> DeploymentRecord:
             self._require_workspace(session, workspace)

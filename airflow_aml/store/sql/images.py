@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from airflow_aml.entities import ImageRecord, ImageStatus
 from airflow_aml.exceptions import ConflictError, ImageNotFoundError, ModelNotFoundError, ValidationError
+from airflow_aml.names import validate_tags
 from airflow_aml.references import Reference
 from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
 from airflow_aml.store.sql.records import Attributes, empty_attributes, image_record
@@ -57,6 +58,7 @@ class ImageStore(SqlCore):
         if len(set(models)) != len(models):
             raise ValidationError(f"Image '{name}' lists a model version twice: {list(model_ids)}")
         spec_doc = check_json(dict(spec), f"The spec of image '{name}'")
+        tags = validate_tags(tags, f"Image '{name}'")
 
         def tx(session: Session) -> ImageRecord:
             self._require_workspace(session, workspace)
@@ -225,6 +227,8 @@ class ImageStore(SqlCore):
         return self._read(tx)
 
     def set_image_tags(self, workspace: str, name: str, version: int, tags: Mapping[str, str]) -> None:
+        tags = validate_tags(tags, f"Image '{name}' version {version}")
+
         def tx(session: Session) -> None:
             self._require_workspace(session, workspace)
             row = self._image_row(session, workspace, name, version)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from airflow_aml.entities import ModelRecord
 from airflow_aml.exceptions import ConflictError, ModelNotFoundError
+from airflow_aml.names import validate_tags
 from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
 from airflow_aml.store.sql.records import Attributes, empty_attributes, model_record
 from airflow_aml.store.sql.registry_queries import tag_filters, upsert_tags, version_row, versions_query
@@ -31,6 +32,8 @@ class ModelStore(SqlCore):
         properties: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> ModelRecord:
+        tags = validate_tags(tags, f"Model '{name}'")
+
         def tx(session: Session) -> ModelRecord:
             self._require_workspace(session, workspace)
             if run_id is not None:
@@ -111,6 +114,8 @@ class ModelStore(SqlCore):
         return self._read(tx)
 
     def set_model_tags(self, workspace: str, name: str, version: int, tags: Mapping[str, str]) -> None:
+        tags = validate_tags(tags, f"Model '{name}' version {version}")
+
         def tx(session: Session) -> None:
             self._require_workspace(session, workspace)
             row = self._model_row(session, workspace, name, version)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from airflow_aml.entities import RunQuery, RunRecord, RunStatus
 from airflow_aml.exceptions import AlreadyExistsError, ConflictError, RunNotFoundError, ValidationError
+from airflow_aml.names import validate_display_name, validate_tags
 from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
 from airflow_aml.store.sql.metric_sql import latest_scalar_value
 from airflow_aml.store.sql.records import Attributes, empty_attributes, run_record
@@ -49,6 +50,8 @@ class RunStore(SqlCore):
     ) -> RunRecord:
         status = RunStatus(status)
         config = check_json(dict(run_config or {}), "Run configuration")
+        tags = validate_tags(tags, "Run")
+        display_name = validate_display_name(display_name)
         new_id = run_id or uuid.uuid4().hex
 
         def tx(session: Session) -> RunRecord:
@@ -159,6 +162,8 @@ class RunStore(SqlCore):
 
     # ----------------------------------------------------------------- attributes
     def set_run_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        tags = validate_tags(tags, f"Run '{run_id}'")
+
         def tx(session: Session) -> None:
             self._require_run(session, run_id)
             if not tags:

@@ -513,3 +513,25 @@ def test_secret_set_checks_the_name_and_role_before_reading_a_value(
     assert_one_line_error(invoke("secret", "set", "fine", input=""), "carl", "may not manage")
     monkeypatch.setenv("AML_PRINCIPAL", "alice")
     assert_one_line_error(invoke("secret", "set", "fine", input=""), "No value for secret 'fine' on stdin")
+
+
+def test_control_characters_are_printed_as_escapes(invoke: Invoke, ws: Workspace) -> None:
+    run = ws.experiment("exp").start_logging(display_name="fine")
+    # What a failing script's stderr can put in a run's error: colours, a clear-screen, a bell.
+    ws.store.update_run_status(run.id, RunStatus.FAILED, error="boom \x1b[31mred\x1b[0m \x1b[2J\x07 done")
+    shown = invoke("run", "show", run.id)
+    assert shown.exit_code == 0, shown.output
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+    assert "\\x1b[31mred\\x1b[0m" in shown.stdout and "\\x07" in shown.stdout
+    data = json.loads(invoke("run", "show", run.id, "--json").stdout)
+    assert data["error"] == "boom \x1b[31mred\x1b[0m \x1b[2J\x07 done"  # JSON carries the data as it is
+
+
+def test_tag_and_display_name_limits(invoke: Invoke, ws: Workspace, src: Path) -> None:
+    too_long = invoke("run", "submit", str(src), "--script", "train.py", "--tag", "k=" + "v" * 8001)
+    assert_one_line_error(too_long, "tag 'k' is 8,001 characters long; at most 8,000")
+    escape = invoke("run", "submit", str(src), "--script", "train.py", "--tag", "k=\x1b[2J")
+    assert_one_line_error(escape, "tag 'k' holds control characters")
+    name = invoke("run", "submit", str(src), "--script", "train.py", "--display-name", "x" * 257)
+    assert_one_line_error(name, "Invalid display name", "at most 256 characters")
+    assert ws.experiment("default").get_runs() == []  # refused before anything was written

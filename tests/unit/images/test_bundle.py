@@ -7,6 +7,9 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
+from airflow_aml.exceptions import IntegrityError
 from airflow_aml.images.bundle import Bundle, assemble_bundle, bundle_digest, bundles_dir
 from airflow_aml.images.plan import BuildPlan, plan_image
 from airflow_aml.images.spec import ImageSpec
@@ -123,3 +126,14 @@ def test_extra_files_and_multiple_models(ws: Workspace, source: Path, tmp_path: 
         {"name": "second", "version": 1, "path": "models/second/1"},
         {"name": "m", "version": 1, "path": "models/m/1"},
     ]
+
+
+def test_a_model_changed_in_the_datastore_is_refused(ws: Workspace, source: Path) -> None:
+    plan = _plan(ws, source)
+    model = ws.get_model("m")
+    # Rewritten through the datastore, so the object and its sidecar agree: only the digest
+    # recorded at registration can tell.
+    ws.get_datastore(model.record.datastore).write_bytes(f"{model.record.path}/model.txt", b"tampered\n")
+    with pytest.raises(IntegrityError, match=r"Model 'm' version 1: the files downloaded have tree SHA-256"):
+        _assemble(ws, plan)
+    assert not any(p.name.startswith(".tmp-") for p in bundles_dir().iterdir())  # no half bundle left
