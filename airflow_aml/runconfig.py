@@ -20,21 +20,34 @@ from airflow_aml.exceptions import RunConfigurationError
 RUNCONFIG_DIR = ".aml"
 RUNCONFIG_SUFFIX = ".runconfig.yml"
 
-# A pip requirement line as data: a name, optional extras/version specifiers/markers. No options
-# (`-r`, `--index-url`), no URLs, no shell: the spec is handed to uv, never to a shell.
-_REQUIREMENT = re.compile(
-    r"^[A-Za-z0-9][A-Za-z0-9._-]*"  # project name
-    r"(\[[A-Za-z0-9_,.\- ]+\])?"  # extras
-    r"\s*([<>=!~]=?[^\s;,]+(\s*,\s*[<>=!~]=?[^\s;,]+)*)?"  # version specifiers
-    r"\s*(;[^\n\r]*)?$"  # environment marker
-)
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MARKER_CHARS = re.compile(r"^[A-Za-z0-9_.'\" <>=!~(),*+-]*$")  # what a PEP 508 marker needs
 
 
 def validate_requirement(line: str) -> str:
-    text = line.strip()
-    if not text or "\n" in line or "\r" in line or not _REQUIREMENT.match(text):
-        raise ValueError(f"{line!r} is not a package requirement (e.g. 'scikit-learn>=1.4')")
+    """A pip requirement line as data, the one check for run environments, conda files' pip
+    sections and image specs: a PEP 508 requirement (name, extras, version specifiers, an
+    environment marker) as ``packaging`` parses it, and nothing else: no options (``-r``,
+    ``--index-url``, per-line ``--global-option``), no URLs, no shell (``numpy; $(touch x)`` is
+    not a marker). The line is handed to uv or pip in a requirements file, never to a shell; the
+    text is returned as given (stripped) so that environment hashes stay what they were.
+    ValueError otherwise."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    text = line.strip() if isinstance(line, str) else ""
+    refused = f"{line!r} is not a package requirement (e.g. 'scikit-learn>=1.4'; no options, URLs or shell)"
+    if not text or "\n" in line or "\r" in line or text.startswith("-"):
+        raise ValueError(refused)
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement:
+        raise ValueError(refused) from None
+    if requirement.url:
+        raise ValueError(f"{line!r}: URL requirements are not allowed; name a package on the index")
+    # A marker's string literals may hold anything PEP 508 allows; none of what a shell reads
+    # ("$(id)", backticks) is ever needed in one, and a line may end up on a Docker RUN line.
+    if not _MARKER_CHARS.match(text.partition(";")[2]):
+        raise ValueError(refused)
     return text
 
 

@@ -19,8 +19,9 @@ from airflow_aml.context import WorkspaceContext
 from airflow_aml.exceptions import ModelNotFoundError, RunConfigurationError, ValidationError
 from airflow_aml.images.builders import build_image_builder
 from airflow_aml.images.requirements import current_python
-from airflow_aml.images.spec import ImageSpec, validate_image_requirement
+from airflow_aml.images.spec import ImageSpec
 from airflow_aml.references import Reference
+from airflow_aml.runconfig import validate_requirement
 from airflow_aml.snapshots import list_source_files
 
 _EXACT_PYTHON = re.compile(r"^([0-9]+)\.([0-9]+)(\.[0-9]+)?$")
@@ -128,7 +129,7 @@ def plan_image(workspace: WorkspaceContext, name: str, spec: ImageSpec, *, build
             raise ValidationError(f"Image {name!r}: {exc}") from exc
         for line in conda.requirements:
             try:
-                validate_image_requirement(line)
+                validate_requirement(line)
             except ValueError as exc:
                 raise ValidationError(f"Image {name!r}: conda file {str(conda_path)!r}: {exc}") from None
             if line not in requirements:

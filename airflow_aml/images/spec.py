@@ -35,23 +35,6 @@ _DOCKER_REFERENCE = re.compile(
 )
 
 
-# What may follow ';' in an image's requirement line: a PEP 508 marker and nothing else.
-_MARKER_CHARS = re.compile(r"^[A-Za-z0-9_.'\" <>=!~(),*+-]*$")
-# An option inside a line ("pkg --global-option=..."): pip honours per-line options in a
-# requirements file, and the bundle's requirements.txt may be handed to pip by the Docker builder.
-_INLINE_OPTION = re.compile(r"\s-")
-
-
-def validate_image_requirement(line: str) -> str:
-    """A requirement line safe in the bundle's requirements.txt: ``validate_requirement`` plus
-    no inline option and a marker made of marker characters only. ValueError otherwise."""
-    text = validate_requirement(line)
-    marker = text.partition(";")[2]
-    if _INLINE_OPTION.search(text) or not _MARKER_CHARS.match(marker):
-        raise ValueError(f"{line!r} is not a package requirement (no options or shell characters allowed)")
-    return text
-
-
 def _relative(value: str, what: str) -> str:
     path = PurePosixPath(value)
     if not value or value.strip() != value or path.is_absolute() or ".." in path.parts or "\\" in value:
@@ -86,7 +69,7 @@ class ImageSpec(BaseModel):
     @field_validator("pip")
     @classmethod
     def _check_pip(cls, value: list[str]) -> list[str]:
-        return [validate_image_requirement(item) for item in value]
+        return [validate_requirement(item) for item in value]
 
     @field_validator("entry_script")
     @classmethod

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError as PydanticValidationError
 
 from airflow_aml.exceptions import RunConfigurationError
 from airflow_aml.runconfig import EnvironmentSpec, RunConfiguration, SweepSpec, validate_requirement
@@ -81,7 +82,32 @@ def test_valid_requirements(line: str) -> None:
     assert validate_requirement(line) == line
 
 
-@pytest.mark.parametrize("line", ["", "-r other.txt", "--index-url http://x", "six\nrm", "x && y", "git+https://x/y"])
+NOT_DATA = [
+    "", "-r other.txt", "--index-url http://x", "six\nrm", "x && y", "git+https://x/y",
+    # A marker is PEP 508 grammar, not anything after ';': these passed a regex before.
+    "numpy; $(touch /tmp/x)", "numpy; `rm -rf /`", "numpy ; python_version<'3' || curl evil",
+    "pkg --global-option=--x", "six -i https://evil.example",
+]
+
+
+@pytest.mark.parametrize("line", NOT_DATA)
 def test_requirements_that_are_not_data_are_refused(line: str) -> None:
     with pytest.raises(ValueError, match="not a package requirement"):
         validate_requirement(line)
+
+
+def test_url_requirements_are_refused() -> None:
+    with pytest.raises(ValueError, match="URL requirements are not allowed"):
+        validate_requirement("pkg @ https://example.invalid/pkg-1.0-py3-none-any.whl")
+
+
+@pytest.mark.parametrize("line", NOT_DATA[1:])
+def test_one_validator_for_run_environments_and_image_specs(line: str) -> None:
+    """A run's environment refuses at submit what an image spec refuses (it used to fail later
+    inside uv)."""
+    from airflow_aml.images.spec import ImageSpec
+
+    with pytest.raises(PydanticValidationError, match="not a package requirement"):
+        EnvironmentSpec(kind="virtualenv", pip=(line,))
+    with pytest.raises(PydanticValidationError, match="not a package requirement"):
+        ImageSpec(models=["m"], builtin_scorer="sklearn", pip=[line])
