@@ -120,6 +120,11 @@ class AlreadyExistsError(AmlError):
     """A name that must be unique is already taken."""
 
 
+class DuplicateAttemptError(AlreadyExistsError):
+    """Another caller created the row for this attempt of an idempotency key first (two copies of
+    one task instance racing): the SDK looks it up and follows it instead of creating another."""
+
+
 class ConflictError(AmlError):
     """The object's current state forbids the operation (e.g. deleting a model used by an image)."""
 

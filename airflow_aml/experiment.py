@@ -20,7 +20,7 @@ from airflow_aml.activities import ActivityKind
 from airflow_aml.compute import RunLaunch, build_compute_target
 from airflow_aml.context import DATASTORE_PROPERTY, SNAPSHOT_NAME, WorkspaceContext, run_file
 from airflow_aml.entities import ActivityStatus, MetricCondition, RunQuery, RunRecord, RunStatus
-from airflow_aml.exceptions import ValidationError
+from airflow_aml.exceptions import DuplicateAttemptError, ValidationError
 from airflow_aml.names import validate_name
 from airflow_aml.roles import Action
 from airflow_aml.runconfig import RunConfiguration, check_source_directory
@@ -109,13 +109,23 @@ class Experiment:
         with tempfile.TemporaryDirectory(prefix="aml-snapshot-") as tmp:
             zip_path = Path(tmp) / SNAPSHOT_NAME
             snapshot = create_snapshot(source, zip_path)  # SnapshotTooLargeError before any record
-            record = ws.store.create_run(
-                workspace=ws.name, experiment=self.name, submitted_by=ws.principal,
-                compute_target=config_obj.target, run_config=config_obj.to_dict(),
-                display_name=display_name, tags=tags,
-                properties={**properties, DATASTORE_PROPERTY: datastore.name},
-                idempotency_key=idempotency_key,
-            )
+            try:
+                record = ws.store.create_run(
+                    workspace=ws.name, experiment=self.name, submitted_by=ws.principal,
+                    compute_target=config_obj.target, run_config=config_obj.to_dict(),
+                    display_name=display_name, tags=tags,
+                    properties={**properties, DATASTORE_PROPERTY: datastore.name},
+                    idempotency_key=idempotency_key, idempotency_attempt=attempt if idempotency_key else None,
+                )
+            except DuplicateAttemptError:
+                # Another copy of this task (a zombie and its retry, or a double trigger) created
+                # this attempt's run between our lookup and our insert: follow that one.
+                racer = self._earlier_attempt(
+                    ws.store.find_run_by_idempotency_key(ws.name, idempotency_key or ""), True, say
+                )
+                if racer is None:
+                    raise
+                return racer
             activity = ws.store.create_activity(
                 ws.name, kind=ActivityKind.RUN, target_id=record.run_id, activity_id=record.run_id, message="Queued",
             )

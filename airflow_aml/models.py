@@ -12,6 +12,7 @@ numbers, and a number is never reused after a delete.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +21,7 @@ from airflow_aml.context import WorkspaceContext, run_file
 from airflow_aml.datastores import AbstractDatastore
 from airflow_aml.datastores.paths import normalize_path
 from airflow_aml.entities import ModelRecord
-from airflow_aml.exceptions import ArtifactNotFoundError, ValidationError
+from airflow_aml.exceptions import ArtifactNotFoundError, DuplicateAttemptError, ValidationError
 from airflow_aml.hashing import CHUNK_SIZE, tree_sha256, verify_tree
 from airflow_aml.names import validate_name
 from airflow_aml.roles import Action
@@ -105,11 +106,19 @@ class Model:
         else:
             _copy_within(datastore, source_prefix, target, what=f"Model {name!r} source")
         digest = _tree_sha256(datastore, target)
-        record = store.create_model_version(
-            workspace.name, name, path=target, datastore=datastore.name, created_by=workspace.principal,
-            description=description, run_id=run_id, sha256=digest, tags=tags, properties=properties,
-            idempotency_key=idempotency_key,
-        )
+        try:
+            record = store.create_model_version(
+                workspace.name, name, path=target, datastore=datastore.name, created_by=workspace.principal,
+                description=description, run_id=run_id, sha256=digest, tags=tags, properties=properties,
+                idempotency_key=idempotency_key,
+            )
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                datastore.delete(target)  # no version points at these files
+            if isinstance(exc, DuplicateAttemptError):  # a racing copy of this task registered it first
+                [winner] = store.search_models(workspace.name, name=name, idempotency_key=idempotency_key)
+                return cls(workspace, winner)
+            raise
         return cls(workspace, record)
 
     @classmethod

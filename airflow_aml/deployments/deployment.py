@@ -35,7 +35,7 @@ from airflow_aml.deployments.checks import keyed_activity, port_free, resolve_im
 from airflow_aml.deployments.config import DeploymentConfig
 from airflow_aml.deployments.desired import DesiredState, Operation, read_desired, write_desired
 from airflow_aml.deployments.keys import KEY_NAMES, forget_keys, new_keys, read_keys, store_keys
-from airflow_aml.deployments.replicas import DEFAULT_DEPLOYMENT_TARGET, build_replica_driver, free_port
+from airflow_aml.deployments.replicas import DEFAULT_DEPLOYMENT_TARGET, ReplicaDriver, build_replica_driver, free_port
 from airflow_aml.deployments.scoring_client import confirm_key, score
 from airflow_aml.deployments.supervision import SupervisorHandle
 from airflow_aml.deployments.watch import supervisor_check
@@ -44,6 +44,7 @@ from airflow_aml.entities import (
     ActivityStatus,
     DeploymentRecord,
     DeploymentState,
+    ImageRecord,
 )
 from airflow_aml.exceptions import (
     AlreadyExistsError,
@@ -173,13 +174,21 @@ class Deployment:
             raise ValidationError(f"Port {port} of 127.0.0.1 is in use; choose another port or leave it unset")
         keys = new_keys()
         store = workspace.store
-        record = store.create_deployment(
-            workspace.name, name, target=target, image_id=image_record.id, created_by=workspace.principal,
-            config=settings.model_dump(mode="json"), scoring_uri=f"http://127.0.0.1:{port}/score",
-            primary_key_hash=hash_key(keys["primary"]), secondary_key_hash=hash_key(keys["secondary"]),
-            description=description, tags=dict(tags or {}), runtime={"port": port},
-            idempotency_key=idempotency_key,
-        )
+        try:
+            record = store.create_deployment(
+                workspace.name, name, target=target, image_id=image_record.id, created_by=workspace.principal,
+                config=settings.model_dump(mode="json"), scoring_uri=f"http://127.0.0.1:{port}/score",
+                primary_key_hash=hash_key(keys["primary"]), secondary_key_hash=hash_key(keys["secondary"]),
+                description=description, tags=dict(tags or {}), runtime={"port": port},
+                idempotency_key=idempotency_key,
+            )
+        except AlreadyExistsError:
+            # A racing copy of this task created it a moment ago under the same key: follow it.
+            racer = store.get_deployment(workspace.name, name)
+            if not idempotency_key or racer.idempotency_key != idempotency_key:
+                raise
+            existing = cls(workspace, racer)
+            return existing.wait_for_deployment(timeout=timeout) if wait else existing
         deployment = cls(workspace, record)
         try:
             store_keys(workspace, name, keys)
@@ -254,7 +263,7 @@ class Deployment:
         ``config`` changes only the fields it names. Nothing changed on a Healthy service = no-op
         (the activity succeeds at once), which makes a re-run DAG cheap.
         """
-        ws, store = self.workspace, self.workspace.store
+        ws = self.workspace
         ws.require(Action.WRITE)
         self.refresh()
         self._require_this_host()
@@ -274,6 +283,21 @@ class Deployment:
         earlier, activity_id = keyed_activity(ws, idempotency_key, KIND_UPDATE, self.name)
         if earlier is not None:  # a retry of this very update, still going or done: follow it
             return self.wait_for_deployment(timeout=timeout, activity_id=earlier.activity_id) if wait else self
+        try:
+            return self._start_update(image_record, settings, driver, activity_id, tags, wait, timeout)
+        except AlreadyExistsError:
+            # The keyed activity id was taken between the lookup and the insert: a racing copy of
+            # this task is carrying out this very update; follow it instead of updating twice.
+            earlier, _ = keyed_activity(ws, idempotency_key, KIND_UPDATE, self.name)
+            if earlier is None:
+                raise
+            return self.wait_for_deployment(timeout=timeout, activity_id=earlier.activity_id) if wait else self
+
+    def _start_update(
+        self, image_record: ImageRecord, settings: DeploymentConfig, driver: ReplicaDriver, activity_id: str | None,
+        tags: Mapping[str, str] | None, wait: bool, timeout: float | None,
+    ) -> Deployment:
+        ws, store = self.workspace, self.workspace.store
         unchanged = (image_record.id == self.image_id == self.serving_image_id
                      and settings.model_dump(mode="json") == self.record.config)
         if unchanged and self.state is DeploymentState.HEALTHY and self.supervisor_alive():

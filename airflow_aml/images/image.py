@@ -28,6 +28,7 @@ from airflow_aml.exceptions import (
     AmlError,
     ArtifactNotFoundError,
     ConflictError,
+    DuplicateAttemptError,
     ImageBuildError,
     NotFoundError,
     WaitTimeoutError,
@@ -137,22 +138,31 @@ class Image:
         validate_name("image", name)
         image_spec = ImageSpec.coerce(dict(spec) if isinstance(spec, Mapping) else spec, image=name)
         store = workspace.store
+        attempt = 1
         if idempotency_key:
-            for record in store.search_images(workspace.name, name=name, idempotency_key=idempotency_key):
+            earlier = store.search_images(workspace.name, name=name, idempotency_key=idempotency_key)
+            for record in earlier:
                 if record.status is not ImageStatus.FAILED:
                     existing = cls(workspace, record)
                     return existing.wait_for_completion(on_progress=on_progress) if wait else existing
+            attempt = len(earlier) + 1  # every earlier attempt failed: the next one
 
         plan = plan_image(workspace, name, image_spec, builder=builder)
         properties = {DATASTORE_PROPERTY: plan.datastore}
         if wait:
             properties.update({PROP_BUILD_PID: str(os.getpid()), PROP_BUILD_HOST: this_host(),
                                PROP_BUILD_PROCESS: "inline"})
-        record = store.create_image_version(
-            workspace.name, name, builder=builder, created_by=workspace.principal, model_ids=plan.model_ids,
-            spec=plan.spec, description=image_spec.description, tags={**image_spec.tags, **(tags or {})},
-            properties=properties, idempotency_key=idempotency_key,
-        )
+        try:
+            record = store.create_image_version(
+                workspace.name, name, builder=builder, created_by=workspace.principal, model_ids=plan.model_ids,
+                spec=plan.spec, description=image_spec.description, tags={**image_spec.tags, **(tags or {})},
+                properties=properties, idempotency_key=idempotency_key, idempotency_attempt=attempt,
+            )
+        except DuplicateAttemptError:
+            # A racing copy of this task created this attempt's version first: follow it.
+            racer = store.search_images(workspace.name, name=name, idempotency_key=idempotency_key)[0]
+            existing = cls(workspace, racer)
+            return existing.wait_for_completion(on_progress=on_progress) if wait else existing
         try:
             activity = store.create_activity(workspace.name, kind=ACTIVITY_KIND, target_id=record.id, message="Queued")
             record = store.update_image(workspace.name, name, record.version, activity_id=activity.activity_id)

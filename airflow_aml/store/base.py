@@ -81,9 +81,13 @@ class AbstractStore(abc.ABC):
         tags: Mapping[str, str] | None = None,
         properties: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        idempotency_attempt: int | None = None,
         status: RunStatus = RunStatus.QUEUED,
     ) -> RunRecord:
-        """Create a run (and its experiment if unknown). A run_id is generated when not given."""
+        """Create a run (and its experiment if unknown). A run_id is generated when not given.
+
+        With an ``idempotency_key``, DuplicateAttemptError when a run of the same ``(key,
+        idempotency_attempt)`` exists: two copies of one task never create two runs."""
 
     @abc.abstractmethod
     def get_run(self, run_id: str) -> RunRecord: ...
@@ -253,7 +257,8 @@ class AbstractStore(abc.ABC):
         properties: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> ModelRecord:
-        """Register the next version of ``name`` (previous max + 1, atomic, never reused)."""
+        """Register the next version of ``name`` (previous max + 1, atomic, never reused).
+        DuplicateAttemptError when a version with the same ``idempotency_key`` exists."""
 
     @abc.abstractmethod
     def get_model_version(self, workspace: str, name: str, version: int | None = None) -> ModelRecord:
@@ -290,9 +295,11 @@ class AbstractStore(abc.ABC):
         tags: Mapping[str, str] | None = None,
         properties: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        idempotency_attempt: int | None = None,
     ) -> ImageRecord:
         """Register the next version of image ``name`` (previous max + 1, atomic, never reused),
-        status Building.
+        status Building. With an ``idempotency_key``, DuplicateAttemptError when that attempt (1
+        by default) of the key has a version already.
 
         ``model_ids`` are exact ``"name:version"`` ids; an unknown one is a ModelNotFoundError and a
         malformed one a ValidationError. The links keep those versions from being deleted (see

@@ -6,11 +6,11 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, select
+from sqlalchemy import ColumnElement, Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from airflow_aml.exceptions import RunNotFoundError, WorkspaceNotFoundError
+from airflow_aml.exceptions import DuplicateAttemptError, RunNotFoundError, WorkspaceNotFoundError
 from airflow_aml.names import available
 from airflow_aml.store.sql.engine import WRITE_OPTION
 from airflow_aml.store.sql.tables import ExperimentRow, RunRow, WorkspaceRow
@@ -83,6 +83,28 @@ class SqlCore:
         exists = session.scalar(select(WorkspaceRow.name).where(WorkspaceRow.name == name))
         if exists is None:
             raise self._workspace_not_found(session, name)
+
+    @staticmethod
+    def _refuse_duplicate_attempt(
+        session: Session, row: Any, workspace: str, key: str | None, attempt: int | None, what: str
+    ) -> None:
+        """DuplicateAttemptError when ``row``'s table holds this attempt of ``key`` already. Checked
+        before the insert (SQLite serialises writers, so this sees the winner); on PostgreSQL a
+        racing insert is refused by the unique index instead (``_is_duplicate_attempt``)."""
+        if key is None or attempt is None:
+            return
+        taken = session.scalar(
+            select(func.count()).select_from(row).where(
+                row.workspace == workspace, row.idempotency_key == key, row.idempotency_attempt == attempt
+            )
+        )
+        if taken:
+            raise DuplicateAttemptError(f"{what}: attempt {attempt} of idempotency key '{key}' exists already")
+
+    @staticmethod
+    def _is_duplicate_attempt(exc: Exception) -> bool:
+        """Whether an IntegrityError is the per-attempt unique index's (its name or columns)."""
+        return "idempotency_attempt" in str(getattr(exc, "orig", exc))
 
     @staticmethod
     def _workspace_not_found(session: Session, name: str) -> WorkspaceNotFoundError:

@@ -12,10 +12,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from airflow_aml.entities import ImageRecord, ImageStatus
-from airflow_aml.exceptions import ConflictError, ImageNotFoundError, ModelNotFoundError, ValidationError
+from airflow_aml.exceptions import (
+    ConflictError,
+    DuplicateAttemptError,
+    ImageNotFoundError,
+    ModelNotFoundError,
+    ValidationError,
+)
 from airflow_aml.names import validate_tags
 from airflow_aml.references import Reference
 from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
@@ -53,6 +60,7 @@ class ImageStore(SqlCore):
         tags: Mapping[str, str] | None = None,
         properties: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        idempotency_attempt: int | None = None,
     ) -> ImageRecord:
         models = [Reference.parse_id(model_id, "model") for model_id in model_ids]
         if len(set(models)) != len(models):
@@ -65,6 +73,8 @@ class ImageStore(SqlCore):
             # FOR SHARE on the model versions: a concurrent delete_model_version (FOR UPDATE) waits
             # for this transaction and then sees the link, or this one waits and sees no version.
             model_rows = [self._locked_model_version(session, workspace, m, v) for m, v in models]
+            attempt = (idempotency_attempt or 1) if idempotency_key else None
+            self._refuse_duplicate_attempt(session, ImageRow, workspace, idempotency_key, attempt, f"Image '{name}'")
             version = self._next_image_version(session, workspace, name)
             now = utcnow()
             row = ImageRow(
@@ -85,9 +95,17 @@ class ImageStore(SqlCore):
                 build_log_tail="",
                 activity_id=None,
                 idempotency_key=idempotency_key,
+                idempotency_attempt=attempt,
             )
             session.add(row)
-            session.flush()
+            try:
+                session.flush()
+            except IntegrityError as exc:
+                if self._is_duplicate_attempt(exc):
+                    raise DuplicateAttemptError(
+                        f"Image '{name}': attempt {attempt} of idempotency key '{idempotency_key}' exists already"
+                    ) from exc
+                raise
             attributes = empty_attributes()
             for kind, values in ((TAG, tags), (PROPERTY, properties)):
                 for key, value in (values or {}).items():

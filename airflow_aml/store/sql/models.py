@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from airflow_aml.entities import ModelRecord
-from airflow_aml.exceptions import ConflictError, ModelNotFoundError
+from airflow_aml.exceptions import ConflictError, DuplicateAttemptError, ModelNotFoundError
 from airflow_aml.names import validate_tags
 from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
 from airflow_aml.store.sql.records import Attributes, empty_attributes, model_record
@@ -38,6 +39,10 @@ class ModelStore(SqlCore):
             self._require_workspace(session, workspace)
             if run_id is not None:
                 self._require_run(session, run_id)
+            attempt = 1 if idempotency_key else None  # a model version is never retried under its key
+            self._refuse_duplicate_attempt(
+                session, ModelVersionRow, workspace, idempotency_key, attempt, f"Model '{name}'"
+            )
             version = self._next_version(session, workspace, name)
             # Stamped after taking the version, i.e. under the per-name lock: within a name,
             # created_at then grows with the version and "newest first" agrees with it.
@@ -53,9 +58,17 @@ class ModelStore(SqlCore):
                 run_id=run_id,
                 sha256=sha256,
                 idempotency_key=idempotency_key,
+                idempotency_attempt=attempt,
             )
             session.add(row)
-            session.flush()
+            try:
+                session.flush()
+            except IntegrityError as exc:
+                if self._is_duplicate_attempt(exc):
+                    raise DuplicateAttemptError(
+                        f"Model '{name}': idempotency key '{idempotency_key}' is taken"
+                    ) from exc
+                raise
             attributes = empty_attributes()
             for kind, values in ((TAG, tags), (PROPERTY, properties)):
                 for key, value in (values or {}).items():

@@ -12,7 +12,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from airflow_aml.entities import RunQuery, RunRecord, RunStatus
-from airflow_aml.exceptions import AlreadyExistsError, ConflictError, RunNotFoundError, ValidationError
+from airflow_aml.exceptions import (
+    AlreadyExistsError,
+    ConflictError,
+    DuplicateAttemptError,
+    RunNotFoundError,
+    ValidationError,
+)
 from airflow_aml.names import validate_display_name, validate_tags
 from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
 from airflow_aml.store.sql.metric_sql import latest_scalar_value
@@ -46,6 +52,7 @@ class RunStore(SqlCore):
         tags: Mapping[str, str] | None = None,
         properties: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        idempotency_attempt: int | None = None,
         status: RunStatus = RunStatus.QUEUED,
     ) -> RunRecord:
         status = RunStatus(status)
@@ -62,6 +69,9 @@ class RunStore(SqlCore):
                     raise RunNotFoundError(f"Parent run '{parent_run_id}' not found in workspace '{workspace}'")
             if session.get(RunRow, new_id) is not None:
                 raise AlreadyExistsError(f"Run '{new_id}' already exists")
+            self._refuse_duplicate_attempt(
+                session, RunRow, workspace, idempotency_key, idempotency_attempt, "Run"
+            )
             self._ensure_experiment(session, workspace, experiment)
             now = utcnow()
             row = RunRow(
@@ -80,13 +90,18 @@ class RunStore(SqlCore):
                 error=None,
                 snapshot_sha256=None,
                 idempotency_key=idempotency_key,
+                idempotency_attempt=idempotency_attempt if idempotency_key else None,
                 cancel_requested=status is RunStatus.CANCEL_REQUESTED,
                 last_log_seq=0,
             )
             session.add(row)
             try:
                 session.flush()
-            except IntegrityError as exc:  # same run_id inserted concurrently (PostgreSQL)
+            except IntegrityError as exc:  # inserted concurrently (PostgreSQL): same attempt or run_id
+                if self._is_duplicate_attempt(exc):
+                    raise DuplicateAttemptError(
+                        f"Run: attempt {idempotency_attempt} of idempotency key '{idempotency_key}' exists already"
+                    ) from exc
                 raise AlreadyExistsError(f"Run '{new_id}' already exists") from exc
             attributes = empty_attributes()
             for kind, values in ((TAG, tags), (PROPERTY, properties)):

@@ -76,6 +76,9 @@ class RunRow(Base):
         Index("ix_runs_workspace_created_at", "workspace", "created_at"),
         Index("ix_runs_parent_run_id", "parent_run_id"),
         Index("ix_runs_idempotency_key", "idempotency_key"),
+        # One row per attempt of a key (migration 0004): racing copies of a task insert one.
+        Index("ux_runs_idempotency_attempt", "workspace", "idempotency_key", "idempotency_attempt",
+              unique=True),
     )
 
     run_id: Mapped[str] = mapped_column(NAME, primary_key=True)
@@ -93,6 +96,7 @@ class RunRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     snapshot_sha256: Mapped[str | None] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(NAME)
+    idempotency_attempt: Mapped[int | None] = mapped_column(Integer)
     cancel_requested: Mapped[bool] = mapped_column()
     # Last log chunk seq handed out; bumped under the row lock so seqs commit in order.
     last_log_seq: Mapped[int] = mapped_column(Integer)
@@ -208,6 +212,9 @@ class ModelVersionRow(Base):
         ForeignKeyConstraint(["workspace", "name"], ["model_names.workspace", "model_names.name"]),
         UniqueConstraint("workspace", "name", "version"),
         Index("ix_model_versions_idempotency_key", "idempotency_key"),
+        # One row per attempt of a key (migration 0004): racing copies of a task insert one.
+        Index("ux_model_versions_idempotency_attempt", "workspace", "idempotency_key", "idempotency_attempt",
+              unique=True),
     )
 
     id: Mapped[int] = mapped_column(AUTO_ID, primary_key=True, autoincrement=True)
@@ -222,6 +229,7 @@ class ModelVersionRow(Base):
     run_id: Mapped[str | None] = mapped_column(NAME, ForeignKey("runs.run_id"))
     sha256: Mapped[str | None] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(NAME)
+    idempotency_attempt: Mapped[int | None] = mapped_column(Integer)
 
 
 class ModelAttributeRow(Base):
@@ -253,6 +261,9 @@ class ImageRow(Base):
         ForeignKeyConstraint(["workspace", "name"], ["image_names.workspace", "image_names.name"]),
         UniqueConstraint("workspace", "name", "version"),
         Index("ix_images_idempotency_key", "idempotency_key"),
+        # One row per attempt of a key (migration 0004): racing copies of a task insert one.
+        Index("ux_images_idempotency_attempt", "workspace", "idempotency_key", "idempotency_attempt",
+              unique=True),
     )
 
     id: Mapped[int] = mapped_column(AUTO_ID, primary_key=True, autoincrement=True)
@@ -274,6 +285,7 @@ class ImageRow(Base):
     build_log_tail: Mapped[str] = mapped_column(Text)
     activity_id: Mapped[str | None] = mapped_column(NAME)
     idempotency_key: Mapped[str | None] = mapped_column(NAME)
+    idempotency_attempt: Mapped[int | None] = mapped_column(Integer)
 
 
 class ImageAttributeRow(Base):
