@@ -101,6 +101,9 @@ class WorkerCheck:
     # while it goes on: the record is written first, the activity after it, and a worker that
     # died between the two must not leave a finished run waited for, or recorded lost.
     ended: Callable[[], ActivityStatus | None] | None = None
+    # Why the worker counts as gone, when the feature can say better than "no longer running"
+    # (a run's supervisor that stopped beating on another host); None: the default message.
+    explain: Callable[[], str | None] | None = None
 
 
 ProgressCallback = Callable[[ActivityRecord], None]
@@ -200,7 +203,9 @@ class ActivityWaiter:
 
     def _abandon(self, activity: ActivityRecord) -> ActivityRecord:
         assert self.worker is not None
-        reason = f"{self.worker.where} is no longer running; it ended before {activity.kind} {activity.target_id} did"
+        reason = (self.worker.explain() if self.worker.explain is not None else None) or (
+            f"{self.worker.where} is no longer running; it ended before {activity.kind} {activity.target_id} did"
+        )
         if not self.ctx.allows(Action.WRITE):
             # A Reader may not record the loss; it still learns of it at once instead of waiting.
             raise AmlError(f"Activity {activity.activity_id}: {reason}")

@@ -29,6 +29,38 @@ IDENTITY_VARIABLES = (ENV_RUN_ID, ENV_WORKSPACE, ENV_STORE_URI, ENV_PRINCIPAL, E
 _RESOLVED_HOMES: dict[str, Path] = {}
 
 
+ENV_RUN_HEARTBEAT = "AML_RUN_HEARTBEAT_SECONDS"
+ENV_RUN_LOST_AFTER = "AML_RUN_LOST_AFTER_SECONDS"
+DEFAULT_RUN_HEARTBEAT_SECONDS = 10.0
+# Nine missed beats: a supervisor is its own process (a busy training script does not delay its
+# beats), so only a dead or frozen one, or a store unreachable that long, goes this quiet.
+DEFAULT_RUN_LOST_AFTER_SECONDS = 90.0
+
+
+def _positive_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"${name} must be a number of seconds, not {raw!r}") from None
+    if not value > 0:
+        raise ValueError(f"${name} must be > 0, not {raw!r}")
+    return value
+
+
+def run_heartbeat_seconds() -> float:
+    """How often a run's supervisor stamps its heartbeat (``$AML_RUN_HEARTBEAT_SECONDS``)."""
+    return _positive_seconds(ENV_RUN_HEARTBEAT, DEFAULT_RUN_HEARTBEAT_SECONDS)
+
+
+def run_lost_after_seconds() -> float:
+    """How long a run's heartbeat may be silent before the run has lost its compute
+    (``$AML_RUN_LOST_AFTER_SECONDS``)."""
+    return _positive_seconds(ENV_RUN_LOST_AFTER, DEFAULT_RUN_LOST_AFTER_SECONDS)
+
+
 def aml_home() -> Path:
     """The absolute home folder. A relative ``$AML_HOME`` (``AML_HOME=.demo/aml``) is resolved once,
     against the working folder of the first call: detached workers start in folders of their own

@@ -113,6 +113,7 @@ class RunRecord:
     snapshot_sha256: str | None = None
     idempotency_key: str | None = None
     cancel_requested: bool = False
+    heartbeat_at: datetime | None = None  # the supervisor's last beat (None: nothing beats for it)
 
     @property
     def duration_seconds(self) -> float | None:

@@ -73,6 +73,8 @@ STORE_ACTIONS: dict[str, StoreAccess] = {
     "log_params": Action.WRITE,
     "search_runs": Action.READ,
     "find_run_by_idempotency_key": Action.READ,
+    "beat_run_heartbeat": Action.WRITE,
+    "find_runs_without_heartbeat": Action.READ,
     "log_batch": Action.WRITE,
     "log_metric": Action.WRITE,
     "get_metrics": Action.READ,

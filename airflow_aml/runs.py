@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_aml.activities import (
@@ -26,6 +27,7 @@ from airflow_aml.activities import (
     poll_until,
 )
 from airflow_aml.compute import build_compute_target
+from airflow_aml.config import run_lost_after_seconds
 from airflow_aml.context import WorkspaceContext
 from airflow_aml.entities import ActivityRecord, ActivityStatus, LogChunk, RunQuery, RunRecord, RunStatus
 from airflow_aml.exceptions import NotFoundError, RunFailedError, WaitTimeoutError
@@ -143,9 +145,22 @@ def run_worker_check(ctx: WorkspaceContext, record: RunRecord) -> WorkerCheck | 
 
     def alive() -> bool | None:
         try:
-            return target.worker_alive(ctx.store.get_run(record.run_id))
+            current = ctx.store.get_run(record.run_id)
         except NotFoundError:
             return None
+        verdict = target.worker_alive(current)
+        if verdict is True:  # seen running on this machine: trusted over a late heartbeat
+            return True
+        # Another machine's supervisor (or a reboot here): its heartbeat tells.
+        return False if heartbeat_silence(ctx, current) > run_lost_after_seconds() else verdict
+
+    def explain() -> str | None:
+        try:
+            silent = heartbeat_silence(ctx, ctx.store.get_run(record.run_id))
+        except NotFoundError:
+            return None
+        limit = run_lost_after_seconds()
+        return _no_heartbeat(silent, limit) if silent > limit else None
 
     def ended() -> ActivityStatus | None:
         status = ctx.store.get_run(record.run_id).status
@@ -153,7 +168,7 @@ def run_worker_check(ctx: WorkspaceContext, record: RunRecord) -> WorkerCheck | 
 
     return WorkerCheck(alive=alive, abandon=lambda activity, reason: fail_lost_run(ctx, record.run_id, reason),
                        where=f"The process carrying run {record.run_id!r} on compute target {target.name!r}",
-                       ended=ended)
+                       ended=ended, explain=explain)
 
 
 def fail_lost_run(ctx: WorkspaceContext, run_id: str, reason: str) -> None:
@@ -192,3 +207,38 @@ def _end_run_activity(ctx: WorkspaceContext, run_id: str, status: RunStatus, err
 
 
 __all__ = ["Run", "fail_lost_run", "run_worker_check"]
+
+
+# ---------------------------------------------------------------------------------- heartbeats
+def heartbeat_silence(ctx: WorkspaceContext, record: RunRecord) -> float:
+    """Seconds since the supervisor carrying ``record`` last beat (a sweep child's is its
+    parent's); 0.0 when nothing beats for it (an interactive run, or one started before
+    heartbeats), so that such a run is never judged by a heartbeat it never had."""
+    carrier = record
+    while carrier.heartbeat_at is None and carrier.parent_run_id:
+        carrier = ctx.store.get_run(carrier.parent_run_id)
+    if carrier.heartbeat_at is None:
+        return 0.0
+    return max(0.0, (datetime.now(UTC) - carrier.heartbeat_at).total_seconds())
+
+
+def _no_heartbeat(silent: float, limit: float) -> str:
+    return f"its supervisor sent no heartbeat for {silent:.0f} s (the limit is {limit:g} s)"
+
+
+def reap_lost_runs(ctx: WorkspaceContext, *, lost_after: float | None = None) -> list[str]:
+    """Fail every unfinished run of the workspace whose supervisor stopped beating more than
+    ``lost_after`` seconds ago (default ``$AML_RUN_LOST_AFTER_SECONDS``) and is not seen running
+    on this machine: killed, out of memory, or on a machine that rebooted. Each is Failed with
+    "lost its compute", with its children, and its activity ends, so that waiters and sensors
+    return. Returns the ids of the runs failed."""
+    ctx.require(Action.WRITE)
+    limit = run_lost_after_seconds() if lost_after is None else lost_after
+    since = datetime.now(UTC) - timedelta(seconds=limit)
+    reaped = []
+    for record in ctx.store.find_runs_without_heartbeat(ctx.name, since=since):
+        if record.compute_target and build_compute_target(ctx, record.compute_target).worker_alive(record):
+            continue  # its process runs here: a slow store, not a lost run
+        fail_lost_run(ctx, record.run_id, _no_heartbeat(heartbeat_silence(ctx, record), limit))
+        reaped.append(record.run_id)
+    return reaped

@@ -44,7 +44,7 @@ from airflow_aml.images.image import image_worker_check
 from airflow_aml.models import Model
 from airflow_aml.names import validate_name, validate_secret_name
 from airflow_aml.roles import Action
-from airflow_aml.runs import Run, run_worker_check
+from airflow_aml.runs import Run, reap_lost_runs, run_worker_check
 from airflow_aml.store import get_store
 
 
@@ -155,6 +155,11 @@ class Workspace(WorkspaceContext):
 
     def get_run(self, run_id: str) -> Run:
         return Run.get(self, run_id)
+
+    def reap_lost_runs(self, *, lost_after: float | None = None) -> list[str]:
+        """Fail the runs whose supervisor stopped beating (killed, OOM, reboot); see
+        ``runs.reap_lost_runs``. Returns their ids."""
+        return reap_lost_runs(self, lost_after=lost_after)
 
     # ------------------------------------------------------------------ model registry
     def register_model(self, name: str, **kwargs: Any) -> Model:

@@ -355,6 +355,30 @@ def best(
     info(f"{metric} = {fmt(value)}")
 
 
+@run_app.command("reap")
+def reap(
+    lost_after: Annotated[
+        float | None,
+        typer.Option(
+            "--lost-after",
+            min=1,
+            metavar="SECONDS",
+            help="Heartbeat silence that counts as lost (default: $AML_RUN_LOST_AFTER_SECONDS, 90).",
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Fail the runs whose supervisor stopped beating (killed, out of memory, a reboot)."""
+    ws = state().workspace()
+    reaped = ws.reap_lost_runs(lost_after=lost_after)
+    if want_json(json_output):
+        print_json(reaped)
+        return
+    for run_id in reaped:
+        typer.echo(run_id)
+    info(f"{len(reaped)} lost run(s) failed in workspace {ws.name!r}" if reaped else "No lost run")
+
+
 @run_app.command("cancel")
 def cancel(run_id: RunIdArg) -> None:
     """Cancel a run (its compute target stops the script)."""

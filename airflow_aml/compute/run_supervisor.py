@@ -34,6 +34,7 @@ from typing import Any
 
 from airflow_aml.activities import RUN_ACTIVITY_STATUS
 from airflow_aml.compute.environments import prepare_python
+from airflow_aml.compute.heartbeat import Heartbeat
 from airflow_aml.compute.logstream import LogBatcher
 from airflow_aml.compute.phases import (
     CONTROL,
@@ -57,7 +58,7 @@ from airflow_aml.config import (
 )
 from airflow_aml.context import OUTPUTS_DIR, WorkspaceContext, run_file, run_prefix
 from airflow_aml.datastores.base import AbstractDatastore
-from airflow_aml.entities import ActivityStatus, RunStatus
+from airflow_aml.entities import ActivityStatus, RunRecord, RunStatus
 from airflow_aml.exceptions import NotFoundError
 from airflow_aml.names import validate_name
 from airflow_aml.processes import KILL_GRACE_SECONDS
@@ -123,6 +124,10 @@ class Supervisor:
             return 0
         folder = run_dir(run_id)
         folder.mkdir(parents=True, exist_ok=True)
+        with Heartbeat(self.store, run_id):  # until the run's end is recorded below
+            return self._carry(run_id, record, folder)
+
+    def _carry(self, run_id: str, record: RunRecord, folder: Path) -> int:
         batcher = LogBatcher(self.store, run_id)
         try:
             config = RunConfiguration.from_dict(

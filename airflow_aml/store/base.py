@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from airflow_aml.entities import (
@@ -91,6 +92,14 @@ class AbstractStore(abc.ABC):
 
     @abc.abstractmethod
     def get_run(self, run_id: str) -> RunRecord: ...
+
+    @abc.abstractmethod
+    def beat_run_heartbeat(self, run_id: str) -> None:
+        """The supervisor of ``run_id`` is alive: stamp it and its unfinished children."""
+
+    @abc.abstractmethod
+    def find_runs_without_heartbeat(self, workspace: str, *, since: datetime) -> list[RunRecord]:
+        """Unfinished top-level runs with a heartbeat older than ``since``."""
 
     @abc.abstractmethod
     def update_run_status(

@@ -305,6 +305,8 @@ TABLE: dict[tuple[str, str], tuple[Expected, Call]] = {
     ("Workspace", "get_model"): (R, lambda c: c.ws.get_model("base")),
     ("Workspace", "get_run"): (R, lambda c: c.ws.get_run(c.owner_run.id)),
     ("Workspace", "get_secret"): (S, lambda c: c.ws.get_secret(c.owner_secret())),
+    # Fails lost runs (none here: the Owner's runs have ended or beat): a write.
+    ("Workspace", "reap_lost_runs"): (W, lambda c: c.ws.reap_lost_runs()),
     # The workspaces of a store: no workspace, so no role, to ask in (a system listing).
     ("Workspace", "list"): (None, lambda c: Workspace.list(store_uri=c.world.store_uri)),
     ("Workspace", "list_activities"): (R, lambda c: c.ws.list_activities(kind=ActivityKind.IMAGE_BUILD)),

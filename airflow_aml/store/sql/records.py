@@ -86,6 +86,7 @@ def run_record(row: RunRow, attributes: Attributes) -> RunRecord:
         snapshot_sha256=row.snapshot_sha256,
         idempotency_key=row.idempotency_key,
         cancel_requested=bool(row.cancel_requested),
+        heartbeat_at=row.heartbeat_at,
     )
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import operator
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, select
+from sqlalchemy import ColumnElement, Select, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -92,6 +93,9 @@ class RunStore(SqlCore):
                 idempotency_key=idempotency_key,
                 idempotency_attempt=idempotency_attempt if idempotency_key else None,
                 cancel_requested=status is RunStatus.CANCEL_REQUESTED,
+                # A submitted run's supervisor beats from its start; the clock runs from now, so
+                # a supervisor that never starts is noticed too. Interactive runs have none.
+                heartbeat_at=now if compute_target else None,
                 last_log_seq=0,
             )
             session.add(row)
@@ -168,6 +172,41 @@ class RunStore(SqlCore):
             return self._run_record(session, row)
 
         return self._write(tx)
+
+    def beat_run_heartbeat(self, run_id: str) -> None:
+        """The supervisor of ``run_id`` is alive: stamp the run (and its unfinished children,
+        which a sweep runs in the same process). Nothing for a run that has ended."""
+
+        def tx(session: Session) -> None:
+            now = utcnow()
+            self._require_run(session, run_id)
+            session.execute(
+                update(RunRow)
+                .where(or_(RunRow.run_id == run_id, RunRow.parent_run_id == run_id))
+                .where(RunRow.status.not_in([s.value for s in RunStatus if s.is_terminal]))
+                .values(heartbeat_at=now)
+            )
+
+        self._write(tx)
+
+    def find_runs_without_heartbeat(self, workspace: str, *, since: datetime) -> list[RunRecord]:
+        """Unfinished top-level runs whose supervisor has not beaten since ``since`` (runs with
+        no heartbeat at all, started before heartbeats or interactively, are never listed)."""
+
+        def tx(session: Session) -> list[RunRecord]:
+            self._require_workspace(session, workspace)
+            rows = session.scalars(
+                select(RunRow).where(
+                    RunRow.workspace == workspace,
+                    RunRow.parent_run_id.is_(None),
+                    RunRow.heartbeat_at.is_not(None),
+                    RunRow.heartbeat_at < since,
+                    RunRow.status.not_in([s.value for s in RunStatus if s.is_terminal]),
+                ).order_by(RunRow.created_at)
+            ).all()
+            return self._run_records(session, rows)
+
+        return self._read(tx)
 
     def set_snapshot(self, run_id: str, sha256: str) -> None:
         def tx(session: Session) -> None:

@@ -98,6 +98,8 @@ class RunRow(Base):
     idempotency_key: Mapped[str | None] = mapped_column(NAME)
     idempotency_attempt: Mapped[int | None] = mapped_column(Integer)
     cancel_requested: Mapped[bool] = mapped_column()
+    # When the supervisor carrying the run last beat (migration 0004); None: no supervisor beats.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Last log chunk seq handed out; bumped under the row lock so seqs commit in order.
     last_log_seq: Mapped[int] = mapped_column(Integer)
 

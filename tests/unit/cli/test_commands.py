@@ -535,3 +535,10 @@ def test_tag_and_display_name_limits(invoke: Invoke, ws: Workspace, src: Path) -
     name = invoke("run", "submit", str(src), "--script", "train.py", "--display-name", "x" * 257)
     assert_one_line_error(name, "Invalid display name", "at most 256 characters")
     assert ws.experiment("default").get_runs() == []  # refused before anything was written
+
+
+def test_run_reap_with_nothing_lost(invoke: Invoke, ws: Workspace) -> None:
+    finished_run(ws)
+    result = invoke("run", "reap")
+    assert result.exit_code == 0 and result.stdout == "" and "No lost run" in result.stderr
+    assert json.loads(invoke("run", "reap", "--lost-after", "5", "--json").stdout) == []
