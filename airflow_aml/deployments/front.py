@@ -162,6 +162,12 @@ class Front:
         last_error = "no replica is ready"
         while True:
             backend = self.pool.pick(refused)
+            if backend is None and dropped:
+                # The replica closed the connection on this request and then refused the resend: the
+                # request killed it (os._exit, out of memory). That is the request's answer, not
+                # "no replica": a 502, and no Retry-After that invites sending it again.
+                return _json_error(502, "BadGateway", f"The replica closed the connection without an answer "
+                                   f"and is gone ({last_error})")
             if backend is None:
                 return _json_error(503, "ServiceUnavailable", f"No replica could take the request: {last_error}",
                                    retry_after=True)
