@@ -191,6 +191,30 @@ def test_a_dead_replica_is_replaced(deploy_ws: Workspace, images: dict, cleanup:
     assert "died" in service.get_logs()
 
 
+def test_replica_logs_and_a_request_that_kills_its_replica(
+    deploy_ws: Workspace, images: dict, cleanup: list[str]
+) -> None:
+    """The replicas' log files used to stay empty (a healthy replica logged nothing at level
+    warning); a run() calling os._exit got 503 "No replica could take the request" where README
+    promises 502."""
+    cleanup.append("mortal")
+    service = Deployment.create(deploy_ws, "mortal", images["v1"])
+    key = service.get_keys()[0]
+    assert score(service, {"say": "printed-by-run"}, key=key).status_code == 200
+    (replica,) = service.replicas
+    assert wait_for(lambda: "printed-by-run" in Path(replica["log"]).read_text(), timeout=10)
+    section = service.get_logs().split("==> replica g1-r0", 1)[1]
+    assert "Application startup complete" in section and "echo:1 is ready" in section, section
+    assert "printed-by-run" in section
+
+    dying = score(service, {"exit": True}, key=key)
+    assert dying.status_code == 502, dying.text
+    assert "closed the connection without an answer" in body(dying)["message"]
+    assert wait_for(lambda: (p := _replica_pids(service)) and p != [replica["pid"]] and service.replicas[0]["ready"],
+                    timeout=60), service.get_logs()
+    assert score(service, key=key).status_code == 200
+
+
 def test_a_crash_looping_replica_is_slowed_down_not_given_up(
     deploy_ws: Workspace, images: dict, cleanup: list[str]
 ) -> None:
