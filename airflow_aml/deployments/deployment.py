@@ -356,8 +356,10 @@ class Deployment:
         cls, workspace: WorkspaceContext, *, wait: bool = True, timeout: float | None = DEFAULT_TIMEOUT
     ) -> list[str]:
         """Bring every deployment of this machine back to its recorded state (after a reboot or
-        killed supervisors): a supervisor is started for each one that should run and has none;
-        deletions that were interrupted are finished. Returns the names acted on."""
+        killed supervisors): a supervisor is started for each one that should run and has none,
+        whatever state a waiter recorded when it found the supervisor gone; deletions that were
+        interrupted are finished. Only a create its own supervisor judged failed (and then stopped)
+        stays down. Returns the names acted on."""
         workspace.require(Action.WRITE)
         acted: list[str] = []
         failures: list[str] = []
@@ -369,8 +371,7 @@ class Deployment:
                         acted.append(record.name)
                         deployment.delete(wait=wait, timeout=timeout)
                     continue
-                never_served = record.state is DeploymentState.FAILED and not record.serving_image_id
-                if never_served or deployment.supervisor_alive():
+                if _failed_for_good(record) or deployment.supervisor_alive():
                     continue
                 acted.append(record.name)
                 deployment._restart(timeout=timeout, wait=wait)
@@ -575,6 +576,16 @@ class Deployment:
         """What is left once the record is gone: the keys and the local folder."""
         self._forget_keys()
         self.supervision.remove_folder()
+
+
+def _failed_for_good(record: DeploymentRecord) -> bool:
+    """A create that never served and whose supervisor said so itself: it recorded Failed and
+    stopped (publishing ``running: False``). A supervisor killed mid-create (SIGKILL, a reboot)
+    says nothing; the Failed a waiter then records is a loss, not a verdict, and restore brings the
+    deployment back."""
+    supervisor = record.runtime.get("supervisor") or {}
+    return (record.state is DeploymentState.FAILED and not record.serving_image_id
+            and supervisor.get("running") is False)
 
 
 def deployment_worker_check(ctx: WorkspaceContext, name: str) -> WorkerCheck | None:

@@ -174,6 +174,8 @@ def test_failed_create_is_recorded_and_can_be_deleted(
     service = Deployment.get(deploy_ws, "never")
     assert service.state is DeploymentState.FAILED and service.serving_image_id is None
     assert wait_for(lambda: not service.supervisor_alive(), timeout=15)
+    # Its supervisor judged it failed: restore does not retry it (deploy or delete it instead).
+    assert "never" not in Deployment.restore(deploy_ws)
     # deploy() on a deployment that never served starts over.
     service = Deployment.deploy(deploy_ws, "never", images["v1"])
     assert service.state is DeploymentState.HEALTHY and service.serving_image_id == "echo:1"
@@ -290,6 +292,31 @@ def test_restore_brings_a_killed_deployment_back(
     assert service.activity.kind == "deployment_restore"
     assert body(score(service, key=key))["version"] == "1"
     assert Deployment.restore(deploy_ws) == []  # everything runs: nothing to do
+
+
+def test_restore_brings_back_a_deployment_killed_while_it_deployed(
+    deploy_ws: Workspace, images: dict, cleanup: list[str]
+) -> None:
+    """SIGKILL to the supervisor during its create; the waiter then records the deployment Failed
+    (nothing served yet). That Failed is a loss, not the supervisor's verdict: restore must bring
+    it to its desired state (it used to say there was nothing to restore)."""
+    cleanup.append("interrupted")
+    service = Deployment.create(deploy_ws, "interrupted", images["v1"], wait=False)
+    assert wait_for(lambda: (service.folder / "supervisor.pid").exists() and service.supervisor_alive(), timeout=15)
+    supervisor = int((service.folder / "supervisor.pid").read_text())
+    assert service.refresh().state is DeploymentState.TRANSITIONING  # still deploying
+    os.kill(supervisor, signal.SIGKILL)
+    with pytest.raises(DeploymentError, match="is not running"):
+        service.wait_for_deployment(timeout=60)
+    service.refresh()
+    assert service.state is DeploymentState.FAILED and service.serving_image_id is None
+    assert not any(_pid_alive(r["pid"]) for r in service.replicas if "pid" in r)
+
+    assert "interrupted" in Deployment.restore(deploy_ws, timeout=120)
+    service.refresh()
+    assert service.state is DeploymentState.HEALTHY and service.serving_image_id == "echo:1", service.error
+    assert body(score(service, key=service.get_keys()[0]))["version"] == "1"
+    assert "interrupted" not in Deployment.restore(deploy_ws)
 
 
 def test_sigterm_stops_replicas_and_records_it(deploy_ws: Workspace, images: dict, cleanup: list[str]) -> None:
