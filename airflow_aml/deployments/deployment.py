@@ -25,12 +25,14 @@ their SHA-256 hashes; the keys themselves are kept encrypted in the workspace's 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from airflow_aml.activities import ActivityKind, ActivityWaiter, WorkerCheck, get_activity
 from airflow_aml.context import WorkspaceContext
+from airflow_aml.deployments.changes import changes_message, describe_changes
 from airflow_aml.deployments.checks import keyed_activity, port_free, resolve_image
 from airflow_aml.deployments.config import DeploymentConfig
 from airflow_aml.deployments.desired import DesiredState, Operation, read_desired, write_desired
@@ -38,7 +40,7 @@ from airflow_aml.deployments.keys import KEY_NAMES, forget_keys, new_keys, read_
 from airflow_aml.deployments.replicas import DEFAULT_DEPLOYMENT_TARGET, build_replica_driver, free_port
 from airflow_aml.deployments.scoring_client import confirm_key, score
 from airflow_aml.deployments.supervision import SupervisorHandle
-from airflow_aml.deployments.watch import supervisor_check
+from airflow_aml.deployments.watch import failed_for_good, supervisor_check
 from airflow_aml.entities import (
     ActivityRecord,
     ActivityStatus,
@@ -68,12 +70,15 @@ KIND_DELETE = ActivityKind.DEPLOYMENT_DELETE
 KIND_RESTORE = ActivityKind.DEPLOYMENT_RESTORE
 DEFAULT_TIMEOUT = 600.0
 
+log = logging.getLogger(__name__)
+
 
 class Deployment:
     def __init__(self, workspace: WorkspaceContext, record: DeploymentRecord) -> None:
         self.workspace = workspace
         self.record = record
         self.supervision = SupervisorHandle(workspace.name, record.name)
+        self.changes: list[str] = []  # what the last update() changed: "replicas 2 -> 1", ...
 
     def __repr__(self) -> str:
         return f"Deployment(name={self.name!r}, image={self.image_id!r}, state={self.state.value!r})"
@@ -252,7 +257,9 @@ class Deployment:
         ready are the old ones taken out of the rotation, drained and stopped; if the new ones
         never get ready the old ones keep serving and DeploymentError says why. A mapping
         ``config`` changes only the fields it names. Nothing changed on a Healthy service = no-op
-        (the activity succeeds at once), which makes a re-run DAG cheap.
+        (the activity succeeds at once), which makes a re-run DAG cheap. What it changes of the
+        current image and configuration is logged (a warning: it may undo a change made by hand)
+        and kept on ``changes`` and in the activity's first message.
         """
         ws, store = self.workspace, self.workspace.store
         ws.require(Action.WRITE)
@@ -274,6 +281,10 @@ class Deployment:
         earlier, activity_id = keyed_activity(ws, idempotency_key, KIND_UPDATE, self.name)
         if earlier is not None:  # a retry of this very update, still going or done: follow it
             return self.wait_for_deployment(timeout=timeout, activity_id=earlier.activity_id) if wait else self
+        self.changes = describe_changes(self.image_id, image_record.id, self.config, settings)
+        queued = changes_message(self.name, self.changes) if self.changes else "Queued"
+        if self.changes:
+            log.warning("%s", queued)
         unchanged = (image_record.id == self.image_id == self.serving_image_id
                      and settings.model_dump(mode="json") == self.record.config)
         if unchanged and self.state is DeploymentState.HEALTHY and self.supervisor_alive():
@@ -283,7 +294,7 @@ class Deployment:
                                   message=f"Deployment '{self.name}' already serves {image_record.id}; no change")
             self.record = store.update_deployment(ws.name, self.name, activity_id=activity.activity_id, tags=tags)
             return self
-        activity = store.create_activity(ws.name, kind=KIND_UPDATE, target_id=self.name, message="Queued",
+        activity = store.create_activity(ws.name, kind=KIND_UPDATE, target_id=self.name, message=queued,
                                          activity_id=activity_id)
         self.record = store.update_deployment(
             ws.name, self.name, image_id=image_record.id, config=settings.model_dump(mode="json"),
@@ -371,7 +382,7 @@ class Deployment:
                         acted.append(record.name)
                         deployment.delete(wait=wait, timeout=timeout)
                     continue
-                if _failed_for_good(record) or deployment.supervisor_alive():
+                if failed_for_good(record) or deployment.supervisor_alive():
                     continue
                 acted.append(record.name)
                 deployment._restart(timeout=timeout, wait=wait)
@@ -576,16 +587,6 @@ class Deployment:
         """What is left once the record is gone: the keys and the local folder."""
         self._forget_keys()
         self.supervision.remove_folder()
-
-
-def _failed_for_good(record: DeploymentRecord) -> bool:
-    """A create that never served and whose supervisor said so itself: it recorded Failed and
-    stopped (publishing ``running: False``). A supervisor killed mid-create (SIGKILL, a reboot)
-    says nothing; the Failed a waiter then records is a loss, not a verdict, and restore brings the
-    deployment back."""
-    supervisor = record.runtime.get("supervisor") or {}
-    return (record.state is DeploymentState.FAILED and not record.serving_image_id
-            and supervisor.get("running") is False)
 
 
 def deployment_worker_check(ctx: WorkspaceContext, name: str) -> WorkerCheck | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -118,6 +119,27 @@ def test_an_update_replaced_before_it_ran_ends_instead_of_hanging(
     second.wait_for_deployment(timeout=120)
     assert second.state is DeploymentState.HEALTHY and second.serving_image_id == "echo:1"
     assert len(second.replicas) == 2 and service.refresh().record.generation == 3
+
+
+def test_an_update_says_what_it_changes_of_a_hand_scaled_deployment(
+    deploy_ws: Workspace, images: dict, cleanup: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A re-run DAG (config={"replicas": 1}) silently scaled a deployment a user had scaled by hand
+    back to 1: the update now says so (a warning through the SDK's logger, which reaches the task
+    log, and ``changes``)."""
+    cleanup.append("scaled")
+    service = Deployment.deploy(deploy_ws, "scaled", images["v1"], config={"replicas": 1})
+    assert service.changes == []
+    by_hand = Deployment.deploy(deploy_ws, "scaled", images["v1"], config={"replicas": 2})  # the CLI's --replicas 2
+    assert by_hand.changes == ["replicas 1 -> 2"] and len(by_hand.replicas) == 2
+    with caplog.at_level(logging.WARNING, logger="airflow_aml.deployments"):
+        rerun = Deployment.deploy(deploy_ws, "scaled", images["v1"], config={"replicas": 1}, idempotency_key="run-2")
+    assert rerun.changes == ["replicas 2 -> 1"]
+    assert ("Deployment 'scaled': replicas 2 -> 1 (the update's configuration replaces the current one)"
+            in caplog.messages)
+    assert len(rerun.replicas) == 1
+    unchanged = Deployment.deploy(deploy_ws, "scaled", images["v1"], config={"replicas": 1})
+    assert unchanged.changes == [] and unchanged.activity.message.endswith("no change")
 
 
 def test_key_regeneration_revokes_the_old_key_at_once(
