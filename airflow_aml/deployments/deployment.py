@@ -286,7 +286,7 @@ class Deployment:
         if self.changes:
             log.warning("%s", queued)
         unchanged = (image_record.id == self.image_id == self.serving_image_id
-                     and settings.model_dump(mode="json") == self.record.config)
+                     and settings == self.config)  # as models: a field added since compares as its default
         if unchanged and self.state is DeploymentState.HEALTHY and self.supervisor_alive():
             activity = store.create_activity(ws.name, kind=KIND_UPDATE, target_id=self.name,
                                              message="No change", activity_id=activity_id)
