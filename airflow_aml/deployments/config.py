@@ -69,6 +69,14 @@ class DeploymentConfig(BaseModel):
     max_queued_requests: int = Field(16, ge=0, le=100_000)
     request_timeout_seconds: float = Field(30.0, gt=0, le=3600)
     max_request_bytes: int = Field(1 << 20, gt=0, le=1 << 30)
+    # The front's defences against slow clients (slowloris), per deployment: a request's headers
+    # must arrive within header_timeout_seconds (from the connection's opening, or from the first
+    # byte of a keep-alive connection's next request) and its body within body_timeout_seconds
+    # after them, else 408; at most max_idle_connections connections may wait without a request
+    # (idle keep-alive or headers still arriving): beyond, the longest-waiting one is closed.
+    header_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    max_idle_connections: int = Field(100, ge=1, le=100_000)
     # How long a new replica may take to answer /ready (init() loads the model) before the create
     # or update fails.
     startup_timeout_seconds: float = Field(120.0, gt=0, le=3600)

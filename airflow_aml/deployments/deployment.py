@@ -25,12 +25,14 @@ their SHA-256 hashes; the keys themselves are kept encrypted in the workspace's 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from airflow_aml.activities import ActivityKind, ActivityWaiter, WorkerCheck, get_activity
 from airflow_aml.context import WorkspaceContext
+from airflow_aml.deployments.changes import changes_message, describe_changes
 from airflow_aml.deployments.checks import keyed_activity, port_free, resolve_image
 from airflow_aml.deployments.config import DeploymentConfig
 from airflow_aml.deployments.desired import DesiredState, Operation, read_desired, write_desired
@@ -38,7 +40,7 @@ from airflow_aml.deployments.keys import KEY_NAMES, forget_keys, new_keys, read_
 from airflow_aml.deployments.replicas import DEFAULT_DEPLOYMENT_TARGET, ReplicaDriver, build_replica_driver, free_port
 from airflow_aml.deployments.scoring_client import confirm_key, score
 from airflow_aml.deployments.supervision import SupervisorHandle
-from airflow_aml.deployments.watch import supervisor_check
+from airflow_aml.deployments.watch import failed_for_good, supervisor_check
 from airflow_aml.entities import (
     ActivityRecord,
     ActivityStatus,
@@ -69,12 +71,15 @@ KIND_DELETE = ActivityKind.DEPLOYMENT_DELETE
 KIND_RESTORE = ActivityKind.DEPLOYMENT_RESTORE
 DEFAULT_TIMEOUT = 600.0
 
+log = logging.getLogger(__name__)
+
 
 class Deployment:
     def __init__(self, workspace: WorkspaceContext, record: DeploymentRecord) -> None:
         self.workspace = workspace
         self.record = record
         self.supervision = SupervisorHandle(workspace.name, record.name)
+        self.changes: list[str] = []  # what the last update() changed: "replicas 2 -> 1", ...
 
     def __repr__(self) -> str:
         return f"Deployment(name={self.name!r}, image={self.image_id!r}, state={self.state.value!r})"
@@ -261,7 +266,9 @@ class Deployment:
         ready are the old ones taken out of the rotation, drained and stopped; if the new ones
         never get ready the old ones keep serving and DeploymentError says why. A mapping
         ``config`` changes only the fields it names. Nothing changed on a Healthy service = no-op
-        (the activity succeeds at once), which makes a re-run DAG cheap.
+        (the activity succeeds at once), which makes a re-run DAG cheap. What it changes of the
+        current image and configuration is logged (a warning: it may undo a change made by hand)
+        and kept on ``changes`` and in the activity's first message.
         """
         ws = self.workspace
         ws.require(Action.WRITE)
@@ -298,8 +305,12 @@ class Deployment:
         tags: Mapping[str, str] | None, wait: bool, timeout: float | None,
     ) -> Deployment:
         ws, store = self.workspace, self.workspace.store
+        self.changes = describe_changes(self.image_id, image_record.id, self.config, settings)
+        queued = changes_message(self.name, self.changes) if self.changes else "Queued"
+        if self.changes:
+            log.warning("%s", queued)
         unchanged = (image_record.id == self.image_id == self.serving_image_id
-                     and settings.model_dump(mode="json") == self.record.config)
+                     and settings == self.config)  # as models: a field added since compares as its default
         if unchanged and self.state is DeploymentState.HEALTHY and self.supervisor_alive():
             activity = store.create_activity(ws.name, kind=KIND_UPDATE, target_id=self.name,
                                              message="No change", activity_id=activity_id)
@@ -307,7 +318,7 @@ class Deployment:
                                   message=f"Deployment '{self.name}' already serves {image_record.id}; no change")
             self.record = store.update_deployment(ws.name, self.name, activity_id=activity.activity_id, tags=tags)
             return self
-        activity = store.create_activity(ws.name, kind=KIND_UPDATE, target_id=self.name, message="Queued",
+        activity = store.create_activity(ws.name, kind=KIND_UPDATE, target_id=self.name, message=queued,
                                          activity_id=activity_id)
         self.record = store.update_deployment(
             ws.name, self.name, image_id=image_record.id, config=settings.model_dump(mode="json"),
@@ -380,8 +391,10 @@ class Deployment:
         cls, workspace: WorkspaceContext, *, wait: bool = True, timeout: float | None = DEFAULT_TIMEOUT
     ) -> list[str]:
         """Bring every deployment of this machine back to its recorded state (after a reboot or
-        killed supervisors): a supervisor is started for each one that should run and has none;
-        deletions that were interrupted are finished. Returns the names acted on."""
+        killed supervisors): a supervisor is started for each one that should run and has none,
+        whatever state a waiter recorded when it found the supervisor gone; deletions that were
+        interrupted are finished. Only a create its own supervisor judged failed (and then stopped)
+        stays down. Returns the names acted on."""
         workspace.require(Action.WRITE)
         acted: list[str] = []
         failures: list[str] = []
@@ -393,8 +406,7 @@ class Deployment:
                         acted.append(record.name)
                         deployment.delete(wait=wait, timeout=timeout)
                     continue
-                never_served = record.state is DeploymentState.FAILED and not record.serving_image_id
-                if never_served or deployment.supervisor_alive():
+                if failed_for_good(record) or deployment.supervisor_alive():
                     continue
                 acted.append(record.name)
                 deployment._restart(timeout=timeout, wait=wait)

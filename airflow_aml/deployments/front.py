@@ -16,6 +16,7 @@ it, and for a sampled share the input and output) and tracks the load the autosc
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -100,12 +101,16 @@ class Front:
 
     def __init__(
         self, pool: BackendPool, *, request_timeout: float, max_request_bytes: int,
-        telemetry: TelemetrySink | None = None, sample_rate: float = 0.0,
+        body_timeout: float = 30.0, telemetry: TelemetrySink | None = None, sample_rate: float = 0.0,
         on_backend_failure: Callable[[Backend, str], None] | None = None,
     ) -> None:
         self.pool = pool
         self.request_timeout = request_timeout
         self.max_request_bytes = max_request_bytes
+        # The whole body must arrive within this many seconds of the headers: the front buffers it
+        # before forwarding, so without a deadline a client sending a byte a second held a
+        # connection and a task for as long as it liked (the headers' deadline is the server's).
+        self.body_timeout = body_timeout
         self.telemetry = telemetry
         self.sample_rate = sample_rate
         self.on_backend_failure = on_backend_failure
@@ -138,7 +143,13 @@ class Front:
             return
         started = time.perf_counter()
         self.requests += 1
-        body, too_large = await _read_body(receive, self.max_request_bytes)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body, too_large = await _read_body(receive, self.max_request_bytes)
+        except TimeoutError:
+            await _send_json(send, 408, {"error": "RequestTimeout", "message": (
+                f"The request body did not arrive within {self.body_timeout:g} s")}, close=True)
+            return
         if body is None:  # the client went away mid-body: forward nothing
             return
         if too_large:
@@ -162,6 +173,12 @@ class Front:
         last_error = "no replica is ready"
         while True:
             backend = self.pool.pick(refused)
+            if backend is None and dropped:
+                # The replica closed the connection on this request and then refused the resend: the
+                # request killed it (os._exit, out of memory). That is the request's answer, not
+                # "no replica": a 502, and no Retry-After that invites sending it again.
+                return _json_error(502, "BadGateway", f"The replica closed the connection without an answer "
+                                   f"and is gone ({last_error})")
             if backend is None:
                 return _json_error(503, "ServiceUnavailable", f"No replica could take the request: {last_error}",
                                    retry_after=True)
@@ -258,8 +275,10 @@ def _json_error(
     return status, headers, json.dumps({"error": error, "message": message}).encode()
 
 
-async def _send_json(send: Send, status: int, doc: dict[str, Any]) -> None:
+async def _send_json(send: Send, status: int, doc: dict[str, Any], *, close: bool = False) -> None:
     _, headers, payload = _json_error(status, doc["error"], doc["message"])
+    if close:  # the rest of the body may still come: the connection cannot carry another request
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 

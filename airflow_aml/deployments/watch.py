@@ -13,7 +13,7 @@ from typing import Protocol
 from airflow_aml.activities import ActivityKind, WorkerCheck
 from airflow_aml.context import WorkspaceContext
 from airflow_aml.deployments.supervision import SupervisorHandle
-from airflow_aml.entities import ActivityRecord, ActivityStatus, DeploymentState
+from airflow_aml.entities import ActivityRecord, ActivityStatus, DeploymentRecord, DeploymentState
 from airflow_aml.exceptions import ConflictError, DeploymentNotFoundError, NotFoundError
 
 # Seconds a deployment's activity may go without a live supervisor (and without any update) before
@@ -68,3 +68,13 @@ def supervisor_check(deployment: Watched) -> WorkerCheck:
 
     return WorkerCheck(alive=alive, abandon=abandon, grace=ABANDONED_AFTER,
                        where=f"The supervisor of deployment '{deployment.name}'")
+
+
+def failed_for_good(record: DeploymentRecord) -> bool:
+    """A create that never served and whose supervisor said so itself: it recorded Failed and
+    stopped (publishing ``running: False``). A supervisor killed mid-create (SIGKILL, a reboot)
+    says nothing; the Failed a waiter then records is a loss, not a verdict, and restore brings the
+    deployment back."""
+    supervisor = record.runtime.get("supervisor") or {}
+    return (record.state is DeploymentState.FAILED and not record.serving_image_id
+            and supervisor.get("running") is False)

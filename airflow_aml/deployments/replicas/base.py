@@ -22,6 +22,10 @@ from airflow_aml.entities import ImageRecord
 log = logging.getLogger(__name__)
 
 SCORING_MODULE = "airflow_aml.runtime.scoring"
+# The replicas' log level. "info", not "warning": at warning a healthy replica writes nothing (its
+# start, its application startup and "ready" are info lines), so `deployments logs` showed empty
+# replica sections. Per-request access lines stay off (the scoring server's own choice).
+REPLICA_LOG_LEVEL = "info"
 
 
 @dataclass(frozen=True)

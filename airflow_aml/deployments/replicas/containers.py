@@ -40,7 +40,13 @@ from docker.errors import DockerException, ImageNotFound, NotFound
 
 from airflow_aml.config import aml_home
 from airflow_aml.deployments.replicas import register_replica_driver
-from airflow_aml.deployments.replicas.base import SCORING_MODULE, Replica, ReplicaDriver, ReplicaSpec
+from airflow_aml.deployments.replicas.base import (
+    REPLICA_LOG_LEVEL,
+    SCORING_MODULE,
+    Replica,
+    ReplicaDriver,
+    ReplicaSpec,
+)
 from airflow_aml.entities import ImageRecord
 from airflow_aml.exceptions import AmlError, DeploymentError, ValidationError
 from airflow_aml.images.docker import BUNDLE_DIR, DockerBuildOptions, docker_api_client, engine_url
@@ -240,7 +246,7 @@ class ContainerReplicaDriver(ReplicaDriver):
         name = container_name(spec)
         command = [
             "python", "-m", SCORING_MODULE, "--bundle", BUNDLE_DIR, "--host", "127.0.0.1", "--port", str(spec.port),
-            "--config", f"{CONTAINER_CONFIG_DIR}/{CONFIG_FILE}", "--log-level", "warning",
+            "--config", f"{CONTAINER_CONFIG_DIR}/{CONFIG_FILE}", "--log-level", REPLICA_LOG_LEVEL,
         ]
         environment = {}
         if spec.cpu_cores:  # the math libraries would start a thread per host core, above the quota

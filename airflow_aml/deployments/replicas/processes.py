@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow_aml.deployments.paths import SCORING_CONFIG, deployment_dir
 from airflow_aml.deployments.replicas.base import (
+    REPLICA_LOG_LEVEL,
     SCORING_MODULE,
     Replica,
     ReplicaDriver,
@@ -79,9 +80,10 @@ class LocalProcessDriver(ReplicaDriver):
         command = [
             spec.image["python"], "-m", SCORING_MODULE, "--bundle", spec.image["bundle"],
             "--host", "127.0.0.1", "--port", str(spec.port), "--config", str(spec.config_dir / "scoring.json"),
-            "--log-level", "warning",
+            "--log-level", REPLICA_LOG_LEVEL,
         ]
         env = replica_environment(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"  # what run() prints reaches the log at once (as in the Docker images)
         if spec.cpu_cores:
             threads = str(max(1, math.ceil(spec.cpu_cores)))
             for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -31,6 +31,7 @@ from airflow_aml.deployments.supervisor.server import _bind, _front_server, _uvi
 from airflow_aml.deployments.supervisor.telemetry import _LATENCY_WINDOW, TELEMETRY_INTERVAL, TelemetryMixin
 from airflow_aml.entities import DeploymentState
 from airflow_aml.exceptions import AmlError
+from airflow_aml.runtime.scoring.connections import ConnectionLimits
 
 log = logging.getLogger(__package__)  # the supervisor's one logger, named as before the split
 
@@ -64,9 +65,12 @@ class Supervisor(RolloutMixin, HealthMixin, TelemetryMixin, PublishingMixin):
         self._telemetry_offset = 0
         self._telemetry: dict[str, Any] = {}
         self._latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
+        self.limits = ConnectionLimits(header_timeout=self.config.header_timeout_seconds,
+                                       max_idle_connections=self.config.max_idle_connections)
         self.front = Front(
             self.pool, request_timeout=self.config.request_timeout_seconds,
-            max_request_bytes=self.config.max_request_bytes, telemetry=None,
+            max_request_bytes=self.config.max_request_bytes, body_timeout=self.config.body_timeout_seconds,
+            telemetry=None,
             sample_rate=self.config.sample_rate, on_backend_failure=self._backend_failed,
         )
         self._sink: Any = None
@@ -90,7 +94,7 @@ class Supervisor(RolloutMixin, HealthMixin, TelemetryMixin, PublishingMixin):
             await self._end(self.desired, ok=False, error=error)
             await self._record(state=DeploymentState.FAILED, error=error)
             return 1
-        server = _front_server(_uvicorn_config(self.front))
+        server = _front_server(_uvicorn_config(self.front, self.limits))
         server_task = asyncio.create_task(server.serve(sockets=[sock]))
         try:
             await self._wait_started(server, server_task)
@@ -228,6 +232,9 @@ class Supervisor(RolloutMixin, HealthMixin, TelemetryMixin, PublishingMixin):
     def _use_config(self, config: DeploymentConfig) -> None:
         self.front.request_timeout = config.request_timeout_seconds
         self.front.max_request_bytes = config.max_request_bytes
+        self.front.body_timeout = config.body_timeout_seconds
+        self.limits.header_timeout = config.header_timeout_seconds
+        self.limits.max_idle_connections = config.max_idle_connections
         self.front.sample_rate = config.sample_rate
         self.config = config
         self._open_telemetry()

@@ -27,11 +27,16 @@ def _bind(port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn_config(app: Any) -> Any:
+def _uvicorn_config(app: Any, limits: Any = None) -> Any:
+    """``limits``: the deployment's ``ConnectionLimits`` (header deadline, waiting-connection cap),
+    shared with the supervisor so that an update changes them in place."""
     import uvicorn
+
+    from airflow_aml.runtime.scoring.connections import ConnectionLimits, guarded_protocol
 
     return uvicorn.Config(
         app, lifespan="on", log_level="warning", access_log=False, timeout_keep_alive=30,
+        http=guarded_protocol(limits or ConnectionLimits()),
         timeout_graceful_shutdown=5,
         server_header=False, date_header=False,  # the replica's own pass through: no duplicates
     )

@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="ScoringConfig JSON file, re-read when it changes (key rotation)")
     parser.add_argument("--workers", type=int, default=1, help="processes; each counts its own /metrics")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--header-timeout", type=float, default=None,
+                        help="seconds a request's headers may take to arrive before a 408 (default 10)")
+    parser.add_argument("--max-idle-connections", type=int, default=None,
+                        help="connections waiting without a request; beyond, the oldest is closed (default 256)")
     args = parser.parse_args(argv)
 
     from airflow_aml.runtime.scoring.app import ENV_CONFIG_PATH, ENV_LOG_LEVEL
@@ -43,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
+    if (args.header_timeout is not None and args.header_timeout <= 0) or (
+            args.max_idle_connections is not None and args.max_idle_connections < 1):
+        print("error: --header-timeout must be above 0 and --max-idle-connections at least 1", file=sys.stderr)
+        return 2
+
+    from airflow_aml.runtime.scoring.connections import ENV_HEADER_TIMEOUT, ENV_MAX_IDLE_CONNECTIONS, GUARDED_PROTOCOL
 
     # Through the environment, because uvicorn builds the app in each worker process.
     os.environ[ENV_BUNDLE_DIR] = str(bundle)
@@ -51,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         os.environ.pop(ENV_CONFIG_PATH, None)
     os.environ[ENV_LOG_LEVEL] = args.log_level
+    if args.header_timeout is not None:
+        os.environ[ENV_HEADER_TIMEOUT] = str(args.header_timeout)
+    if args.max_idle_connections is not None:
+        os.environ[ENV_MAX_IDLE_CONNECTIONS] = str(args.max_idle_connections)
     if (bundle / APP_DIR).is_dir():
         os.chdir(bundle / APP_DIR)
 
@@ -59,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     uvicorn.run(
         "airflow_aml.runtime.scoring.app:create_app_from_env", factory=True,
         host=args.host, port=args.port, workers=args.workers, log_level=args.log_level,
+        http=GUARDED_PROTOCOL,  # header deadline and waiting-connection cap (see connections.py)
         access_log=False,  # a log line per request costs more than the rest of the request path
     )
     return 0

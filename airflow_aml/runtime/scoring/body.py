@@ -4,11 +4,18 @@ The limit is enforced twice: a declared ``Content-Length`` over it is refused be
 read, and a body without one (chunked) is counted while it streams in, so a client can never make
 the server hold more than ``limit`` bytes. Bodies are parsed as JSON and nothing else: no pickle,
 no form data.
+
+Strict JSON (RFC 8259): Python's parser accepts ``NaN`` and ``Infinity``, turns ``1e400`` into an
+infinite float, and raises a plain ``ValueError`` for an integer longer than the interpreter's
+digit limit (4,300 by default). A model then fails on such input with a 500 that blames the
+model, or the request escapes as an unhandled error; all of them are the client's input, so they
+are refused here, with the reason, as 400s.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -60,13 +67,38 @@ def parse_json(body: bytes) -> tuple[str, Any]:
     except UnicodeDecodeError as exc:
         raise HttpError(400, f"The body is not UTF-8 text: {exc}", "MalformedJson") from exc
     try:
-        return text, json.loads(text)
+        return text, json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise HttpError(
             400, f"Malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})", "MalformedJson"
         ) from exc
+    except _NotJsonNumber as exc:
+        raise HttpError(400, str(exc), exc.type) from exc
+    except ValueError as exc:  # the only other ValueError json.loads raises: an integer over the digit limit
+        raise HttpError(
+            400, f"Invalid input: an integer has more than {sys.get_int_max_str_digits()} digits", "InvalidInput"
+        ) from exc
     except RecursionError as exc:
         raise HttpError(400, "Malformed JSON: nested too deeply", "MalformedJson") from exc
+
+
+class _NotJsonNumber(ValueError):
+    def __init__(self, message: str, type_: str) -> None:
+        super().__init__(message)
+        self.type = type_
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJsonNumber(f"Malformed JSON: {name} is not a JSON number (RFC 8259)", "MalformedJson")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if value - value != 0.0:  # inf - inf is nan; a finite float gives 0.0 (faster than math.isinf here)
+        shown = literal if len(literal) <= 40 else literal[:37] + "..."
+        raise _NotJsonNumber(f"Invalid input: the number {shown} is out of the range of a 64-bit float",
+                             "InvalidInput")
+    return value
 
 
 def _too_large(limit: int) -> HttpError:

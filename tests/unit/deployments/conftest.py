@@ -36,6 +36,10 @@ def run(raw):
     data = json.loads(raw)
     if data.get("sleep"):
         time.sleep(float(data["sleep"]))
+    if data.get("say"):
+        print(data["say"])
+    if data.get("exit"):
+        os._exit(3)  # a request that kills its replica
     private = sorted(k for k in os.environ if k.startswith(("AML_STORE", "AML_SECRET", "AML_PRINCIPAL", "AIRFLOW")))
     return {"version": VERSION, "pid": os.getpid(), "echo": data.get("echo"), "private_env": private}
 '''

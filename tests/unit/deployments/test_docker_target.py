@@ -288,7 +288,7 @@ def test_replica_serves_rotates_keys_logs_and_stops(
         assert host["NanoCpus"] == 1_000_000_000 and host["Memory"] == 512 << 20
         [mount] = [m for m in info["Mounts"] if m["Destination"] == "/var/aml/config"]
         assert (mount["Source"], mount["RW"]) == (str(config_dir.resolve()), False)
-        assert info["Config"]["Cmd"][-4:] == ["--config", "/var/aml/config/scoring.json", "--log-level", "warning"]
+        assert info["Config"]["Cmd"][-4:] == ["--config", "/var/aml/config/scoring.json", "--log-level", "info"]
         assert info["Config"]["Image"] == echo_image.properties["docker.image_id"]
 
         assert score(replica, key, [[1, 2], [3, 4.5]]) == (200, {"sums": [3, 7.5]})

@@ -223,3 +223,33 @@ def test_a_request_that_kills_replicas_is_sent_at_most_twice() -> None:
         assert len(deliveries) == 2
 
     _run(test)
+
+
+def test_a_request_that_kills_the_only_replica_is_a_502() -> None:
+    """A run() that calls os._exit: the connection closes without an answer, the resend is refused
+    (the process is gone). That request killed its replica: 502, as for a pool, not 503."""
+
+    async def test() -> None:
+        port = free_port()
+        deliveries: list[int] = []
+        server: asyncio.Server | None = None
+
+        async def die(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            deliveries.append(1)
+            assert server is not None
+            server.close()  # the process is gone: its port refuses from now on
+            writer.transport.abort()
+
+        server = await asyncio.start_server(die, "127.0.0.1", port)
+        pool = BackendPool()
+        pool.add(Backend(key="only", port=port, ready=True))
+        front = Front(pool, request_timeout=5, max_request_bytes=1000)
+        async with await _client(front) as client:
+            response = await client.post("/score", content=b"{}")
+        await front.close()
+        assert response.status_code == 502, response.text
+        assert "closed the connection without an answer" in response.json()["message"]
+        assert "retry-after" not in response.headers and deliveries == [1]
+
+    _run(test)

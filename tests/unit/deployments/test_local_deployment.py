@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -120,6 +121,27 @@ def test_an_update_replaced_before_it_ran_ends_instead_of_hanging(
     assert len(second.replicas) == 2 and service.refresh().record.generation == 3
 
 
+def test_an_update_says_what_it_changes_of_a_hand_scaled_deployment(
+    deploy_ws: Workspace, images: dict, cleanup: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A re-run DAG (config={"replicas": 1}) silently scaled a deployment a user had scaled by hand
+    back to 1: the update now says so (a warning through the SDK's logger, which reaches the task
+    log, and ``changes``)."""
+    cleanup.append("scaled")
+    service = Deployment.deploy(deploy_ws, "scaled", images["v1"], config={"replicas": 1})
+    assert service.changes == []
+    by_hand = Deployment.deploy(deploy_ws, "scaled", images["v1"], config={"replicas": 2})  # the CLI's --replicas 2
+    assert by_hand.changes == ["replicas 1 -> 2"] and len(by_hand.replicas) == 2
+    with caplog.at_level(logging.WARNING, logger="airflow_aml.deployments"):
+        rerun = Deployment.deploy(deploy_ws, "scaled", images["v1"], config={"replicas": 1}, idempotency_key="run-2")
+    assert rerun.changes == ["replicas 2 -> 1"]
+    assert ("Deployment 'scaled': replicas 2 -> 1 (the update's configuration replaces the current one)"
+            in caplog.messages)
+    assert len([r for r in rerun.replicas if not r["draining"]]) == 1  # the other one may still drain
+    unchanged = Deployment.deploy(deploy_ws, "scaled", images["v1"], config={"replicas": 1})
+    assert unchanged.changes == [] and unchanged.activity.message.endswith("no change")
+
+
 def test_key_regeneration_revokes_the_old_key_at_once(
     deploy_ws: Workspace, images: dict, cleanup: list[str]
 ) -> None:
@@ -174,6 +196,8 @@ def test_failed_create_is_recorded_and_can_be_deleted(
     service = Deployment.get(deploy_ws, "never")
     assert service.state is DeploymentState.FAILED and service.serving_image_id is None
     assert wait_for(lambda: not service.supervisor_alive(), timeout=15)
+    # Its supervisor judged it failed: restore does not retry it (deploy or delete it instead).
+    assert "never" not in Deployment.restore(deploy_ws)
     # deploy() on a deployment that never served starts over.
     service = Deployment.deploy(deploy_ws, "never", images["v1"])
     assert service.state is DeploymentState.HEALTHY and service.serving_image_id == "echo:1"
@@ -189,6 +213,30 @@ def test_a_dead_replica_is_replaced(deploy_ws: Workspace, images: dict, cleanup:
                     and service.state is DeploymentState.HEALTHY, timeout=60)
     assert score(service, key=key).status_code == 200
     assert "died" in service.get_logs()
+
+
+def test_replica_logs_and_a_request_that_kills_its_replica(
+    deploy_ws: Workspace, images: dict, cleanup: list[str]
+) -> None:
+    """The replicas' log files used to stay empty (a healthy replica logged nothing at level
+    warning); a run() calling os._exit got 503 "No replica could take the request" where README
+    promises 502."""
+    cleanup.append("mortal")
+    service = Deployment.create(deploy_ws, "mortal", images["v1"])
+    key = service.get_keys()[0]
+    assert score(service, {"say": "printed-by-run"}, key=key).status_code == 200
+    (replica,) = service.replicas
+    assert wait_for(lambda: "printed-by-run" in Path(replica["log"]).read_text(), timeout=10)
+    section = service.get_logs().split("==> replica g1-r0", 1)[1]
+    assert "Application startup complete" in section and "echo:1 is ready" in section, section
+    assert "printed-by-run" in section
+
+    dying = score(service, {"exit": True}, key=key)
+    assert dying.status_code == 502, dying.text
+    assert "closed the connection without an answer" in body(dying)["message"]
+    assert wait_for(lambda: (p := _replica_pids(service)) and p != [replica["pid"]] and service.replicas[0]["ready"],
+                    timeout=60), service.get_logs()
+    assert score(service, key=key).status_code == 200
 
 
 def test_a_crash_looping_replica_is_slowed_down_not_given_up(
@@ -266,6 +314,31 @@ def test_restore_brings_a_killed_deployment_back(
     assert service.activity.kind == "deployment_restore"
     assert body(score(service, key=key))["version"] == "1"
     assert Deployment.restore(deploy_ws) == []  # everything runs: nothing to do
+
+
+def test_restore_brings_back_a_deployment_killed_while_it_deployed(
+    deploy_ws: Workspace, images: dict, cleanup: list[str]
+) -> None:
+    """SIGKILL to the supervisor during its create; the waiter then records the deployment Failed
+    (nothing served yet). That Failed is a loss, not the supervisor's verdict: restore must bring
+    it to its desired state (it used to say there was nothing to restore)."""
+    cleanup.append("interrupted")
+    service = Deployment.create(deploy_ws, "interrupted", images["v1"], wait=False)
+    assert wait_for(lambda: (service.folder / "supervisor.pid").exists() and service.supervisor_alive(), timeout=15)
+    supervisor = int((service.folder / "supervisor.pid").read_text())
+    assert service.refresh().state is DeploymentState.TRANSITIONING  # still deploying
+    os.kill(supervisor, signal.SIGKILL)
+    with pytest.raises(DeploymentError, match="is not running"):
+        service.wait_for_deployment(timeout=60)
+    service.refresh()
+    assert service.state is DeploymentState.FAILED and service.serving_image_id is None
+    assert not any(_pid_alive(r["pid"]) for r in service.replicas if "pid" in r)
+
+    assert "interrupted" in Deployment.restore(deploy_ws, timeout=120)
+    service.refresh()
+    assert service.state is DeploymentState.HEALTHY and service.serving_image_id == "echo:1", service.error
+    assert body(score(service, key=service.get_keys()[0]))["version"] == "1"
+    assert "interrupted" not in Deployment.restore(deploy_ws)
 
 
 def test_sigterm_stops_replicas_and_records_it(deploy_ws: Workspace, images: dict, cleanup: list[str]) -> None:

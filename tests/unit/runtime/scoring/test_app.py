@@ -45,6 +45,35 @@ def test_malformed_json_is_400_with_the_position(make_bundle: BundleFactory, ser
     assert re.search(r"Expecting value at line 1 column 16 \(char 15\)", response.json()["error"])
 
 
+_NOT_JSON_NUMBERS = [
+    (b'{"data": [[NaN, 3.5, 1.4, 0.2]]}', "MalformedJson", "NaN is not a JSON number"),
+    (b'{"data": [[Infinity, 3.5, 1.4, 0.2]]}', "MalformedJson", "Infinity is not a JSON number"),
+    (b'{"data": [[-Infinity, 3.5, 1.4, 0.2]]}', "MalformedJson", "-Infinity is not a JSON number"),
+    (b'{"data": [[1e400, 3.5, 1.4, 0.2]]}', "InvalidInput", "1e400 is out of the range of a 64-bit float"),
+    (b'{"data": [[' + b"7" * 5000 + b', 3.5, 1.4, 0.2]]}', "InvalidInput", "an integer has more than 4300 digits"),
+]
+
+
+@pytest.mark.parametrize("scorer", ["script", "sklearn"])
+def test_numbers_json_cannot_carry_are_400_with_the_reason(
+    make_bundle: BundleFactory, serve: Serve, scorer: str
+) -> None:
+    """Python's parser takes NaN/Infinity, makes 1e400 infinite and raises a bare ValueError for a
+    5,000-digit integer: each used to reach the model (500) or escape the handler (text/plain 500,
+    uncounted). They are the client's input: 400, JSON, counted by status."""
+    bundle = make_bundle(script=SCORE_PY) if scorer == "script" else make_bundle(builtin="sklearn")
+    client = serve(bundle)
+    for content, kind, message in _NOT_JSON_NUMBERS:
+        response = client.post("/score", content=content, headers={"content-type": "application/json"})
+        assert response.status_code == 400, (content[:40], response.text)
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["type"] == kind and message in response.json()["error"], response.json()
+    assert client.post("/score", json={"data": [[1e300, 3.5, 1.4, 0.2]]}).status_code == 200  # large but finite
+    text = client.get("/metrics").text
+    assert f'aml_scoring_requests_total{{code="400"}} {len(_NOT_JSON_NUMBERS)}' in text
+    assert "aml_scoring_errors_total{" not in text  # the client's fault: no server-side error counted
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
