@@ -7,10 +7,31 @@ connection passwords, so no new dependency comes with it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 from cryptography.fernet import Fernet, InvalidToken
 
 from airflow_aml.exceptions import AmlError, ValidationError
 from airflow_aml.store.base import AbstractStore
+
+# Called with every secret value this process decrypts or stores: the Airflow layer registers its
+# secrets masker here (hooks/workspace.py), so that a value read by a task (a secret, a web
+# service's key) shows as *** in task logs, rendered fields and XComs. The SDK imports no Airflow.
+_REVEAL_LISTENERS: list[Callable[[str], None]] = []
+
+
+def on_reveal(listener: Callable[[str], None]) -> None:
+    """Call ``listener(value)`` for every secret value this process handles from now on."""
+    if listener not in _REVEAL_LISTENERS:
+        _REVEAL_LISTENERS.append(listener)
+
+
+def _revealed(value: str) -> str:
+    for listener in _REVEAL_LISTENERS:
+        with contextlib.suppress(Exception):  # masking must never break the read itself
+            listener(value)
+    return value
 
 
 class SecretsVault:
@@ -27,12 +48,12 @@ class SecretsVault:
     def set(self, name: str, value: str) -> None:
         if not isinstance(value, str):
             raise ValidationError(f"Secret {name!r} must be a string, not {type(value).__name__}")
-        self._store.put_secret(self._workspace, name, self._fernet.encrypt(value.encode()))
+        self._store.put_secret(self._workspace, name, self._fernet.encrypt(_revealed(value).encode()))
 
     def get(self, name: str) -> str:
         ciphertext = self._store.get_secret(self._workspace, name)
         try:
-            return self._fernet.decrypt(ciphertext).decode()
+            return _revealed(self._fernet.decrypt(ciphertext).decode())
         except InvalidToken as exc:
             raise AmlError(
                 f"Secret {name!r} of workspace {self._workspace!r} cannot be decrypted: the secret key "

@@ -7,12 +7,18 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.sdk.log import mask_secret
 
 from airflow_aml.entities import ActivityRecord
 from airflow_aml.exceptions import ValidationError
 from airflow_aml.hooks.settings import WorkspaceSettings
 from airflow_aml.runs import Run
+from airflow_aml.secrets_store import on_reveal
 from airflow_aml.workspace import Workspace
+
+# Every secret value and web-service key a task reads or creates through the SDK is masked in
+# its log, rendered fields and XComs (and told to the task's supervisor process).
+on_reveal(mask_secret)
 
 
 class AmlWorkspaceHook(BaseHook):
