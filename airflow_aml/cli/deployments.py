@@ -382,7 +382,10 @@ def restore(no_wait: NoWaitOption = False, timeout: TimeoutOption = 600.0, json_
         print_json(acted)
         return
     if not acted:
-        info(f"Every deployment of workspace {ws.name!r} already has its supervisor; nothing to restore")
+        info(
+            f"Nothing to restore in workspace {ws.name!r}: every deployment that should run has its "
+            "supervisor (a create that failed on its own stays down: deploy it again)"
+        )
         return
     from airflow_aml.exceptions import DeploymentNotFoundError
 
