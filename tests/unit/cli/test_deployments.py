@@ -69,7 +69,7 @@ def test_empty_workspace(invoke: Invoke, ws: Workspace) -> None:
     deleted = ok(invoke("deployments", "delete", "nope"))
     assert "does not exist" in deleted.stderr and deleted.stdout == ""
     restored = ok(invoke("deployments", "restore"))
-    assert "nothing to restore" in restored.stderr and restored.stdout == ""
+    assert "Nothing to restore" in restored.stderr and restored.stdout == ""
     assert json.loads(ok(invoke("--json", "deployments", "restore")).stdout) == []
     assert json.loads(ok(invoke("images", "list", "--json")).stdout) == []
 
@@ -230,7 +230,7 @@ def test_deploy_operate_restore_delete(invoke: Invoke, ws: Workspace, iris_image
     response = _score(uri, new_primary)
     assert response.status_code == 200, response.text
     assert _score(uri, primary).status_code == 401
-    assert "nothing to restore" in ok(invoke("deployments", "restore")).stderr
+    assert "Nothing to restore" in ok(invoke("deployments", "restore")).stderr
 
     # update in place: same URI, still serving
     updated = ok(invoke("deployments", "deploy", name, "--image", iris_image, "--replicas", "1", "--timeout", "300"))
