@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 from airflow_aml.compute.heartbeat import Heartbeat
-from airflow_aml.compute.local import PROP_PID, LocalComputeTarget
+from airflow_aml.compute.local import LocalComputeTarget
 from airflow_aml.entities import ActivityStatus, RunStatus
 from airflow_aml.exceptions import AuthorizationError, RunFailedError
 from airflow_aml.runconfig import RunConfiguration
-from airflow_aml.runs import Run
 from airflow_aml.store.sql import SqlStore
 from airflow_aml.workspace import Workspace
 from tests.unit.store.helpers import WS, new_workspace
+from tests.unit.test_runs import _supervisor_pid
 
 SLEEPER = RunConfiguration(script="train.py", arguments=("--sleep", "60"))
 
@@ -39,16 +39,6 @@ def fast_beats(monkeypatch: pytest.MonkeyPatch) -> None:
 def elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     """The local target cannot tell whether the supervisor runs (another host, after a reboot)."""
     monkeypatch.setattr(LocalComputeTarget, "worker_alive", lambda self, record: None)
-
-
-def _running(run: Run) -> int:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        pid = run.record.properties.get(PROP_PID)
-        if pid and run.status is RunStatus.RUNNING:
-            return int(pid)
-        time.sleep(0.1)
-    raise AssertionError(f"run {run.id} did not start")
 
 
 # ------------------------------------------------------------------ the store
@@ -94,7 +84,7 @@ def test_a_waiter_elsewhere_fails_a_run_whose_supervisor_went_quiet(
     workspace: Workspace, script_dir: Path, fast_beats: None, elsewhere: None
 ) -> None:
     run = workspace.experiment("e").submit(script_dir, SLEEPER)
-    pid = _running(run)
+    pid = _supervisor_pid(run)
     time.sleep(1.0)
     assert run.record.heartbeat_at is not None
     assert (datetime.now(UTC) - run.record.heartbeat_at).total_seconds() < 1.5  # beating every 0.3 s
@@ -112,8 +102,8 @@ def test_reap_fails_only_the_quiet_runs(
 ) -> None:
     quiet = workspace.experiment("e").submit(script_dir, SLEEPER)
     beating = workspace.experiment("e").submit(script_dir, SLEEPER)
-    os.kill(_running(quiet), signal.SIGKILL)
-    _running(beating)
+    os.kill(_supervisor_pid(quiet), signal.SIGKILL)
+    _supervisor_pid(beating)
     interactive = workspace.experiment("e").start_logging()  # nothing beats for it: never reaped
     time.sleep(3.5)
     try:
@@ -131,7 +121,7 @@ def test_reap_leaves_a_run_whose_process_runs_here(
     workspace: Workspace, script_dir: Path, fast_beats: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = workspace.experiment("e").submit(script_dir, SLEEPER)
-    _running(run)
+    _supervisor_pid(run)
     try:
         # A store that lagged: the heartbeat looks old, but the supervisor is seen alive here.
         assert workspace.reap_lost_runs(lost_after=1e-3) == [] and run.status is RunStatus.RUNNING
