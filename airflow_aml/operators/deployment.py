@@ -147,7 +147,7 @@ class AmlDeployWebServiceOperator(AmlBaseOperator):
             return self._result(deployment)
         if self.deferrable and not activity.status.is_terminal:
             waited = wait_briefly(lambda seconds: self._wait(deployment, seconds),
-                                  seconds=self.defer_after, end_time=end_time)
+                                  seconds=self.defer_after, end_time=end_time, log=self.log.info)
             if not waited:
                 self.defer_until_done(activity.activity_id, poll_interval=self.poll_interval, end_time=end_time)
         else:

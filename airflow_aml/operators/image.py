@@ -168,7 +168,7 @@ class AmlBuildImageOperator(AmlBaseOperator):
             waited = wait_briefly(
                 lambda seconds: image.wait_for_completion(timeout=seconds, raise_on_error=False,
                                                           on_progress=self._log_progress),
-                seconds=self.defer_after, end_time=end_time,
+                seconds=self.defer_after, end_time=end_time, log=self.log.info,
             )
             if not waited:
                 self.defer_until_done(image.record.activity_id, poll_interval=self.poll_interval, end_time=end_time)

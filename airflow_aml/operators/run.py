@@ -152,7 +152,7 @@ class AmlSubmitRunOperator(AmlBaseOperator):
         positions: dict[str, int] = {}
         if not run.status.is_terminal and self.deferrable:
             if not wait_briefly(lambda seconds: self._wait_for(run, seconds, positions),
-                                seconds=self.defer_after, end_time=end_time):
+                                seconds=self.defer_after, end_time=end_time, log=self.log.info):
                 # Where the log stopped goes along, so the resumed task shows only the rest.
                 self.defer_until_done(run.id, poll_interval=self.poll_interval, end_time=end_time,
                                       kwargs={"log_positions": positions})

@@ -61,7 +61,7 @@ class AmlActivitySensor(AmlBaseSensor):
             return None
         waited = wait_briefly(
             lambda seconds: self.waiter().wait(timeout=seconds, poll_interval=min(self.poke_interval, 2.0)),
-            seconds=self.defer_after, end_time=end_time,
+            seconds=self.defer_after, end_time=end_time, log=self.log.info,
         )
         if waited and self.poke(context):  # ended while the task waited: no deferral
             return None

@@ -125,7 +125,7 @@ class AmlDeploymentSensor(AmlBaseSensor):
         if activity is not None and self._waiter is not None:
             waiter, every = self._waiter, min(self.poke_interval, 2.0)
             waited = wait_briefly(lambda seconds: waiter.wait(timeout=seconds, poll_interval=every),
-                                  seconds=self.defer_after, end_time=end_time)
+                                  seconds=self.defer_after, end_time=end_time, log=self.log.info)
             if waited:  # the activity ended while the task waited: look again, maybe no deferral
                 healthy, activity = self.inspect()
                 if healthy:

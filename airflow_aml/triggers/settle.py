@@ -8,8 +8,9 @@ executor report that try as finished ("success"). Should the task instance alrea
 again when the scheduler reads that stale report - the trigger fired, or the reschedule date
 passed, in that window - the scheduler takes it for the new attempt's and fails it: "finished
 with state success, but the task instance's state attribute is queued" (apache/airflow#71172,
-#71194, #71502, #71579, #72716). Seen here: a deployment that deferred and was ready 4 s later,
-a reschedule-mode sensor poking every 5 s (3 of 3 DAG runs failed on the first try).
+#71194, #71502, #71579, #72716). Reported for issue 17: a deployment ready 4 s after it deferred.
+Reproduced here: a reschedule-mode sensor poking every 5 s failed its first try in 3 DAG runs of 3,
+and deferred sensors whose stale exit report reached the scheduler after the resumed try began.
 
 So nothing of this provider brings a task back sooner than ``settle_seconds()`` after it handed
 over: ``AmlActivityTrigger`` holds its event until the trigger has run that long (it only starts
@@ -42,7 +43,10 @@ def settle_seconds() -> float:
     return 2 * max(interval, 0.0) + MARGIN_SECONDS
 
 
-def wait_briefly(wait: Callable[[float], Any], *, seconds: float, end_time: float | None) -> bool:
+def wait_briefly(
+    wait: Callable[[float], Any], *, seconds: float, end_time: float | None,
+    log: Callable[..., Any] | None = None,
+) -> bool:
     """Before deferring, wait in the task up to ``seconds`` (not past ``end_time``, epoch seconds)
     with ``wait(timeout)``, an SDK waiter that raises WaitTimeoutError when not done. True when
     the activity ended: a short one then finishes without a deferral, which would cost a new
@@ -52,6 +56,8 @@ def wait_briefly(wait: Callable[[float], Any], *, seconds: float, end_time: floa
         budget = min(budget, max(0.0, end_time - time.time()))
     if budget <= 0:
         return False
+    if log is not None:
+        log("Deferrable: waiting up to %.0f s in the task before deferring", budget)
     try:
         wait(budget)
     except WaitTimeoutError:
