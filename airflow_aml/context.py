@@ -202,17 +202,16 @@ class WorkspaceContext:
         uri = _store_uri(store_uri)
         store = get_store(uri)
         who = principal or config.current_principal()
+        root = Path(datastore_root) if datastore_root else config.default_datastore_root(name)
         try:
             record = store.create_workspace(
-                name, description=description, created_by=who, default_datastore=DEFAULT_DATASTORE
+                name, description=description, created_by=who, default_datastore=DEFAULT_DATASTORE,
+                datastore={"kind": "local", "config": {"root": str(root.resolve())}}, owner=who,
             )
         except AlreadyExistsError:
             if not exist_ok:
                 raise
             return cls.open(name, store_uri=uri, principal=who)
-        root = Path(datastore_root) if datastore_root else config.default_datastore_root(name)
-        store.register_datastore(name, DEFAULT_DATASTORE, kind="local", config={"root": str(root.resolve())})
-        store.assign_role(name, who, Role.OWNER)
         return cls(record, store, uri, who)
 
     # ------------------------------------------------------------------ identity

@@ -13,6 +13,7 @@ the run's process still lives) and the one activity waiter.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ from airflow_aml.roles import Action
 from airflow_aml.runtime.run import Run as ScriptRun
 
 LogCallback = Callable[[LogChunk], None]
+ChildLogCallback = Callable[["Run", LogChunk], None]
 
 
 class Run(ScriptRun):
@@ -59,20 +61,29 @@ class Run(ScriptRun):
         raise_on_error: bool = True,
         poll_interval: float = 1.0,
         on_log: LogCallback | None = None,
+        on_child_log: ChildLogCallback | None = None,
+        log_positions: dict[str, int] | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> dict[str, Any]:
         """Block until the run ends and return ``get_details()``.
 
-        ``show_output`` streams the run's log to stdout (``on_log`` receives each chunk instead, e.g.
-        an Airflow task's logger); ``on_progress`` gets the run's activity whenever it changes.
-        RunFailedError when it did not complete (unless ``raise_on_error=False``), WaitTimeoutError
-        after ``timeout`` seconds (the run goes on). A run whose supervisor is gone (killed,
-        machine rebooted) is recorded Failed at once instead of being waited for forever.
+        ``show_output`` streams the run's log, and its child runs' (a sweep's) prefixed with the
+        child, to stdout; ``on_log`` receives each chunk of the run's own log instead (e.g. an
+        Airflow task's logger) and ``on_child_log`` each chunk of a child's, with the child.
+        ``log_positions`` (``{run_id: last seq handed over}``) is updated in place: give it again,
+        also in another process, to go on where an earlier wait stopped. ``on_progress`` gets the
+        run's activity whenever it changes. RunFailedError when it did not complete (unless
+        ``raise_on_error=False``), WaitTimeoutError after ``timeout`` seconds (the run goes on). A
+        run whose supervisor is gone (killed, machine rebooted) is recorded Failed at once instead
+        of being waited for forever.
         """
         self.workspace.require(Action.READ)
-        if on_log is None and show_output:
-            on_log = _print_chunk
-        follower = _LogFollower(self, on_log) if on_log is not None else None
+        if show_output:
+            on_log = on_log or _print_chunk
+            on_child_log = on_child_log or _print_child_chunk
+        follower = None
+        if on_log is not None or on_child_log is not None:
+            follower = _LogFollower(self, on_log, on_child_log, log_positions)
         on_poll = None if follower is None else lambda _activity: follower.follow()
         try:
             if self._has_activity():
@@ -92,6 +103,15 @@ class Run(ScriptRun):
                 run_id=self.id, status=record.status.value, error=record.error,
             )
         return self.get_details()
+
+    def stream_logs(
+        self, *, on_log: LogCallback | None = None, on_child_log: ChildLogCallback | None = None,
+        log_positions: dict[str, int] | None = None,
+    ) -> None:
+        """Hand what the run and its children logged after ``log_positions`` to the callbacks,
+        once (as ``wait_for_completion`` does while it waits); ``log_positions`` is updated."""
+        self.workspace.require(Action.READ)
+        _LogFollower(self, on_log, on_child_log, log_positions).follow()
 
     def _has_activity(self) -> bool:
         try:
@@ -118,21 +138,40 @@ class Run(ScriptRun):
 
 
 class _LogFollower:
-    """Hands each new chunk of a run's log to a callback, in order, once."""
+    """Hands each new chunk of a run's log, and of its descendants', to a callback, in order,
+    once; ``positions`` holds the last seq handed over per run."""
 
-    def __init__(self, run: Run, callback: LogCallback) -> None:
+    def __init__(
+        self, run: Run, on_log: LogCallback | None, on_child_log: ChildLogCallback | None,
+        positions: dict[str, int] | None = None,
+    ) -> None:
         self.run = run
-        self.callback = callback
-        self.seq = 0
+        self.on_log = on_log
+        self.on_child_log = on_child_log
+        self.positions = positions if positions is not None else {}
 
     def follow(self) -> None:
-        for chunk in self.run.read_log(after_seq=self.seq):
-            self.callback(chunk)
-            self.seq = chunk.seq
+        if self.on_log is not None:
+            self._hand(self.run, self.on_log)
+        if self.on_child_log is not None:
+            # Children appear while a sweep runs: looked up on every pass.
+            for child in self.run.get_children(recursive=True):
+                self._hand(child, functools.partial(self.on_child_log, child))
+
+    def _hand(self, run: Run, callback: LogCallback) -> None:
+        for chunk in run.read_log(after_seq=self.positions.get(run.id, 0)):
+            callback(chunk)
+            self.positions[run.id] = chunk.seq
 
 
 def _print_chunk(chunk: LogChunk) -> None:
     sys.stdout.write(chunk.text)
+    sys.stdout.flush()
+
+
+def _print_child_chunk(child: Run, chunk: LogChunk) -> None:
+    for line in chunk.text.splitlines():
+        sys.stdout.write(f"[{child.id}] {line}\n")
     sys.stdout.flush()
 
 

@@ -3,6 +3,8 @@ model version only when it beats the latest registered one.
 
 Shows the other way of waiting: the training task returns at once (``wait_for_completion=False``)
 and a sensor in reschedule mode waits for the run without holding a worker slot between pokes.
+Its poke interval is 20 s: a reschedule-mode poke queued sooner than ~15 s after the previous one
+can be failed by Airflow (the race the README explains; the sensor never reschedules sooner).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ with DAG(
         task_id="wait_for_training",
         run_id="{{ ti.xcom_pull(task_ids='train') }}",
         mode="reschedule",
-        poke_interval=5,
+        poke_interval=20,  # more than the 15 s settle time (README: reschedule mode)
         timeout=3600,
     )
     register = AmlRegisterModelOperator(

@@ -17,6 +17,11 @@ Start it from the Airflow UI with your own experiment, grid, threshold, model, i
 names (the trigger form shows the params below), or run it as is:
 
     airflow dags test aml_train_register_deploy
+
+Training and the image build set ``deferrable=True``: they can take minutes, and a deferred task
+holds no worker slot meanwhile (the triggerer waits; each first waits ``defer_after`` = 15 s in
+the task, so a short one never defers). The deployment and the Healthy check follow
+``[operators] default_deferrable``: a local deployment is ready in seconds.
 """
 
 from __future__ import annotations
@@ -72,7 +77,9 @@ with DAG(
         source_directory=str(SOURCE),
         script="train.py",
         sweep={"grid": {"C": "{{ params.grid_C }}"}, "max_concurrent": 2},
+        primary_metric="{{ params.metric }}",  # names the best child in the task log
         tags={"dag_run": "{{ run_id }}"},
+        deferrable=True,  # a sweep can train for long: free the worker slot
         poll_interval=2,
         timeout=1800,
     )
@@ -99,6 +106,7 @@ with DAG(
         builtin_scorer="sklearn",
         tags={"dag_run": "{{ run_id }}"},
         description="Built-in scikit-learn scorer for the registered iris classifier",
+        deferrable=True,  # a first build installs a virtualenv (or a Docker image): minutes
         poll_interval=2,
         timeout=1800,
     )

@@ -12,6 +12,12 @@ from airflow.sdk.exceptions import AirflowException
 
 from airflow_aml.hooks.workspace import AmlWorkspaceHook
 from airflow_aml.triggers.activity import AmlActivityTrigger
+from airflow_aml.triggers.settle import settle_seconds
+
+
+def deadline(timeout: float | None) -> float | None:
+    """``timeout`` seconds from now as an absolute deadline (epoch seconds), None for none."""
+    return None if timeout is None else time.time() + float(timeout)
 
 
 def idempotency_key(context: Any) -> str:
@@ -37,15 +43,19 @@ class AmlBaseOperator(BaseOperator):
         return AmlWorkspaceHook(aml_conn_id=self.aml_conn_id)
 
     def defer_until_done(
-        self, activity_id: str, *, poll_interval: float, timeout: float | None, method_name: str = "execute_complete"
+        self, activity_id: str, *, poll_interval: float, end_time: float | None,
+        method_name: str = "execute_complete", kwargs: dict[str, Any] | None = None,
     ) -> None:
-        end_time = None if timeout is None else time.time() + timeout
+        """Hand the wait to the triggerer. The trigger holds its event until the deferral has
+        settled (``triggers/settle.py``), so the task never resumes into Airflow's race."""
+        self.log.info("Deferring: the triggerer waits for activity %s", activity_id)
         self.defer(
             trigger=AmlActivityTrigger(
                 activity_id=activity_id, aml_conn_id=self.aml_conn_id, poll_interval=poll_interval,
-                end_time=end_time,
+                end_time=end_time, settle=settle_seconds(),
             ),
             method_name=method_name,
+            kwargs=kwargs,
         )
 
     @staticmethod

@@ -24,7 +24,8 @@ from airflow_aml.exceptions import (
 from airflow_aml.images.image import Image
 from airflow_aml.links import AmlDeploymentLink
 from airflow_aml.names import validate_name
-from airflow_aml.operators.base import AmlBaseOperator, idempotency_key
+from airflow_aml.operators.base import AmlBaseOperator, deadline, idempotency_key
+from airflow_aml.triggers.settle import DEFAULT_DEFER_AFTER, wait_briefly
 
 # Mistakes in the task's arguments (unknown or unbuilt image, wrong target or builder, bad
 # config, a deployment on another target): no retry can fix them.
@@ -74,7 +75,9 @@ class AmlDeployWebServiceOperator(AmlBaseOperator):
         an update only the fields given change.
     :param tags: deployment tags.
     :param wait_for_completion: wait until the create/update ends (default); False returns once it started.
-    :param deferrable: wait in the triggerer instead of holding a worker slot.
+    :param deferrable: wait in the triggerer instead of holding a worker slot (after ``defer_after``).
+    :param defer_after: with ``deferrable``, seconds to wait in the task first: a create/update that
+        ends by then (most local ones) never defers.
     :param poll_interval: seconds between two looks of the trigger when deferred (progress is logged as it changes).
     :param timeout: seconds to wait for the deployment; None waits for ever.
     :return: ``{"name", "scoring_uri", "state", "image_id", "swagger_uri"}``.
@@ -98,6 +101,7 @@ class AmlDeployWebServiceOperator(AmlBaseOperator):
         description: str = "",
         wait_for_completion: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        defer_after: float = DEFAULT_DEFER_AFTER,
         poll_interval: float = 5.0,
         timeout: float | None = DEFAULT_TIMEOUT,
         **kwargs: Any,
@@ -111,11 +115,13 @@ class AmlDeployWebServiceOperator(AmlBaseOperator):
         self.description = description
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
+        self.defer_after = defer_after
         self.poll_interval = poll_interval
         self.timeout = timeout
 
     def execute(self, context: Any) -> dict[str, Any]:
         ws = self.hook.workspace
+        end_time = deadline(self.timeout)
         name = str(self.deployment_name)
         try:
             image = image_reference(self.image)
@@ -140,8 +146,12 @@ class AmlDeployWebServiceOperator(AmlBaseOperator):
         if not self.wait_for_completion:
             return self._result(deployment)
         if self.deferrable and not activity.status.is_terminal:
-            self.defer_until_done(activity.activity_id, poll_interval=self.poll_interval, timeout=self.timeout)
-        self._wait(deployment)
+            waited = wait_briefly(lambda seconds: self._wait(deployment, seconds),
+                                  seconds=self.defer_after, end_time=end_time, log=self.log.info)
+            if not waited:
+                self.defer_until_done(activity.activity_id, poll_interval=self.poll_interval, end_time=end_time)
+        else:
+            self._wait(deployment, self.timeout, fail_on_timeout=True)
         return self._finish(deployment, deployment.record.activity_id)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -153,13 +163,14 @@ class AmlDeployWebServiceOperator(AmlBaseOperator):
         return self._finish(Deployment.get(self.hook.workspace, name), event["activity_id"])  # type: ignore[index]
 
     # ------------------------------------------------------------------ helpers
-    def _wait(self, deployment: Deployment) -> None:
+    def _wait(self, deployment: Deployment, timeout: float | None, *, fail_on_timeout: bool = False) -> None:
         """Follow the deployment's activity until it ends, logging its progress (the SDK's waiter
         also notices a supervisor that died: it fails the activity with its log's end)."""
         try:
-            deployment.wait_for_deployment(timeout=self.timeout, raise_on_error=False,
-                                           on_progress=self._log_progress)
+            deployment.wait_for_deployment(timeout=timeout, raise_on_error=False, on_progress=self._log_progress)
         except WaitTimeoutError as exc:
+            if not fail_on_timeout:
+                raise
             raise AirflowException(str(exc)) from None
 
     def _log_progress(self, activity: ActivityRecord) -> None:

@@ -14,8 +14,9 @@ from airflow_aml.exceptions import AmlError, AuthorizationError, ImageBuildError
 from airflow_aml.images.image import Image
 from airflow_aml.images.spec import ImageSpec
 from airflow_aml.links import AmlImageLink
-from airflow_aml.operators.base import AmlBaseOperator, idempotency_key
+from airflow_aml.operators.base import AmlBaseOperator, deadline, idempotency_key
 from airflow_aml.references import Reference
+from airflow_aml.triggers.settle import DEFAULT_DEFER_AFTER, wait_briefly
 
 # Mistakes in the task's arguments: no retry can fix them.
 FAIL_FAST = (ValidationError, NotFoundError, AuthorizationError)
@@ -61,7 +62,9 @@ class AmlBuildImageOperator(AmlBaseOperator):
     :param builder: ``"local"`` (a cached virtualenv, served by the local deployment target) or ``"docker"``.
     :param wait_for_completion: build in the task (default), logging progress; False starts the
         build in a detached process and returns at once (status Building).
-    :param deferrable: start the build in a detached process and wait in the triggerer.
+    :param deferrable: start the build in a detached process and wait in the triggerer (after ``defer_after``).
+    :param defer_after: with ``deferrable``, seconds to wait in the task first: a build that ends by
+        then (a cached one) never defers.
     :param poll_interval: seconds between two looks of the trigger when deferred (progress is logged as it changes).
     :param timeout: seconds the deferred wait may last; None waits for ever.
     :return: ``{"name", "version", "id", "location", "builder"}``.
@@ -95,6 +98,7 @@ class AmlBuildImageOperator(AmlBaseOperator):
         builder: str = "local",
         wait_for_completion: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        defer_after: float = DEFAULT_DEFER_AFTER,
         poll_interval: float = 5.0,
         timeout: float | None = None,
         **kwargs: Any,
@@ -116,6 +120,7 @@ class AmlBuildImageOperator(AmlBaseOperator):
         self.builder = builder
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
+        self.defer_after = defer_after
         self.poll_interval = poll_interval
         self.timeout = timeout
 
@@ -140,6 +145,7 @@ class AmlBuildImageOperator(AmlBaseOperator):
     # ------------------------------------------------------------------ execution
     def execute(self, context: Any) -> dict[str, Any]:
         ws = self.hook.workspace
+        end_time = deadline(self.timeout)
         wait_here = self.wait_for_completion and not self.deferrable
         try:
             spec = self.build_spec()
@@ -157,11 +163,15 @@ class AmlBuildImageOperator(AmlBaseOperator):
         AmlImageLink().persist(context, image_url(self.hook, image.name, image.version))
         if image.status is ImageStatus.BUILDING:
             self.log.info("Image %s is building (activity %s)", image.id, image.record.activity_id)
-            if self.deferrable and self.wait_for_completion:
-                self.defer_until_done(
-                    image.record.activity_id, poll_interval=self.poll_interval, timeout=self.timeout,
-                )
-            return self._result(image)
+            if not (self.deferrable and self.wait_for_completion):
+                return self._result(image)
+            waited = wait_briefly(
+                lambda seconds: image.wait_for_completion(timeout=seconds, raise_on_error=False,
+                                                          on_progress=self._log_progress),
+                seconds=self.defer_after, end_time=end_time, log=self.log.info,
+            )
+            if not waited:
+                self.defer_until_done(image.record.activity_id, poll_interval=self.poll_interval, end_time=end_time)
         return self._finish(image)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:

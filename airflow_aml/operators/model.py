@@ -136,7 +136,8 @@ class AmlRegisterModelOperator(AmlBaseOperator):
         if candidate != float(held) and meets(candidate, float(held), self.goal):
             self.log.info("%s %s beats version %d's %s: registering", metric, candidate, current.version, held)
             return
-        raise AirflowSkipException(
-            f"Candidate {metric} = {candidate} does not beat {self.model_name} version {current.version} "
-            f"({held}, {self.goal}); not registering"
-        )
+        reason = (f"Candidate {metric} = {candidate} does not beat {self.model_name} version {current.version} "
+                  f"({held}, {self.goal}); not registering")
+        # Logged here too: Airflow shows a skip's message only inside the collapsed "Post Execute" group.
+        self.log.info("%s", reason)
+        raise AirflowSkipException(reason)

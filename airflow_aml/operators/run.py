@@ -19,9 +19,12 @@ from airflow_aml.exceptions import (
     WaitTimeoutError,
 )
 from airflow_aml.links import AmlRunLink
-from airflow_aml.operators.base import AmlBaseOperator, idempotency_key
+from airflow_aml.operators.base import AmlBaseOperator, deadline, idempotency_key
+from airflow_aml.operators.query import GOALS
+from airflow_aml.operators.sweep import child_label, scalar_metrics, summary_lines
 from airflow_aml.runconfig import RunConfiguration, check_source_directory
 from airflow_aml.runs import Run
+from airflow_aml.triggers.settle import DEFAULT_DEFER_AFTER, wait_briefly
 
 
 class AmlSubmitRunOperator(AmlBaseOperator):
@@ -38,18 +41,25 @@ class AmlSubmitRunOperator(AmlBaseOperator):
         child run, passing ``--C <value>`` to the script.
     :param tags: run tags.
     :param wait_for_completion: wait for the run to end (default); False returns at once.
-    :param deferrable: wait in the triggerer instead of holding a worker slot.
+    :param deferrable: wait in the triggerer instead of holding a worker slot (after ``defer_after``).
+    :param defer_after: with ``deferrable``, seconds to wait in the task first: a run that ends by
+        then never defers (a deferral costs a new task process and a settle time: README).
     :param poll_interval: seconds between status checks while waiting.
     :param timeout: seconds to wait before failing (and canceling the run); None waits for ever.
     :param reuse_completed_run: a retry returns the run an earlier try completed (default). Set
         False to train again when the task is cleared.
+    :param primary_metric: for a sweep, the metric that names the best child run in the task log.
+    :param goal: ``"maximize"`` (default) or ``"minimize"`` ``primary_metric``.
     :return: the run id.
+
+    A sweep's task log shows every child run's lines prefixed with the child (``[<run id> C=0.1]``),
+    then a table of the children and the best child's metrics.
     """
 
     template_fields: Sequence[str] = (
         "aml_conn_id",
         "experiment_name", "source_directory", "run_config", "script", "arguments", "compute_target",
-        "sweep", "tags",
+        "sweep", "tags", "primary_metric", "goal",
     )
     template_fields_renderers = {"run_config": "json", "sweep": "json", "tags": "json"}
     operator_extra_links = (AmlRunLink(),)
@@ -68,9 +78,12 @@ class AmlSubmitRunOperator(AmlBaseOperator):
         tags: dict[str, str] | None = None,
         wait_for_completion: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        defer_after: float = DEFAULT_DEFER_AFTER,
         poll_interval: float = 5.0,
         timeout: float | None = None,
         reuse_completed_run: bool = True,
+        primary_metric: str | None = None,
+        goal: str = "maximize",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -84,9 +97,12 @@ class AmlSubmitRunOperator(AmlBaseOperator):
         self.tags = tags
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
+        self.defer_after = defer_after
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.reuse_completed_run = reuse_completed_run
+        self.primary_metric = primary_metric
+        self.goal = goal
         self._run_id: str | None = None
 
     # ------------------------------------------------------------------ configuration
@@ -119,6 +135,9 @@ class AmlSubmitRunOperator(AmlBaseOperator):
 
     # ------------------------------------------------------------------ execution
     def execute(self, context: Any) -> str | None:
+        if self.goal not in GOALS:
+            raise AirflowFailException(f"Task {self.task_id!r}: goal must be one of {GOALS}, not {self.goal!r}")
+        end_time = deadline(self.timeout)
         try:
             config = self.build_run_config()
             run = self._find_or_submit(config, context)
@@ -130,21 +149,31 @@ class AmlSubmitRunOperator(AmlBaseOperator):
         AmlRunLink().persist(context, self.hook.run_url(run.id))
         if not self.wait_for_completion:
             return run.id
-        if run.status.is_terminal:
-            return self._finish(run)
-        if self.deferrable:
-            self.defer_until_done(run.id, poll_interval=self.poll_interval, timeout=self.timeout)
-        return self._wait(run)
+        positions: dict[str, int] = {}
+        if not run.status.is_terminal and self.deferrable:
+            if not wait_briefly(lambda seconds: self._wait_for(run, seconds, positions),
+                                seconds=self.defer_after, end_time=end_time, log=self.log.info):
+                # Where the log stopped goes along, so the resumed task shows only the rest.
+                self.defer_until_done(run.id, poll_interval=self.poll_interval, end_time=end_time,
+                                      kwargs={"log_positions": positions})
+        elif not run.status.is_terminal:
+            self._wait(run, positions)
+        return self._finish(run, positions)
 
-    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
+    def execute_complete(
+        self, context: Any, event: dict[str, Any] | None = None, log_positions: dict[str, int] | None = None,
+    ) -> str:
         self._run_id = (event or {}).get("target_id") or self._run_id
         try:
             self.check_event(event)
         except AirflowException:
-            if event and event.get("status") == "timeout" and event.get("target_id"):
-                self.hook.get_run(event["target_id"]).cancel()
+            if event and event.get("target_id"):
+                run = self.hook.get_run(event["target_id"])
+                self._stream(run, dict(log_positions or {}))
+                if event.get("status") == "timeout":
+                    run.cancel()
             raise
-        return self._finish(self.hook.get_run(event["target_id"]))  # type: ignore[index]
+        return self._finish(self.hook.get_run(event["target_id"]), dict(log_positions or {}))  # type: ignore[index]
 
     def on_kill(self) -> None:
         if self._run_id:
@@ -163,32 +192,49 @@ class AmlSubmitRunOperator(AmlBaseOperator):
             attempt_tag="airflow.attempt", log=self.log.info,
         )
 
-    def _wait(self, run: Run) -> str:
-        """Wait in this task: the run's log and progress go to the task log as they come."""
+    def _wait_for(self, run: Run, timeout: float | None, positions: dict[str, int]) -> None:
+        """The SDK's wait; the run's log (and its children's) and progress go to the task log."""
+        run.wait_for_completion(timeout=timeout, poll_interval=self.poll_interval, raise_on_error=False,
+                                on_log=self._log_chunk, on_child_log=self._log_child_chunk,
+                                log_positions=positions, on_progress=self._log_progress)
+
+    def _wait(self, run: Run, positions: dict[str, int]) -> None:
+        """Wait in this task until the run ends or the timeout (then cancel it)."""
         try:
-            run.wait_for_completion(timeout=self.timeout, poll_interval=self.poll_interval, raise_on_error=False,
-                                    on_log=self._log_chunk, on_progress=self._log_progress)
+            self._wait_for(run, self.timeout, positions)
         except WaitTimeoutError:
             run.cancel()
             raise AirflowException(f"Run {run.id} did not finish within {self.timeout} s; canceled it") from None
         except AmlError as exc:
             raise AirflowException(str(exc)) from exc
-        return self._finish(run)
+
+    def _stream(self, run: Run, positions: dict[str, int]) -> None:
+        """What the run logged while the task was deferred (or since the last look)."""
+        run.stream_logs(on_log=self._log_chunk, on_child_log=self._log_child_chunk, log_positions=positions)
 
     def _log_chunk(self, chunk: LogChunk) -> None:
         for line in chunk.text.splitlines():
             self.log.info("[%s] %s", chunk.stream, line)
 
+    def _log_child_chunk(self, child: Run, chunk: LogChunk) -> None:
+        label = child_label(child)
+        for line in chunk.text.splitlines():
+            self.log.info("[%s] [%s] %s", label, chunk.stream, line)
+
     def _log_progress(self, activity: ActivityRecord) -> None:
         self.log.info("Run %s", describe(activity))
 
-    def _finish(self, run: Run) -> str:
+    def _finish(self, run: Run, positions: dict[str, int]) -> str:
+        self._stream(run, positions)  # the last lines, or all of them when the wait was elsewhere
         record = run.record
+        children = run.get_children()
+        if children:
+            for line in summary_lines(run, children, primary_metric=self.primary_metric or None, goal=self.goal):
+                self.log.info("%s", line)
         if record.status is not RunStatus.COMPLETED:
             raise AirflowException(f"Run {record.run_id} ended {record.status.value}: {record.error or 'no error'}")
-        self.log.info("Run %s completed; metrics: %s", record.run_id, _short(run.get_metrics()))
+        if children:
+            self.log.info("Sweep %s completed", record.run_id)
+        else:
+            self.log.info("Run %s completed; metrics: %s", record.run_id, scalar_metrics(run))
         return record.run_id
-
-
-def _short(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in metrics.items() if isinstance(v, int | float)}

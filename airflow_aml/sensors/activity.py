@@ -1,27 +1,27 @@
 """Sensors that wait for an activity (``AmlActivitySensor``) or a run (``AmlRunSensor``).
 
-Both work in ``mode="poke"``, ``mode="reschedule"`` and ``deferrable=True`` (the shared
-``AmlActivityTrigger``); the task log shows the activity's progress while waiting.
+Both work in ``mode="poke"``, ``mode="reschedule"`` (never sooner than the settle time) and
+``deferrable=True`` (the shared ``AmlActivityTrigger``, after ``defer_after`` seconds in the
+task); the task log shows the activity's progress while waiting.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator, conf
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_aml.activities import ActivityWaiter, describe
 from airflow_aml.entities import ActivityStatus
-from airflow_aml.hooks.workspace import AmlWorkspaceHook
 from airflow_aml.links import AmlRunLink
+from airflow_aml.sensors.base import AmlBaseSensor
 from airflow_aml.triggers.activity import AmlActivityTrigger
+from airflow_aml.triggers.settle import settle_seconds, wait_briefly
 
 
-class AmlActivitySensor(BaseSensorOperator):
+class AmlActivitySensor(AmlBaseSensor):
     """Wait until an activity ends; fail if it ends in anything but Succeeded.
 
     :param activity_id: the activity (a run's activity id is its run id).
@@ -29,30 +29,20 @@ class AmlActivitySensor(BaseSensorOperator):
 
     template_fields: Sequence[str] = ("aml_conn_id", "activity_id")
 
-    def __init__(
-        self,
-        *,
-        activity_id: str,
-        aml_conn_id: str = AmlWorkspaceHook.default_conn_name,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, activity_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.activity_id = activity_id
-        self.aml_conn_id = aml_conn_id
-        self.deferrable = deferrable
         self._waiter: ActivityWaiter | None = None
 
-    @cached_property
-    def hook(self) -> AmlWorkspaceHook:
-        return AmlWorkspaceHook(aml_conn_id=self.aml_conn_id)
-
-    def poke(self, context: Any) -> bool:
+    def waiter(self) -> ActivityWaiter:
         # One waiter per sensor instance: it notices a worker process that died (and fails the
         # activity), and what it saw carries over from one poke to the next in poke mode.
         if self._waiter is None or self._waiter.activity_id != self.activity_id:
             self._waiter = self.hook.workspace.activity_waiter(self.activity_id)
-        activity = self._waiter.poll()
+        return self._waiter
+
+    def poke(self, context: Any) -> bool:
+        activity = self.waiter().poll()
         self.log.info("Activity %s (%s %s)", activity.activity_id, activity.kind, describe(activity))
         if not activity.status.is_terminal:
             return False
@@ -66,12 +56,20 @@ class AmlActivitySensor(BaseSensorOperator):
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
             return super().execute(context)
+        end_time = time.time() + self.timeout if self.timeout else None
         if self.poke(context):
             return None
+        waited = wait_briefly(
+            lambda seconds: self.waiter().wait(timeout=seconds, poll_interval=min(self.poke_interval, 2.0)),
+            seconds=self.defer_after, end_time=end_time, log=self.log.info,
+        )
+        if waited and self.poke(context):  # ended while the task waited: no deferral
+            return None
+        self.log.info("Deferring: the triggerer waits for activity %s", self.activity_id)
         self.defer(
             trigger=AmlActivityTrigger(
                 activity_id=self.activity_id, aml_conn_id=self.aml_conn_id, poll_interval=self.poke_interval,
-                end_time=time.time() + self.timeout if self.timeout else None,
+                end_time=end_time, settle=settle_seconds(),
             ),
             method_name="execute_complete",
         )

@@ -1,9 +1,10 @@
 """``AmlDeploymentSensor``: wait until a web service is Healthy.
 
 It follows the deployment's current activity (create, update, restore), then checks the state.
-Works in ``mode="poke"``, ``mode="reschedule"`` and ``deferrable=True``: deferred, it waits on the
-activity through the shared ``AmlActivityTrigger`` (or, when no activity runs but the service is
-not Healthy yet, a short timer) and looks again.
+Works in ``mode="poke"``, ``mode="reschedule"`` and ``deferrable=True``: deferred (after
+``defer_after`` seconds in the task), it waits on the activity through the shared
+``AmlActivityTrigger`` (or, when no activity runs but the service is not Healthy yet, a timer of
+at least the settle time) and looks again.
 """
 
 from __future__ import annotations
@@ -11,23 +12,22 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from airflow_aml.activities import ActivityWaiter
 from airflow_aml.deployments.deployment import Deployment
 from airflow_aml.entities import ActivityRecord, ActivityStatus, DeploymentState
 from airflow_aml.exceptions import DeploymentNotFoundError, NotFoundError
-from airflow_aml.hooks.workspace import AmlWorkspaceHook
 from airflow_aml.links import AmlDeploymentLink
 from airflow_aml.processes import this_host
+from airflow_aml.sensors.base import AmlBaseSensor
 from airflow_aml.triggers.activity import AmlActivityTrigger
+from airflow_aml.triggers.settle import settle_seconds, wait_briefly
 
 
-class AmlDeploymentSensor(BaseSensorOperator):
+class AmlDeploymentSensor(AmlBaseSensor):
     """Wait until deployment ``deployment_name`` is Healthy.
 
     Fails with the recorded error when its latest activity failed, or when the deployment is
@@ -41,23 +41,10 @@ class AmlDeploymentSensor(BaseSensorOperator):
     operator_extra_links = (AmlDeploymentLink(),)
     ui_color = "#e8daef"
 
-    def __init__(
-        self,
-        *,
-        deployment_name: str,
-        aml_conn_id: str = AmlWorkspaceHook.default_conn_name,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, deployment_name: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.deployment_name = deployment_name
-        self.aml_conn_id = aml_conn_id
-        self.deferrable = deferrable
         self._waiter: ActivityWaiter | None = None
-
-    @cached_property
-    def hook(self) -> AmlWorkspaceHook:
-        return AmlWorkspaceHook(aml_conn_id=self.aml_conn_id)
 
     # ------------------------------------------------------------------ checking
     def inspect(self) -> tuple[bool, ActivityRecord | None]:
@@ -135,18 +122,29 @@ class AmlDeploymentSensor(BaseSensorOperator):
         healthy, activity = self.inspect()
         if healthy:
             return None
+        if activity is not None and self._waiter is not None:
+            waiter, every = self._waiter, min(self.poke_interval, 2.0)
+            waited = wait_briefly(lambda seconds: waiter.wait(timeout=seconds, poll_interval=every),
+                                  seconds=self.defer_after, end_time=end_time, log=self.log.info)
+            if waited:  # the activity ended while the task waited: look again, maybe no deferral
+                healthy, activity = self.inspect()
+                if healthy:
+                    return None
         if end_time is not None and time.time() >= end_time:
             raise AirflowSensorTimeout(f"Deployment {self.deployment_name} not Healthy within {self.timeout} s")
+        settle = settle_seconds()
         if activity is not None:
             trigger: Any = AmlActivityTrigger(
                 activity_id=activity.activity_id, aml_conn_id=self.aml_conn_id, poll_interval=self.poke_interval,
-                end_time=end_time,
+                end_time=end_time, settle=settle,
             )
         else:  # nothing running to follow (an Unhealthy service recovering): look again later
             from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 
-            delay = float(self.poke_interval)
+            # Never sooner than the settle time, even at the deadline (then the next look times out).
+            delay = max(float(self.poke_interval), settle)
             if end_time is not None:
-                delay = max(0.0, min(delay, end_time - time.time()))
+                delay = max(settle, min(delay, end_time - time.time()))
             trigger = TimeDeltaTrigger(datetime.timedelta(seconds=delay))
+        self.log.info("Deferring: deployment %s is not Healthy yet", self.deployment_name)
         self.defer(trigger=trigger, method_name="execute_complete", kwargs={"end_time": end_time})

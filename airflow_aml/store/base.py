@@ -42,9 +42,13 @@ class AbstractStore(abc.ABC):
     # ----------------------------------------------------------------- workspaces
     @abc.abstractmethod
     def create_workspace(
-        self, name: str, *, description: str, created_by: str, default_datastore: str
+        self, name: str, *, description: str, created_by: str, default_datastore: str,
+        datastore: Mapping[str, Any] | None = None, owner: str | None = None,
     ) -> WorkspaceRecord:
-        """Create a workspace; AlreadyExistsError if the name is taken."""
+        """Create a workspace; AlreadyExistsError if the name is taken.
+
+        ``datastore`` (``{"kind", "config"}``) registers ``default_datastore`` and ``owner`` gets
+        the Owner role, atomically with the workspace: no one sees it without them."""
 
     @abc.abstractmethod
     def get_workspace(self, name: str) -> WorkspaceRecord: ...

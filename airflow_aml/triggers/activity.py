@@ -4,7 +4,8 @@ One trigger serves every sensor and deferrable operator of the provider. It foll
 with the SDK's one waiter (``Workspace.activity_waiter``: it also notices a worker process that
 died, and then ends the activity Failed) from a thread (the store client is synchronous; the
 event loop is never blocked), logs progress as it changes, honours an absolute deadline, and
-yields exactly one event:
+yields exactly one event - never sooner than ``settle`` seconds after it started, so that the
+task does not come back before Airflow has seen its deferring process exit (``settle.py``):
 
     {"status": "success" | "error" | "timeout", "message": str, "activity_id": str,
      "target_id": str, "activity_status": str, "progress": float, "progress_message": str}
@@ -24,6 +25,7 @@ from airflow_aml.activities import describe
 from airflow_aml.entities import ActivityRecord, ActivityStatus
 from airflow_aml.hooks.settings import WorkspaceSettings
 from airflow_aml.hooks.workspace import AmlWorkspaceHook
+from airflow_aml.triggers.settle import settle_seconds
 
 
 class AmlActivityTrigger(BaseTrigger):
@@ -32,6 +34,7 @@ class AmlActivityTrigger(BaseTrigger):
     :param aml_conn_id: the ``aml_workspace`` connection.
     :param poll_interval: seconds between two reads of the store.
     :param end_time: absolute deadline (epoch seconds); None waits for ever.
+    :param settle: the event waits until the trigger has run this long (default ``settle_seconds()``).
     """
 
     def __init__(
@@ -40,12 +43,15 @@ class AmlActivityTrigger(BaseTrigger):
         aml_conn_id: str = AmlWorkspaceHook.default_conn_name,
         poll_interval: float = 5.0,
         end_time: float | None = None,
+        settle: float | None = None,
     ) -> None:
         super().__init__()
         self.activity_id = activity_id
         self.aml_conn_id = aml_conn_id
         self.poll_interval = poll_interval
         self.end_time = end_time
+        # Resolved where the task defers and serialized, so the triggerer holds what the task chose.
+        self.settle = settle_seconds() if settle is None else float(settle)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -55,6 +61,7 @@ class AmlActivityTrigger(BaseTrigger):
                 "aml_conn_id": self.aml_conn_id,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
+                "settle": self.settle,
             },
         )
 
@@ -68,6 +75,13 @@ class AmlActivityTrigger(BaseTrigger):
         return AmlWorkspaceHook.settings_for(conn, self.aml_conn_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # The triggerer only runs a trigger once its deferral is recorded: the clock starts here.
+        started = time.monotonic()
+        event = await self._watch()
+        await self._hold(started, event)
+        yield TriggerEvent(event)
+
+    async def _watch(self) -> dict[str, Any]:
         try:
             settings = await self._settings()
             workspace = await asyncio.to_thread(settings.open)
@@ -75,23 +89,29 @@ class AmlActivityTrigger(BaseTrigger):
             while True:
                 activity = await asyncio.to_thread(waiter.poll)
                 if activity.status.is_terminal:
-                    yield TriggerEvent(self._event(activity))
-                    return
+                    return self._event(activity)
                 if self.end_time is not None and time.time() >= self.end_time:
-                    yield TriggerEvent(
-                        self._event(activity, status="timeout", message=(
-                            f"Activity {self.activity_id} ({activity.kind} {activity.target_id}) still "
-                            f"{activity.status.value} at the deadline"
-                        ))
-                    )
-                    return
+                    return self._event(activity, status="timeout", message=(
+                        f"Activity {self.activity_id} ({activity.kind} {activity.target_id}) still "
+                        f"{activity.status.value} at the deadline"
+                    ))
                 await asyncio.sleep(self.poll_interval)
         except Exception as exc:  # one event, always: the task turns it into a clear failure
-            yield TriggerEvent({
+            return {
                 "status": "error", "message": f"Watching activity {self.activity_id} failed: {exc}",
                 "activity_id": self.activity_id, "target_id": None, "activity_status": None,
                 "progress": None, "progress_message": None,
-            })
+            }
+
+    async def _hold(self, started: float, event: dict[str, Any]) -> None:
+        """Keep the event until the trigger has run ``settle`` seconds: resumed sooner, the task
+        could be queued before Airflow processed the exit of the process that deferred, and
+        Airflow would fail it (``settle.py``)."""
+        remaining = self.settle - (time.monotonic() - started)
+        if remaining > 0:
+            self.log.info("%s; resuming the task in %.1f s (Airflow must first see the deferring process exit)",
+                          event["message"], remaining)
+            await asyncio.sleep(remaining)
 
     def _report(self, activity: ActivityRecord) -> None:
         self.log.info("Activity %s (%s %s)", activity.activity_id, activity.kind, describe(activity))

@@ -379,6 +379,8 @@ TABLE: dict[tuple[str, str], tuple[Expected, Call]] = {
     ("Run", "record"): (R, lambda c: c.run.record),  # re-reads the store
     ("Run", "restore_snapshot"): (R, lambda c: c.run.restore_snapshot(c.world.path("checkout"))),
     ("Run", "set_tags"): (W, lambda c: c.run.set_tags({"k": "v"})),
+    ("Run", "stream_logs"): (R, lambda c: c.run.stream_logs(on_log=lambda chunk: None,
+                                                              on_child_log=lambda child, chunk: None)),
     ("Run", "start"): (W, lambda c: c.run.start()),
     ("Run", "status"): (R, lambda c: c.run.status),  # re-reads the store
     ("Run", "tag"): (W, lambda c: c.run.tag("k", "v")),

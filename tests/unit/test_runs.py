@@ -58,6 +58,33 @@ def test_a_sweep_child_is_watched_through_its_parents_supervisor(workspace: Work
     assert parent.status is RunStatus.FAILED  # the whole sweep is recorded lost
 
 
+def test_wait_streams_a_sweeps_children_and_positions_carry_over(workspace: Workspace, script_dir: Path) -> None:
+    config = RunConfiguration(script="train.py", sweep={"grid": {"C": [1, 2]}, "max_concurrent": 2})
+    parent = workspace.experiment("e").submit(script_dir, config)
+    own: list[str] = []
+    children: list[tuple[str, str]] = []
+    positions: dict[str, int] = {}
+    parent.wait_for_completion(timeout=120, poll_interval=0.1, on_log=lambda chunk: own.append(chunk.text),
+                               on_child_log=lambda child, chunk: children.append((child.id, chunk.text)),
+                               log_positions=positions)
+    by_c = {c.record.tags["sweep.C"]: c.id for c in parent.get_children()}
+    for value, child_id in by_c.items():
+        text = "".join(t for cid, t in children if cid == child_id)
+        assert text.count(f"trained with C {float(value)}") == 1
+    assert set(positions) == {parent.id, *by_c.values()} and all(seq > 0 for seq in positions.values())
+    assert not any("trained with" in text for text in own)  # the parent's own log is the supervisor's
+
+    # Given the positions (say, in a task resumed after a deferral), nothing is handed over twice ...
+    again: list[object] = []
+    parent.stream_logs(on_log=again.append, on_child_log=lambda child, chunk: again.append(chunk),
+                       log_positions=positions)
+    assert again == []
+    # ... and without them, everything once.
+    fresh: list[str] = []
+    parent.stream_logs(on_child_log=lambda child, chunk: fresh.append(chunk.text))
+    assert "".join(fresh).count("trained with C") == 2
+
+
 def test_wait_timeout_leaves_the_run_going(workspace: Workspace, script_dir: Path) -> None:
     run = workspace.experiment("e").submit(script_dir, RunConfiguration(script="train.py", arguments=("--sleep", "30")))
     try:

@@ -32,6 +32,28 @@ def test_create_twice_fails_unless_exist_ok(workspace: Workspace, store_uri: str
     assert again.name == "ws"
 
 
+def test_an_opener_never_sees_a_new_workspace_without_its_owner_and_datastore(
+    aml_home: Path, store_uri: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two Airflow tasks' first use of the embedded default, at once: the one that loses the
+    creation race opens the workspace the moment it exists, and must find its Owner and default
+    datastore there (they used to follow in later transactions: 'Principal ... (no role)')."""
+    from airflow_aml.store.sql import SqlStore
+
+    seen = []
+    create = SqlStore.create_workspace
+
+    def create_then_open(self: SqlStore, name: str, **kwargs: object) -> object:
+        record = create(self, name, **kwargs)  # type: ignore[arg-type]
+        other = Workspace.get(name, store_uri=store_uri, principal="alice")  # the concurrent task
+        seen.append((other.role, list(other.datastores)))
+        return record
+
+    monkeypatch.setattr(SqlStore, "create_workspace", create_then_open)
+    Workspace.create("ws", store_uri=store_uri, principal="alice")
+    assert seen == [(Role.OWNER, ["workspaceblobstore"])]
+
+
 def test_get_unknown_and_invalid_names(aml_home: Path, store_uri: str) -> None:
     with pytest.raises(WorkspaceNotFoundError, match="nope"):
         Workspace.get("nope", store_uri=store_uri)

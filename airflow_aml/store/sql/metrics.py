@@ -65,7 +65,8 @@ class MetricStore(SqlCore):
                 missing = [run_id for run_id in chunk if run_id not in found]
                 if missing:
                     raise RunNotFoundError(f"Run '{missing[0]}' not found")
-                for run_id, name, value in session.execute(latest_scalar_values(chunk)).tuples():
+                # Rows unpack as tuples (Result.tuples() is deprecated in SQLAlchemy 2.1).
+                for run_id, name, value in session.execute(latest_scalar_values(chunk)):
                     result.setdefault(run_id, {})[name] = math.nan if value is None else value
             return {run_id: result.get(run_id, {}) for run_id in wanted}
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -17,14 +20,19 @@ from airflow_aml.exceptions import (
 from airflow_aml.names import available
 from airflow_aml.store.sql.core import SqlCore, utcnow
 from airflow_aml.store.sql.records import experiment_record, role_assignment_record, workspace_record
-from airflow_aml.store.sql.tables import ExperimentRow, RoleAssignmentRow, SecretRow, WorkspaceRow
+from airflow_aml.store.sql.tables import DatastoreRow, ExperimentRow, RoleAssignmentRow, SecretRow, WorkspaceRow
+from airflow_aml.store.sql.types import check_json
 
 
 class WorkspaceStore(SqlCore):
     # ----------------------------------------------------------------- workspaces
     def create_workspace(
-        self, name: str, *, description: str, created_by: str, default_datastore: str
+        self, name: str, *, description: str, created_by: str, default_datastore: str,
+        datastore: Mapping[str, Any] | None = None, owner: str | None = None,
     ) -> WorkspaceRecord:
+        datastore_config = None if datastore is None else check_json(
+            dict(datastore["config"]), f"Config of datastore '{default_datastore}'")
+
         def tx(session: Session) -> WorkspaceRecord:
             if session.get(WorkspaceRow, name) is not None:
                 raise AlreadyExistsError(f"Workspace '{name}' already exists")
@@ -41,6 +49,15 @@ class WorkspaceStore(SqlCore):
                 session.flush()
             except IntegrityError as exc:  # created by a concurrent caller (PostgreSQL)
                 raise AlreadyExistsError(f"Workspace '{name}' already exists") from exc
+            # In the same transaction: another process that finds the workspace also finds its
+            # default datastore and its Owner (the first tasks of two DAG runs open it at once).
+            now = row.created_at
+            if datastore is not None and datastore_config is not None:
+                session.add(DatastoreRow(workspace=name, name=default_datastore, kind=str(datastore["kind"]),
+                                         config=datastore_config, created_at=now, updated_at=now))
+            if owner is not None:
+                session.add(RoleAssignmentRow(workspace=name, principal=owner, role=Role.OWNER.value, created_at=now))
+            session.flush()
             return workspace_record(row)
 
         return self._write(tx)

@@ -32,6 +32,7 @@ from airflow_aml.operators.deployment import (
 from airflow_aml.operators.image import AmlBuildImageOperator
 from airflow_aml.sensors.deployment import AmlDeploymentSensor
 from airflow_aml.triggers.activity import AmlActivityTrigger
+from airflow_aml.triggers.settle import settle_seconds
 from airflow_aml.workspace import Workspace
 from tests.unit.conftest import make_context
 from tests.unit.images.conftest import FakeBuilder
@@ -229,7 +230,7 @@ def test_real_deferrable_deploy_and_sensor(real: Served) -> None:
     context = make_context(task_id="deploy")
     op = AmlDeployWebServiceOperator(
         task_id="deploy", deployment_name="iris-deferred", image="iris-img:1", aml_conn_id=CONN, deferrable=True,
-        poll_interval=3, timeout=300,
+        defer_after=0, poll_interval=3, timeout=300,
     )
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
@@ -237,11 +238,12 @@ def test_real_deferrable_deploy_and_sensor(real: Served) -> None:
     assert isinstance(trigger, AmlActivityTrigger) and deferred.value.method_name == "execute_complete"
     service = ws.get_deployment("iris-deferred")
     assert trigger.activity_id == service.record.activity_id and trigger.poll_interval == 3
+    assert trigger.settle == settle_seconds()
     assert trigger.end_time is not None and trigger.end_time > time.time() + 250
 
     # The sensor, deferred too, follows the same activity.
     sensor = AmlDeploymentSensor(task_id="wait", deployment_name="iris-deferred", aml_conn_id=CONN,
-                                 deferrable=True, poke_interval=2, timeout=120)
+                                 deferrable=True, defer_after=0, poke_interval=2, timeout=120)
     sensor_context = make_context(task_id="wait")
     with pytest.raises(TaskDeferred) as sensor_deferred:
         sensor.execute(sensor_context)

@@ -3,6 +3,7 @@ that serves its image, are exercised once in ``test_deployment.py``)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from airflow_aml.images.build import execute_build
 from airflow_aml.images.builders import BuildResult, LogFn, ProgressFn
 from airflow_aml.operators.image import AmlBuildImageOperator, model_references
 from airflow_aml.triggers.activity import AmlActivityTrigger
+from airflow_aml.triggers.settle import settle_seconds
 from airflow_aml.workspace import Workspace
 from tests.unit.conftest import make_context
 from tests.unit.images.conftest import SCORE_PY, FakeBuilder
@@ -160,11 +162,14 @@ def test_deferrable_defers_to_the_build_activity(
     aml_conn: str, ws: Workspace, source: Path, fake, detached_builds: list
 ) -> None:
     context = make_context()
-    op = _op(aml_conn, source, deferrable=True, timeout=600, poll_interval=3)
+    op = _op(aml_conn, source, deferrable=True, defer_after=0.3, timeout=600, poll_interval=3)
+    started = time.monotonic()
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
+    assert time.monotonic() - started >= 0.3  # waited in the task first
     trigger = deferred.value.trigger
     assert isinstance(trigger, AmlActivityTrigger) and deferred.value.method_name == "execute_complete"
+    assert trigger.settle == settle_seconds()
     image = ws.get_image("scorer", 1)
     assert image.status is ImageStatus.BUILDING
     assert (trigger.activity_id, trigger.poll_interval) == (image.record.activity_id, 3)
@@ -183,7 +188,7 @@ def test_deferred_build_failure_carries_the_log_tail(
     aml_conn: str, ws: Workspace, source: Path, fake: type[FakeBuilder], detached_builds: list
 ) -> None:
     context = make_context()
-    op = _op(aml_conn, source, deferrable=True)
+    op = _op(aml_conn, source, deferrable=True, defer_after=0)
     with pytest.raises(TaskDeferred):
         op.execute(context)
     fake.fail_with = ImageBuildError("no space left")
@@ -192,6 +197,18 @@ def test_deferred_build_failure_carries_the_log_tail(
     with pytest.raises(AirflowException, match="no space left") as raised:
         op.execute_complete(context, event)
     assert "fake builder line 2" in str(raised.value)
+
+
+def test_deferrable_build_that_ends_within_defer_after_never_defers(
+    aml_conn: str, ws: Workspace, source: Path, fake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def build_soon(workspace: Workspace, plan) -> None:  # the detached build process, finishing in 0.3 s
+        threading.Timer(0.3, execute_build, args=(workspace, plan)).start()
+
+    monkeypatch.setattr(image_module, "start_build_process", build_soon)
+    result = _op(aml_conn, source, deferrable=True, defer_after=60, timeout=600).execute(make_context())
+    assert result["id"] == "scorer:1"  # returned, not deferred
+    assert ws.get_image("scorer", 1).status is ImageStatus.SUCCEEDED
 
 
 def test_no_wait_returns_the_building_version(aml_conn: str, ws: Workspace, source: Path, fake,

@@ -67,7 +67,7 @@ def test_bad_sources_fail_at_once(aml_conn: str, workspace: Workspace, context) 
     assert workspace.list_models() == []
 
 
-def test_register_only_if_better(aml_conn: str, workspace: Workspace) -> None:
+def test_register_only_if_better(aml_conn: str, workspace: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
     def register(accuracy: float, run_id_suffix: str) -> dict:
         op = AmlRegisterModelOperator(
             task_id="r", model_name="iris", run_id=_trained_run(workspace, accuracy), compare_metric="accuracy",
@@ -77,8 +77,12 @@ def test_register_only_if_better(aml_conn: str, workspace: Workspace) -> None:
 
     assert register(0.8, "a")["version"] == 1  # the first version is always registered
     assert register(0.9, "b")["version"] == 2
+    capsys.readouterr()
     with pytest.raises(AirflowSkipException, match="does not beat iris version 2"):
         register(0.85, "c")
+    # The reason is in the task log itself, not only in the skip (shown in the collapsed "Post Execute").
+    output = capsys.readouterr()
+    assert "accuracy = 0.85 does not beat iris version 2 (0.9, maximize); not registering" in output.out + output.err
     with pytest.raises(AirflowSkipException):
         register(0.9, "d")  # equal is not better
     assert [m.version for m in workspace.list_models(name="iris")] == [2, 1]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from airflow_aml.entities import RunStatus
 from airflow_aml.operators.base import idempotency_key
 from airflow_aml.operators.run import AmlSubmitRunOperator
 from airflow_aml.triggers.activity import AmlActivityTrigger
+from airflow_aml.triggers.settle import settle_seconds
 from airflow_aml.workspace import Workspace
 from tests.unit.conftest import make_context
 
@@ -82,20 +84,84 @@ def test_no_wait_returns_at_once(aml_conn: str, script_dir: Path, workspace: Wor
 
 
 def test_deferrable_defers_to_the_activity_trigger(aml_conn: str, script_dir: Path, workspace: Workspace,
-                                                   context) -> None:
-    op = _op(aml_conn, script_dir, deferrable=True, timeout=600, arguments=["--sleep", "1"])
+                                                   context, capsys) -> None:
+    op = _op(aml_conn, script_dir, deferrable=True, defer_after=0, timeout=600, arguments=["--sleep", "1"])
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
     trigger = deferred.value.trigger
     assert isinstance(trigger, AmlActivityTrigger)
     assert deferred.value.method_name == "execute_complete"
+    assert trigger.settle == settle_seconds() == 15.0  # the race's guard goes with every deferral
     run_id = trigger.activity_id
     assert trigger.end_time is not None and trigger.end_time > time.time() + 500
+    positions = deferred.value.kwargs["log_positions"]
+    assert positions == {}  # nothing of the log shown yet: the resumed task shows it all
     workspace.get_run(run_id).wait_for_completion(poll_interval=0.2)
+    capsys.readouterr()
     event = {"status": "success", "message": "ok", "target_id": run_id, "activity_id": run_id}
-    assert op.execute_complete(context, event) == run_id
+    assert op.execute_complete(context, event, log_positions=positions) == run_id
+    output = capsys.readouterr()
+    assert (output.out + output.err).count("[stdout] trained with C 1.0") == 1
     with pytest.raises(AirflowException, match="boom"):
         op.execute_complete(context, {"status": "error", "message": "boom", "target_id": run_id})
+
+
+def test_deferrable_run_that_ends_within_defer_after_never_defers(
+    aml_conn: str, script_dir: Path, workspace: Workspace, context, capsys
+) -> None:
+    op = _op(aml_conn, script_dir, deferrable=True, defer_after=120, timeout=600, arguments=["--sleep", "0.5"])
+    run_id = op.execute(context)  # no TaskDeferred: the run ended while the task waited
+    assert workspace.get_run(run_id).status is RunStatus.COMPLETED
+    output = capsys.readouterr()
+    assert (output.out + output.err).count("[stdout] trained with C 1.0") == 1
+
+
+def test_resumed_task_shows_only_what_the_task_log_did_not_show_before_deferring(
+    aml_conn: str, script_dir: Path, workspace: Workspace, context, capsys
+) -> None:
+    op = _op(aml_conn, script_dir, deferrable=True, defer_after=0, timeout=600)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    run = workspace.get_run(deferred.value.trigger.activity_id)
+    run.wait_for_completion(poll_interval=0.2)
+    positions: dict[str, int] = {}
+    run.stream_logs(on_log=lambda chunk: None, log_positions=positions)  # as if shown before deferring
+    assert positions[run.id] > 0
+    capsys.readouterr()
+    event = {"status": "success", "message": "ok", "target_id": run.id, "activity_id": run.id}
+    assert op.execute_complete(context, event, log_positions=positions) == run.id
+    output = capsys.readouterr()
+    assert "trained with C" not in output.out + output.err
+    assert f"Run {run.id} completed; metrics: {{'accuracy': 0.6}}" in output.out + output.err
+
+
+def test_sweep_streams_each_child_and_ends_with_the_children_and_the_best(
+    aml_conn: str, script_dir: Path, workspace: Workspace, context, capsys
+) -> None:
+    run_id = _op(aml_conn, script_dir, sweep={"grid": {"C": [1, 3]}}, primary_metric="accuracy").execute(context)
+    children = {c.record.tags["sweep.C"]: c.id for c in workspace.get_run(run_id).get_children()}
+    output = capsys.readouterr()
+    text = output.out + output.err
+    for value, child_id in children.items():
+        assert text.count(f"[{child_id} C={value}] [stdout] trained with C {float(value)}") == 1
+    assert f"Sweep {run_id}: 2 child runs" in text
+    assert re.search(rf"{children['3']} C=3\s+Completed\s+0\.8\b", text)
+    assert f"Best child by accuracy (maximize): {children['3']} C=3; metrics: {{'accuracy': 0.8}}" in text
+    assert "metrics: {}" not in text
+
+
+def test_sweep_without_a_primary_metric_says_how_to_name_the_best(
+    aml_conn: str, script_dir: Path, workspace: Workspace, context, capsys
+) -> None:
+    _op(aml_conn, script_dir, sweep={"grid": {"C": [1]}}).execute(context)
+    output = capsys.readouterr()
+    assert "Set primary_metric= to name the best child run" in output.out + output.err
+
+
+def test_unknown_goal_fails_at_once(aml_conn: str, script_dir: Path, workspace: Workspace, context) -> None:
+    with pytest.raises(AirflowFailException, match="goal must be one of"):
+        _op(aml_conn, script_dir, goal="best").execute(context)
+    assert _runs(workspace) == []
 
 
 def test_failed_run_fails_the_task_and_retry_starts_a_linked_attempt(

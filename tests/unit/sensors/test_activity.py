@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import datetime
+import threading
+import time
+
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowRescheduleException, TaskDeferred
 
 from airflow_aml.entities import ActivityStatus
 from airflow_aml.sensors.activity import AmlActivitySensor, AmlRunSensor
 from airflow_aml.triggers.activity import AmlActivityTrigger
+from airflow_aml.triggers.settle import settle_seconds
 from airflow_aml.workspace import Workspace
 
 
@@ -31,27 +36,58 @@ def test_poke_fails_on_a_failed_activity(aml_conn: str, workspace: Workspace, co
         AmlActivitySensor(task_id="s", activity_id=activity_id, aml_conn_id=aml_conn).poke(context)
 
 
-def test_reschedule_mode(aml_conn: str, workspace: Workspace, context) -> None:
+@pytest.mark.parametrize(("poke_interval", "expected"), [(5, settle_seconds()), (40, 40)])
+def test_reschedule_mode_never_reschedules_sooner_than_the_settle_time(
+    aml_conn: str, workspace: Workspace, context, poke_interval: float, expected: float
+) -> None:
     sensor = AmlActivitySensor(
-        task_id="s", activity_id=_activity(workspace), aml_conn_id=aml_conn, mode="reschedule", poke_interval=5
+        task_id="s", activity_id=_activity(workspace), aml_conn_id=aml_conn, mode="reschedule",
+        poke_interval=poke_interval,
     )
-    with pytest.raises(AirflowRescheduleException):
+    before = datetime.datetime.now(datetime.UTC)
+    with pytest.raises(AirflowRescheduleException) as rescheduled:
         sensor.execute(context)
+    after = datetime.datetime.now(datetime.UTC)
+    delay = datetime.timedelta(seconds=expected)
+    assert before + delay <= rescheduled.value.reschedule_date <= after + delay
+
+
+def test_poke_mode_keeps_its_interval(aml_conn: str, workspace: Workspace) -> None:
+    sensor = AmlActivitySensor(task_id="s", activity_id="a", aml_conn_id=aml_conn, poke_interval=1)
+    assert sensor._get_next_poke_interval(0.0, lambda: 0.0, 1) == 1
 
 
 def test_deferrable_sensor(aml_conn: str, workspace: Workspace, context) -> None:
     activity_id = _activity(workspace)
     sensor = AmlActivitySensor(
-        task_id="s", activity_id=activity_id, aml_conn_id=aml_conn, deferrable=True, timeout=60, poke_interval=3
+        task_id="s", activity_id=activity_id, aml_conn_id=aml_conn, deferrable=True, defer_after=0.3, timeout=60,
+        poke_interval=3,
     )
+    started = time.monotonic()
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context)
+    assert time.monotonic() - started >= 0.3  # waited in the task first
     trigger = deferred.value.trigger
     assert isinstance(trigger, AmlActivityTrigger)
-    assert (trigger.activity_id, trigger.poll_interval) == (activity_id, 3)
+    assert (trigger.activity_id, trigger.poll_interval, trigger.settle) == (activity_id, 3, settle_seconds())
     sensor.execute_complete(context, {"status": "success", "message": "done"})
     with pytest.raises(AirflowException, match="timed out"):
         sensor.execute_complete(context, {"status": "timeout", "message": "timed out"})
+
+
+def test_deferrable_sensor_on_an_activity_that_ends_within_defer_after_never_defers(
+    aml_conn: str, workspace: Workspace, context
+) -> None:
+    activity_id = _activity(workspace)
+    sensor = AmlActivitySensor(task_id="s", activity_id=activity_id, aml_conn_id=aml_conn, deferrable=True,
+                               defer_after=60, timeout=120, poke_interval=1)
+    timer = threading.Timer(0.5, workspace.store.update_activity, args=(activity_id,),
+                            kwargs={"status": ActivityStatus.SUCCEEDED, "progress": 1.0})
+    timer.start()
+    try:
+        assert sensor.execute(context) is None  # no TaskDeferred
+    finally:
+        timer.join()
 
 
 def test_run_sensor_waits_on_the_runs_activity(aml_conn: str, workspace: Workspace, context) -> None:

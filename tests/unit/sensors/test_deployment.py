@@ -4,6 +4,7 @@ service is waited for in ``tests/unit/operators/test_deployment.py``."""
 from __future__ import annotations
 
 import datetime
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from airflow_aml.images import builders
 from airflow_aml.images.image import Image
 from airflow_aml.sensors.deployment import AmlDeploymentSensor
 from airflow_aml.triggers.activity import AmlActivityTrigger
+from airflow_aml.triggers.settle import settle_seconds
 from airflow_aml.workspace import Workspace
 from tests.unit.images.conftest import FakeBuilder
 
@@ -120,7 +122,7 @@ def test_reschedule_mode(aml_conn: str, ws: Workspace, context) -> None:
 
 
 def test_deferrable_follows_the_activity(aml_conn: str, ws: Workspace, context) -> None:
-    sensor = _sensor(aml_conn, deferrable=True, timeout=60, poke_interval=3)
+    sensor = _sensor(aml_conn, deferrable=True, defer_after=0, timeout=60, poke_interval=3)
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context)
     trigger = deferred.value.trigger
@@ -141,7 +143,7 @@ def test_deferrable_follows_the_activity(aml_conn: str, ws: Workspace, context) 
 
 
 def test_deferrable_defers_again_on_a_newer_activity(aml_conn: str, ws: Workspace, context) -> None:
-    sensor = _sensor(aml_conn, deferrable=True, timeout=60, poke_interval=3)
+    sensor = _sensor(aml_conn, deferrable=True, defer_after=0, timeout=60, poke_interval=3)
     first = _activity_id(ws)
     _set(ws, status=ActivityStatus.SUCCEEDED, state=DeploymentState.TRANSITIONING)
     second = _new_activity(ws, "deployment_update")  # an update started meanwhile
@@ -152,15 +154,39 @@ def test_deferrable_defers_again_on_a_newer_activity(aml_conn: str, ws: Workspac
 
 
 def test_deferrable_unhealthy_waits_on_a_timer_then_looks_again(aml_conn: str, ws: Workspace, context) -> None:
-    sensor = _sensor(aml_conn, deferrable=True, timeout=60, poke_interval=3)
+    sensor = _sensor(aml_conn, deferrable=True, defer_after=0, timeout=60, poke_interval=3)
     _set(ws, status=ActivityStatus.SUCCEEDED, state=DeploymentState.UNHEALTHY, error="replica 0 stopped")
+    before = datetime.datetime.now(datetime.UTC)
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context)
     assert not isinstance(deferred.value.trigger, AmlActivityTrigger)  # a timer: nothing to follow
+    # ... never shorter than the settle time, though poke_interval is 3 s.
+    assert deferred.value.trigger.moment >= before + datetime.timedelta(seconds=settle_seconds())
     end_time = deferred.value.kwargs["end_time"]
     _set(ws, state=DeploymentState.HEALTHY)
     moment = datetime.datetime.now(datetime.UTC)  # a timer's event is its moment
     assert sensor.execute_complete(context, moment, end_time=end_time) is None
+
+
+def test_deferrable_activity_that_ends_within_defer_after_never_defers(aml_conn: str, ws: Workspace, context) -> None:
+    sensor = _sensor(aml_conn, deferrable=True, defer_after=60, timeout=120, poke_interval=1)
+    def deployed() -> None:  # the supervisor: the state first, then the activity's end
+        _set(ws, state=DeploymentState.HEALTHY)
+        _set(ws, status=ActivityStatus.SUCCEEDED)
+
+    timer = threading.Timer(0.5, deployed)
+    timer.start()
+    try:
+        assert sensor.execute(context) is None  # Healthy while the task waited: no TaskDeferred
+    finally:
+        timer.join()
+
+
+def test_reschedule_is_never_sooner_than_the_settle_time(aml_conn: str, ws: Workspace, context) -> None:
+    before = datetime.datetime.now(datetime.UTC)
+    with pytest.raises(AirflowRescheduleException) as rescheduled:
+        _sensor(aml_conn, mode="reschedule", poke_interval=2).execute(context)
+    assert rescheduled.value.reschedule_date >= before + datetime.timedelta(seconds=settle_seconds())
 
 
 def test_deferrable_times_out_at_its_deadline(aml_conn: str, ws: Workspace, context) -> None:

@@ -29,6 +29,20 @@ def test_create_get_list_workspaces(store: SqlStore) -> None:
     assert [ws.name for ws in store.list_workspaces()] == ["a-ws", "b-ws"]
 
 
+def test_create_workspace_with_its_datastore_and_owner_in_one_transaction(store: SqlStore) -> None:
+    store.create_workspace("ws", description="", created_by="alice", default_datastore="files",
+                           datastore={"kind": "local", "config": {"root": "/data"}}, owner="alice")
+    assert store.get_role("ws", "alice") is Role.OWNER
+    [datastore] = store.list_datastores("ws")
+    assert (datastore.name, datastore.kind, datastore.config, datastore.is_default) == (
+        "files", "local", {"root": "/data"}, True)
+    before = dump_tables(store)
+    with pytest.raises(AlreadyExistsError):  # nothing of a refused creation is written
+        store.create_workspace("ws", description="", created_by="bob", default_datastore="other",
+                               datastore={"kind": "local", "config": {}}, owner="bob")
+    assert dump_tables(store) == before
+
+
 def test_duplicate_workspace_is_refused(store: SqlStore) -> None:
     new_workspace(store)
     before = dump_tables(store)
