@@ -130,9 +130,9 @@ class Image:
         follow ``image.activity`` or call ``image.wait_for_completion()``.
 
         With an ``idempotency_key``, a version created earlier with the same key is returned
-        instead of a new one (what a retried Airflow task needs), unless that version Failed: a
-        retry then builds again. ``on_progress`` receives the build activity at every step while
-        this call waits.
+        instead of a new one (what a retried Airflow task needs), unless that version Failed or
+        its build process is gone: a retry then builds again. ``on_progress`` receives the build
+        activity at every step while this call waits.
         """
         workspace.require(Action.WRITE)
         validate_name("image", name)
@@ -142,8 +142,12 @@ class Image:
         if idempotency_key:
             earlier = store.search_images(workspace.name, name=name, idempotency_key=idempotency_key)
             for record in earlier:
-                if record.status is not ImageStatus.FAILED:
-                    existing = cls(workspace, record)
+                existing = cls(workspace, record)
+                if record.status is ImageStatus.BUILDING and record.activity_id is not None:
+                    # One look of its waiter: a build whose process is gone (an inline build that
+                    # died with a crashed Airflow worker) is Failed now, not followed for ever.
+                    existing.waiter().poll()
+                if existing.refresh().status is not ImageStatus.FAILED:
                     return existing.wait_for_completion(on_progress=on_progress) if wait else existing
             attempt = len(earlier) + 1  # every earlier attempt failed: the next one
 

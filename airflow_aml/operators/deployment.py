@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from airflow_aml.images.image import Image
 from airflow_aml.links import AmlDeploymentLink
 from airflow_aml.names import validate_name
 from airflow_aml.operators.base import AmlBaseOperator, deadline, idempotency_key
+from airflow_aml.operators.durable import AmlDurableOperator
 from airflow_aml.triggers.settle import DEFAULT_DEFER_AFTER, wait_briefly
 
 # Mistakes in the task's arguments (unknown or unbuilt image, wrong target or builder, bad
@@ -61,7 +63,7 @@ def deployment_url(hook: Any, name: str) -> str:
     return f"{hook.settings.ui_base_url}/workspaces/{hook.workspace.name}/deployments/{name}"
 
 
-class AmlDeployWebServiceOperator(AmlBaseOperator):
+class AmlDeployWebServiceOperator(AmlDurableOperator):
     """Deploy ``image`` as web service ``deployment_name``: create it, or update it when it exists.
 
     An update rolls out (the old replicas serve until the new ones are ready); an update that
@@ -80,6 +82,9 @@ class AmlDeployWebServiceOperator(AmlBaseOperator):
         ends by then (most local ones) never defers.
     :param poll_interval: seconds between two looks of the trigger when deferred (progress is logged as it changes).
     :param timeout: seconds to wait for the deployment; None waits for ever.
+    :param durable: keep the create/update activity's id in Airflow's task state
+        (``ResumableJobMixin``): a retry after a crashed worker reattaches to it (the deployment's
+        supervisor carries on) or returns at once when it succeeded (default True).
     :return: ``{"name", "scoring_uri", "state", "image_id", "swagger_uri"}``.
     """
 
@@ -118,10 +123,15 @@ class AmlDeployWebServiceOperator(AmlBaseOperator):
         self.defer_after = defer_after
         self.poll_interval = poll_interval
         self.timeout = timeout
+        self._end_time: float | None = None
 
     def execute(self, context: Any) -> dict[str, Any]:
-        ws = self.hook.workspace
-        end_time = deadline(self.timeout)
+        self._end_time = deadline(self.timeout)
+        return super().execute(context)  # durable: a retry reattaches to the create/update an earlier try started
+
+    def submit_job(self, context: Any) -> str:
+        """Validate and start the create or update (or find the earlier try's by the idempotency
+        key); the id of its activity. The deployment's own supervisor carries it out."""
         name = str(self.deployment_name)
         try:
             image = image_reference(self.image)
@@ -129,8 +139,9 @@ class AmlDeployWebServiceOperator(AmlBaseOperator):
                 raise ValidationError(f"config must be a mapping of DeploymentConfig fields, not {self.config!r}")
             self.log.info("Deploying %s as web service %s on the %s target", image, name, self.target)
             deployment = Deployment.deploy(
-                ws, name, image, target=str(self.target), config=dict(self.config) if self.config else None,
-                tags=self.tags or None, description=self.description or "", wait=False, timeout=self.timeout,
+                self.hook.workspace, name, image, target=str(self.target),
+                config=dict(self.config) if self.config else None, tags=self.tags or None,
+                description=self.description or "", wait=False, timeout=self.timeout,
                 idempotency_key=idempotency_key(context),
             )
         except FAIL_FAST as exc:
@@ -139,20 +150,26 @@ class AmlDeployWebServiceOperator(AmlBaseOperator):
             raise AirflowException(self._with_logs(str(exc), name)) from exc
         except (AmlError, TimeoutError) as exc:
             raise AirflowException(str(exc)) from exc
-        AmlDeploymentLink().persist(context, deployment_url(self.hook, name))
-        activity = deployment.activity
-        self.log.info("Deployment %s: %s %s (activity %s)", name, activity.kind, activity.status.value,
+        return deployment.activity.activity_id
+
+    def follow(self, activity_id: str, context: Any) -> dict[str, Any]:
+        ws = self.hook.workspace
+        activity = ws.get_activity(activity_id)
+        deployment = Deployment.get(ws, activity.target_id)
+        AmlDeploymentLink().persist(context, deployment_url(self.hook, deployment.name))
+        self.log.info("Deployment %s: %s %s (activity %s)", deployment.name, activity.kind, activity.status.value,
                       activity.activity_id)
         if not self.wait_for_completion:
             return self._result(deployment)
         if self.deferrable and not activity.status.is_terminal:
             waited = wait_briefly(lambda seconds: self._wait(deployment, seconds),
-                                  seconds=self.defer_after, end_time=end_time, log=self.log.info)
+                                  seconds=self.defer_after, end_time=self._end_time, log=self.log.info)
             if not waited:
-                self.defer_until_done(activity.activity_id, poll_interval=self.poll_interval, end_time=end_time)
-        else:
-            self._wait(deployment, self.timeout, fail_on_timeout=True)
-        return self._finish(deployment, deployment.record.activity_id)
+                self.defer_until_done(activity_id, poll_interval=self.poll_interval, end_time=self._end_time)
+        elif not activity.status.is_terminal:
+            remaining = None if self._end_time is None else max(0.0, self._end_time - time.time())
+            self._wait(deployment, remaining, fail_on_timeout=True)
+        return self._finish(deployment, activity_id)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         name = str(self.deployment_name)

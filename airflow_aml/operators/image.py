@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,11 +11,19 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_aml.activities import describe
 from airflow_aml.entities import ActivityRecord, ImageStatus
-from airflow_aml.exceptions import AmlError, AuthorizationError, ImageBuildError, NotFoundError, ValidationError
+from airflow_aml.exceptions import (
+    AmlError,
+    AuthorizationError,
+    ImageBuildError,
+    NotFoundError,
+    ValidationError,
+    WaitTimeoutError,
+)
 from airflow_aml.images.image import Image
 from airflow_aml.images.spec import ImageSpec
 from airflow_aml.links import AmlImageLink
-from airflow_aml.operators.base import AmlBaseOperator, deadline, idempotency_key
+from airflow_aml.operators.base import deadline, idempotency_key
+from airflow_aml.operators.durable import AmlDurableOperator
 from airflow_aml.references import Reference
 from airflow_aml.triggers.settle import DEFAULT_DEFER_AFTER, wait_briefly
 
@@ -43,7 +52,7 @@ def model_references(models: Any) -> list[str]:
     return refs
 
 
-class AmlBuildImageOperator(AmlBaseOperator):
+class AmlBuildImageOperator(AmlDurableOperator):
     """Build the next version of image ``image_name`` from model versions and scoring code.
 
     The spec mirrors ``ImageSpec``: give ``builtin_scorer`` (``"sklearn"``, ``"onnx"``: no code) or
@@ -67,6 +76,10 @@ class AmlBuildImageOperator(AmlBaseOperator):
         then (a cached one) never defers.
     :param poll_interval: seconds between two looks of the trigger when deferred (progress is logged as it changes).
     :param timeout: seconds the deferred wait may last; None waits for ever.
+    :param durable: keep the build activity's id in Airflow's task state (``ResumableJobMixin``):
+        a retry reattaches to a build that goes on in its own process (``deferrable`` or
+        ``wait_for_completion=False``) and returns a finished one at once. A build in the task
+        itself dies with a crashed worker; the retry then builds the next attempt.
     :return: ``{"name", "version", "id", "location", "builder"}``.
     """
 
@@ -123,6 +136,7 @@ class AmlBuildImageOperator(AmlBaseOperator):
         self.defer_after = defer_after
         self.poll_interval = poll_interval
         self.timeout = timeout
+        self._end_time: float | None = None
 
     # ------------------------------------------------------------------ configuration
     def build_spec(self) -> ImageSpec:
@@ -144,14 +158,18 @@ class AmlBuildImageOperator(AmlBaseOperator):
 
     # ------------------------------------------------------------------ execution
     def execute(self, context: Any) -> dict[str, Any]:
-        ws = self.hook.workspace
-        end_time = deadline(self.timeout)
+        self._end_time = deadline(self.timeout)
+        return super().execute(context)  # durable: a retry reattaches to the build an earlier try started
+
+    def submit_job(self, context: Any) -> str:
+        """Validate and create the version (or find the earlier try's by the idempotency key);
+        the id of its build activity. Waiting in the task builds it here and now."""
         wait_here = self.wait_for_completion and not self.deferrable
         try:
             spec = self.build_spec()
             self.log.info("Building image %s (%s builder) from %s", self.image_name, self.builder, spec.models)
             image = Image.create(
-                ws, self.image_name, spec, builder=self.builder, tags=self.tags, wait=wait_here,
+                self.hook.workspace, self.image_name, spec, builder=self.builder, tags=self.tags, wait=wait_here,
                 idempotency_key=idempotency_key(context), on_progress=self._log_progress,
             )
         except FAIL_FAST as exc:
@@ -160,18 +178,26 @@ class AmlBuildImageOperator(AmlBaseOperator):
             raise AirflowException(self._failure_message(str(exc), exc.image_id)) from exc
         except AmlError as exc:
             raise AirflowException(str(exc)) from exc
+        return image.activity.activity_id
+
+    def follow(self, activity_id: str, context: Any) -> dict[str, Any]:
+        ws = self.hook.workspace
+        image = Image.get(ws, *Reference.parse_id(ws.get_activity(activity_id).target_id, "image"))
         AmlImageLink().persist(context, image_url(self.hook, image.name, image.version))
         if image.status is ImageStatus.BUILDING:
-            self.log.info("Image %s is building (activity %s)", image.id, image.record.activity_id)
-            if not (self.deferrable and self.wait_for_completion):
+            self.log.info("Image %s is building (activity %s)", image.id, activity_id)
+            if not self.wait_for_completion:
                 return self._result(image)
-            waited = wait_briefly(
-                lambda seconds: image.wait_for_completion(timeout=seconds, raise_on_error=False,
-                                                          on_progress=self._log_progress),
-                seconds=self.defer_after, end_time=end_time, log=self.log.info,
-            )
-            if not waited:
-                self.defer_until_done(image.record.activity_id, poll_interval=self.poll_interval, end_time=end_time)
+            def wait(seconds: float | None) -> None:
+                image.wait_for_completion(timeout=seconds, raise_on_error=False, on_progress=self._log_progress)
+
+            if not self.deferrable:  # reattached to a build in its own process: follow it here
+                try:
+                    wait(None if self._end_time is None else max(0.0, self._end_time - time.time()))
+                except WaitTimeoutError as exc:
+                    raise AirflowException(str(exc)) from None
+            elif not wait_briefly(wait, seconds=self.defer_after, end_time=self._end_time, log=self.log.info):
+                self.defer_until_done(activity_id, poll_interval=self.poll_interval, end_time=self._end_time)
         return self._finish(image)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:

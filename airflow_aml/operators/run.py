@@ -19,7 +19,8 @@ from airflow_aml.exceptions import (
     WaitTimeoutError,
 )
 from airflow_aml.links import AmlRunLink
-from airflow_aml.operators.base import AmlBaseOperator, deadline, idempotency_key
+from airflow_aml.operators.base import deadline, idempotency_key
+from airflow_aml.operators.durable import AmlDurableOperator
 from airflow_aml.operators.query import GOALS
 from airflow_aml.operators.sweep import child_label, scalar_metrics, summary_lines
 from airflow_aml.runconfig import RunConfiguration, check_source_directory
@@ -27,7 +28,7 @@ from airflow_aml.runs import Run
 from airflow_aml.triggers.settle import DEFAULT_DEFER_AFTER, wait_briefly
 
 
-class AmlSubmitRunOperator(AmlBaseOperator):
+class AmlSubmitRunOperator(AmlDurableOperator):
     """Submit ``source_directory`` as a run of ``experiment_name`` and (by default) wait for it.
 
     :param experiment_name: the experiment (created when unknown).
@@ -50,6 +51,9 @@ class AmlSubmitRunOperator(AmlBaseOperator):
         False to train again when the task is cleared.
     :param primary_metric: for a sweep, the metric that names the best child run in the task log.
     :param goal: ``"maximize"`` (default) or ``"minimize"`` ``primary_metric``.
+    :param durable: keep the run's id in Airflow's task state (``ResumableJobMixin``): a retry
+        after a crashed worker reattaches to the run, which trains on in its own supervisor
+        (default True; False: the idempotency key alone finds it).
     :return: the run id.
 
     A sweep's task log shows every child run's lines prefixed with the child (``[<run id> C=0.1]``),
@@ -104,6 +108,7 @@ class AmlSubmitRunOperator(AmlBaseOperator):
         self.primary_metric = primary_metric
         self.goal = goal
         self._run_id: str | None = None
+        self._end_time: float | None = None
 
     # ------------------------------------------------------------------ configuration
     def build_run_config(self) -> RunConfiguration:
@@ -137,7 +142,12 @@ class AmlSubmitRunOperator(AmlBaseOperator):
     def execute(self, context: Any) -> str | None:
         if self.goal not in GOALS:
             raise AirflowFailException(f"Task {self.task_id!r}: goal must be one of {GOALS}, not {self.goal!r}")
-        end_time = deadline(self.timeout)
+        self._end_time = deadline(self.timeout)
+        return super().execute(context)  # durable: a retry reattaches to the run an earlier try started
+
+    def submit_job(self, context: Any) -> str:
+        """Validate and submit (or find the earlier try's run by the idempotency key); its id,
+        which is also its activity's."""
         try:
             config = self.build_run_config()
             run = self._find_or_submit(config, context)
@@ -145,6 +155,14 @@ class AmlSubmitRunOperator(AmlBaseOperator):
             raise AirflowFailException(str(exc)) from exc  # bad input: retrying cannot help
         except AmlError as exc:
             raise AirflowException(str(exc)) from exc
+        return run.id
+
+    def is_job_succeeded(self, status: str) -> bool:
+        # reuse_completed_run=False: a completed run is not this try's result; train again.
+        return self.reuse_completed_run and super().is_job_succeeded(status)
+
+    def follow(self, activity_id: str, context: Any) -> str:
+        run = self.hook.get_run(activity_id)
         self._run_id = run.id
         AmlRunLink().persist(context, self.hook.run_url(run.id))
         if not self.wait_for_completion:
@@ -152,9 +170,9 @@ class AmlSubmitRunOperator(AmlBaseOperator):
         positions: dict[str, int] = {}
         if not run.status.is_terminal and self.deferrable:
             if not wait_briefly(lambda seconds: self._wait_for(run, seconds, positions),
-                                seconds=self.defer_after, end_time=end_time, log=self.log.info):
+                                seconds=self.defer_after, end_time=self._end_time, log=self.log.info):
                 # Where the log stopped goes along, so the resumed task shows only the rest.
-                self.defer_until_done(run.id, poll_interval=self.poll_interval, end_time=end_time,
+                self.defer_until_done(run.id, poll_interval=self.poll_interval, end_time=self._end_time,
                                       kwargs={"log_positions": positions})
         elif not run.status.is_terminal:
             self._wait(run, positions)

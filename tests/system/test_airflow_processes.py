@@ -12,6 +12,7 @@ Airflow's deferral/reschedule race (``airflow_aml/triggers/settle.py``) is avoid
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 import time
@@ -27,14 +28,16 @@ from tests.system.airflow_processes import AirflowProcesses
 
 pytestmark = pytest.mark.slow
 
-DAGS = Path(__file__).resolve().parents[2] / "dags_examples"
-TRAIN, RETRAIN = "aml_train_register_deploy", "aml_scheduled_retraining"
+EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
+PROBE_DAG = Path(__file__).resolve().parent / "dags" / "aml_probe.py"
+TRAIN, RETRAIN, PROBE = "aml_train_register_deploy", "aml_scheduled_retraining", "aml_probe"
 DEFERRABLE_REPETITIONS = 5
 ROUND_TIMEOUT = 480  # seconds for one round (both DAG runs); a round takes about a minute here
 SERVICE = "proc-service"  # created by the first round, updated (rolled over) by every later one
 POLICY = '''
 def task_policy(task):
-    task.retries = 0  # the test: every task must succeed on its first try
+    if task.dag_id != "aml_probe":  # whose durable task is killed on try 1 on purpose
+        task.retries = 0  # the test: every task must succeed on its first try
 '''
 DELETE_DEPLOYMENTS = '''
 from airflow_aml.deployments import Deployment
@@ -51,21 +54,37 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowProcess
     home = tmp_path_factory.mktemp("airflow-processes")
     (home / "config").mkdir()
     (home / "config" / "airflow_local_settings.py").write_text(POLICY)
-    processes = AirflowProcesses(home, dags_folder=DAGS, env={
+    dags = home / "dags"  # the example DAGs (linked, with their iris folder) and the probe DAG
+    dags.mkdir()
+    for entry in [*EXAMPLES.iterdir(), PROBE_DAG]:
+        if entry.name != "__pycache__":
+            (dags / entry.name).symlink_to(entry)
+    processes = AirflowProcesses(home, dags_folder=dags, env={
         "AML_HOME": str(home / "aml"), "AML_PROGRESS": "0", "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "False",
     })
     processes.airflow("db", "migrate")
     try:
         processes.start()
-        processes.wait_for_dags([TRAIN, RETRAIN])
+        processes.wait_for_dags([TRAIN, RETRAIN, PROBE])
         for dag_id in (TRAIN, RETRAIN):
             # Unpausing the weekly DAG also starts its latest scheduled run: checked like the others.
             processes.unpause(dag_id)
+        processes.unpause(PROBE)
         yield processes
     finally:
         processes.stop()
         # The services the DAG runs deployed outlive Airflow (they are the product): not the test's.
         subprocess.run([sys.executable, "-c", DELETE_DEPLOYMENTS], env=processes.env, timeout=300, check=False)
+
+PROBE_SETUP = '''
+import json, sys
+from airflow_aml.workspace import Workspace
+ws = Workspace.create("default", exist_ok=True)
+ws.set_secret("probe-password", sys.argv[1])
+services = [d.name for d in ws.list_deployments()]
+keys = list(ws.get_deployment(services[0]).get_keys()) if services else []
+print(json.dumps([services[0] if services else "", [sys.argv[1], *keys]]))
+'''
 
 
 def set_default_deferrable(airflow: AirflowProcesses, value: bool) -> None:
@@ -183,3 +202,37 @@ def test_example_dags_with_default_deferrable_true_repeatedly(airflow: AirflowPr
     assert any(r[TRAIN]["deferred"] or r[RETRAIN]["deferred"] for r in results), results
     check_only_loopback(airflow)
     report(airflow, "default_deferrable_true", results)
+
+
+def test_secrets_are_masked_and_a_killed_worker_reattaches_to_its_run(airflow: AirflowProcesses) -> None:
+    """Under the real task supervisor: the masker (``hooks/workspace.py``: every value the SDK
+    reveals goes to ``mask_secret``) and durable execution (``operators/durable.py``)."""
+    # As the Airflow installation's user (its AML_HOME holds the workspace's secret key): the
+    # embedded default (made by the rounds above, or here as the hook would when run alone), a
+    # secret, and the keys of the web service the rounds deployed.
+    secret = f"probe-{secrets.token_hex(12)}"
+    setup = subprocess.run([sys.executable, "-c", PROBE_SETUP, secret], env=airflow.env, check=True,
+                           capture_output=True, text=True, timeout=120)
+    deployment, values = json.loads(setup.stdout.splitlines()[-1])
+    assert values[0] == secret
+    ws = workspace(airflow)
+    conf = {"secret_name": "probe-password", "deployment": deployment}
+    run_id = airflow.trigger(PROBE, conf, run_id="probe")
+    airflow.wait_for_runs([(PROBE, run_id)], timeout=ROUND_TIMEOUT)
+    tis = {ti["task_id"]: ti for ti in airflow.task_instances(PROBE, run_id)}
+
+    assert tis["reveal"]["state"] == "success", airflow.task_log(PROBE, run_id, "reveal")
+    log = airflow.task_log(PROBE, run_id, "reveal")
+    for what in ("print", "task logger", "stdlib logger"):
+        assert log.count(f"{what}: ***") == len(values), (what, log)
+    written = [p for p in (airflow.home / "logs").rglob("*") if p.is_file()]
+    leaked = [str(p) for p in written if any(v.encode() in p.read_bytes() for v in values)]
+    assert written and not leaked, leaked
+
+    durable = tis["train_durable"]
+    retry_log = airflow.task_log(PROBE, run_id, "train_durable", 2)
+    assert (durable["state"], durable["try_number"]) == ("success", 2), retry_log
+    assert "Reconnecting to existing job" in retry_log or "Job already completed successfully" in retry_log
+    [run] = ws.experiment("probe-durable").get_runs()  # one run: try 2 did not train again
+    assert run.status is RunStatus.COMPLETED and run.id in retry_log
+    report(airflow, "probe", [{"reveal": len(values), "retry_reattached": "Reconnecting" in retry_log}])

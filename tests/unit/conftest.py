@@ -55,6 +55,7 @@ class FakeTaskInstance:
         self.dag_id, self.task_id, self.run_id, self.map_index = dag_id, task_id, run_id, map_index
         self.try_number = 1
         self.xcom: dict[str, Any] = {}
+        self.stats_tags: dict[str, str] = {}
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom[key] = value
@@ -63,8 +64,27 @@ class FakeTaskInstance:
         return None
 
 
-def make_context(**ti_fields: Any) -> dict[str, Any]:
-    return {"ti": FakeTaskInstance(**ti_fields), "outlet_events": defaultdict(SimpleNamespace)}
+class FakeTaskStateStore:
+    """Airflow's ``context["task_state_store"]`` (get/set of JSON values per task instance, kept
+    across its tries): pass the same one to two contexts to make a retry of one task instance."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        if value is None:
+            raise ValueError("Cannot set value as None")
+        self.values[key] = value
+
+
+def make_context(*, task_state: FakeTaskStateStore | None = None, **ti_fields: Any) -> dict[str, Any]:
+    return {
+        "ti": FakeTaskInstance(**ti_fields), "outlet_events": defaultdict(SimpleNamespace),
+        "task_state_store": task_state if task_state is not None else FakeTaskStateStore(),
+    }
 
 
 @pytest.fixture

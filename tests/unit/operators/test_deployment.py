@@ -224,6 +224,27 @@ def test_real_build_deploy_score_redeploy_and_delete(real: Served) -> None:
     assert deleted.execute(make_context()) == {"name": "iris-svc", "deleted": False}
 
 
+def test_real_retry_reattaches_to_the_create_its_crashed_try_started(
+    real: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Durable execution: the activity id in the task state; the retry follows that activity."""
+    ws = real.workspace()
+    real.deployments.append("iris-durable")
+    context = make_context(task_id="deploy", run_id="manual__durable")
+    kwargs: dict[str, Any] = {"task_id": "deploy", "deployment_name": "iris-durable", "image": "iris-img:1",
+                              "aml_conn_id": CONN, "poll_interval": 0.5, "timeout": 180}
+    AmlDeployWebServiceOperator(**kwargs, wait_for_completion=False).execute(context)
+    activity_id = ws.get_deployment("iris-durable").record.activity_id
+    assert context["task_state_store"].values == {"aml_activity_id": activity_id}
+    capsys.readouterr()
+
+    result = AmlDeployWebServiceOperator(**kwargs).execute(context)  # the try after a crashed worker
+    log = "".join(capsys.readouterr())
+    assert "Reconnecting to existing job" in log or "Job already completed successfully" in log
+    assert result["state"] == "Healthy" and result["image_id"] == "iris-img:1"
+    assert [a.activity_id for a in ws.list_activities(target_id="iris-durable")] == [activity_id]
+
+
 def test_real_deferrable_deploy_and_sensor(real: Served) -> None:
     ws = real.workspace()
     real.deployments.append("iris-deferred")
