@@ -37,6 +37,7 @@ from typing import Any
 from airflow_aml.config import aml_home
 from airflow_aml.datastores.base import AbstractDatastore
 from airflow_aml.hashing import sha256_file, tree_sha256, verify_tree
+from airflow_aml.images.onnx import ONNX_NAME, convert_model_folder
 from airflow_aml.images.plan import BuildPlan
 
 MANIFEST = "image.json"
@@ -126,6 +127,11 @@ def assemble_bundle(
             files = datastore_for(model.datastore).download(target, model.path, overwrite=False, show_progress=False)
             verify_tree(target, files, model.sha256, f"Model '{model.name}' version {model.version}")
             log(f"Model {model.id}: {len(files)} file(s) from datastore {model.datastore!r} ({model.path})")
+            if plan.convert_to_onnx:
+                progress((index + 0.5) / steps, f"Converting model {model.id} to ONNX")
+                source_name, what = convert_model_folder(target)
+                log(f"Model {model.id}: {source_name} ({what}) converted to {ONNX_NAME}; "
+                    "its predictions checked against the original")
         progress(len(plan.models) / steps, f"Copying {len(plan.app_files)} application file(s)")
         app = tmp / APP_DIR
         app.mkdir()

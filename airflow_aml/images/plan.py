@@ -18,6 +18,7 @@ from airflow_aml.compute.environments import read_conda_file
 from airflow_aml.context import WorkspaceContext
 from airflow_aml.exceptions import ModelNotFoundError, RunConfigurationError, ValidationError
 from airflow_aml.images.builders import build_image_builder
+from airflow_aml.images.onnx import require_converter
 from airflow_aml.images.requirements import current_python
 from airflow_aml.images.spec import ImageSpec
 from airflow_aml.references import Reference
@@ -57,6 +58,7 @@ class BuildPlan:
     version: int = 0  # known once the image version is created
     activity_id: str | None = None
     spec: dict[str, Any] = field(default_factory=dict)  # as recorded on the image
+    convert_to_onnx: bool = False  # the one model's scikit-learn pickle becomes model.onnx in the bundle
 
     @property
     def image_id(self) -> str:
@@ -87,6 +89,8 @@ class BuildPlan:
 def plan_image(workspace: WorkspaceContext, name: str, spec: ImageSpec, *, builder: str) -> BuildPlan:
     """Resolve and check everything; raises naming the image and creates nothing."""
     build_image_builder(builder, workspace).validate(spec)  # unknown kind: ValidationError listing kinds
+    if spec.convert_to_onnx:
+        require_converter(name)
     models = tuple(_resolve_model(workspace, name, reference) for reference in spec.models)
 
     source = _source_directory(name, spec)
@@ -165,6 +169,7 @@ def plan_image(workspace: WorkspaceContext, name: str, spec: ImageSpec, *, build
         output_schema=spec.output_schema,
         datastore=workspace.record.default_datastore,
         spec=recorded,
+        convert_to_onnx=spec.convert_to_onnx,
     )
 
 

@@ -49,6 +49,8 @@ class ImageSpec(BaseModel):
     entry_script: str | None = None  # relative to source_directory; defines init() and run()
     source_directory: str | None = None  # scoring script and other files, copied to app/
     builtin_scorer: BuiltinScorer | None = None  # no-code scoring of a sklearn or ONNX model
+    # With builtin_scorer "onnx": the registered scikit-learn model is converted to model.onnx at build.
+    convert_to_onnx: bool = False
     pip: list[str] = Field(default_factory=list)
     conda_file: str | None = None  # relative to source_directory when there is one
     extra_files: list[str] = Field(default_factory=list)  # files/folders copied to app/<their name>
@@ -107,6 +109,8 @@ class ImageSpec(BaseModel):
             raise ValueError(
                 f"the built-in {self.builtin_scorer!r} scorer serves exactly one model, not {len(self.models)}"
             )
+        if self.convert_to_onnx and self.builtin_scorer != "onnx":
+            raise ValueError("convert_to_onnx goes with builtin_scorer 'onnx' (it serves the converted model)")
         return self
 
     # ------------------------------------------------------------------ construction

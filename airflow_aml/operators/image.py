@@ -64,6 +64,8 @@ class AmlBuildImageOperator(AmlDurableOperator):
     :param source_directory: folder with the scoring script and the files it needs.
     :param entry_script: the scoring script, relative to ``source_directory``.
     :param builtin_scorer: a built-in scorer instead of a script.
+    :param convert_to_onnx: with ``builtin_scorer="onnx"``, convert the registered scikit-learn model
+        to ONNX while building (checked to predict the same; needs ``airflow-aml[onnx]``).
     :param pip: extra requirement lines (``"scikit-learn==1.5.2"``).
     :param conda_file: a conda environment file whose pip dependencies are installed.
     :param extra_files: files or folders copied next to the scoring code.
@@ -100,6 +102,7 @@ class AmlBuildImageOperator(AmlDurableOperator):
         source_directory: str | None = None,
         entry_script: str | None = None,
         builtin_scorer: str | None = None,
+        convert_to_onnx: bool = False,
         pip: Sequence[str] | None = None,
         conda_file: str | None = None,
         extra_files: Sequence[str] | None = None,
@@ -122,6 +125,7 @@ class AmlBuildImageOperator(AmlDurableOperator):
         self.source_directory = source_directory
         self.entry_script = entry_script
         self.builtin_scorer = builtin_scorer
+        self.convert_to_onnx = convert_to_onnx
         self.pip = pip
         self.conda_file = conda_file
         self.extra_files = extra_files
@@ -146,6 +150,7 @@ class AmlBuildImageOperator(AmlDurableOperator):
             "source_directory": self.source_directory or None,
             "entry_script": self.entry_script or None,
             "builtin_scorer": self.builtin_scorer or None,
+            "convert_to_onnx": bool(self.convert_to_onnx),
             "pip": [str(line) for line in self.pip or []],
             "conda_file": self.conda_file or None,
             "extra_files": [str(path) for path in self.extra_files or []],

@@ -118,3 +118,24 @@ def test_builtin_sklearn_scorer(ws: Workspace, tmp_path: Path) -> None:
 
     # Pinned to the scikit-learn that pickled the model.
     assert probe.stdout.strip() == f"{sklearn.__version__} [0, 1]"
+
+
+def test_builtin_onnx_scorer_of_a_converted_model_needs_no_scikit_learn(ws: Workspace, tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    path = tmp_path / "clf" / "model.pkl"
+    path.parent.mkdir()
+    path.write_bytes(pickle.dumps(model))
+    ws.register_model("clf", path=path)
+    image = ws.create_image("clf-onnx", {"models": ["clf"], "builtin_scorer": "onnx", "convert_to_onnx": True})
+    assert image.status is ImageStatus.SUCCEEDED
+    folder = image.bundle_path() / "models" / "clf" / "1"
+    code = (
+        "import importlib.util, pathlib; from airflow_aml.runtime.scoring.builtin import OnnxScorer; "
+        f"s = OnnxScorer(pathlib.Path({str(folder)!r})); s.init(); "
+        "print(s.run('', {'data': [[0.0], [3.0]]})['predictions'], importlib.util.find_spec('sklearn') is None)"
+    )
+    probe = _python(image.properties[PROP_PYTHON], code)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "[0, 1] True"  # the converted model, served by onnxruntime alone

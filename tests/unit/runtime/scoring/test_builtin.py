@@ -1,61 +1,70 @@
-"""The built-in scorers beyond what test_app covers: ONNX (with a stand-in onnxruntime), model files."""
+"""The built-in scorers beyond what test_app covers: ONNX (a model converted by skl2onnx, run by the real
+onnxruntime), model files."""
 
 from __future__ import annotations
 
 import json
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from airflow_aml.runtime.scoring.builtin import OnnxScorer, SklearnScorer, find_model_file
+from airflow_aml.runtime.scoring.builtin import SklearnScorer, find_model_file
 from airflow_aml.runtime.scoring.errors import ScorerSetupError
 from tests.unit.runtime.scoring.conftest import ROW, BundleFactory
 
 
-def _onnx_bundle(make_bundle: BundleFactory) -> Path:
+def _onnx_bundle(make_bundle: BundleFactory, iris_model: Any, *, zipmap: bool = False) -> Path:
+    """The sklearn bundle with its model converted by skl2onnx (as convert_to_onnx does, or with
+    skl2onnx's default ZipMap, as a user who converts by hand often does)."""
+    from skl2onnx import to_onnx
+
     bundle = make_bundle(builtin="sklearn")
     manifest = json.loads((bundle / "image.json").read_text())
     manifest["builtin_scorer"] = "onnx"
     (bundle / "image.json").write_text(json.dumps(manifest))
     folder = bundle / "models/iris/1"
     (folder / "model.pkl").unlink()
-    (folder / "model.onnx").write_bytes(b"not really onnx")
+    options = None if zipmap else {"zipmap": False}
+    onnx_model = to_onnx(iris_model, np.zeros((1, 4), dtype=np.float32), options=options)
+    (folder / "model.onnx").write_bytes(onnx_model.SerializeToString())
     return bundle
 
 
-class _FakeSession:
-    """What skl2onnx makes of a classifier: labels, then a ZipMap of probabilities."""
-
-    def __init__(self, path: str, providers: list[str]) -> None:
-        assert path.endswith("model.onnx") and providers == ["CPUExecutionProvider"]
-
-    def get_inputs(self) -> list[Any]:
-        return [types.SimpleNamespace(name="float_input", type="tensor(float)", shape=["N", 4])]
-
-    def run(self, names: Any, feeds: dict[str, np.ndarray]) -> list[Any]:
-        rows = feeds["float_input"]
-        assert rows.dtype == np.float32
-        return [np.zeros(len(rows), dtype=np.int64), [{0: 0.9, 1: 0.1, 2: 0.0} for _ in rows]]
+ROWS = [ROW, [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]  # setosa, virginica, versicolor
 
 
-def test_onnx_scorer_with_onnxruntime(make_bundle: BundleFactory, serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "onnxruntime", types.SimpleNamespace(InferenceSession=_FakeSession))
-    client = serve(_onnx_bundle(make_bundle))
-    response = client.post("/score", json={"data": [ROW, ROW]})
+def test_onnx_scorer_answers_what_the_sklearn_model_does(
+    make_bundle: BundleFactory, serve: Any, iris_model: Any
+) -> None:
+    client = serve(_onnx_bundle(make_bundle, iris_model))
+    response = client.post("/score", json={"data": ROWS})
     assert response.status_code == 200, response.text
-    assert response.json() == {"predictions": [0, 0], "probabilities": [{"0": 0.9, "1": 0.1, "2": 0.0}] * 2}
-    assert client.post("/score", json={"data": [[1.0]]}).status_code == 400  # 4 features, from the input shape
+    body = response.json()
+    assert body["predictions"] == iris_model.predict(np.array(ROWS)).tolist() == [0, 2, 1]
+    assert np.allclose(body["probabilities"], iris_model.predict_proba(np.array(ROWS)), atol=1e-5)
+    # 4 features, read from the ONNX input's shape; integers are cast to its float32.
+    assert client.post("/score", json={"data": [[1.0]]}).status_code == 400
+    assert client.post("/score", json={"data": [[5, 3, 1, 0]]}).json()["predictions"] == [0]
+
+
+def test_onnx_scorer_with_a_zipmap_gives_labelled_probabilities(
+    make_bundle: BundleFactory, serve: Any, iris_model: Any
+) -> None:
+    client = serve(_onnx_bundle(make_bundle, iris_model, zipmap=True))
+    body = client.post("/score", json={"data": ROWS[:1]}).json()
+    assert body["predictions"] == [0]
+    [probabilities] = body["probabilities"]
+    assert set(probabilities) == {"0", "1", "2"} and probabilities["0"] > 0.9
 
 
 def test_onnx_without_onnxruntime_says_so_in_ready(
-    make_bundle: BundleFactory, serve: Any, monkeypatch: pytest.MonkeyPatch
+    make_bundle: BundleFactory, serve: Any, iris_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
-    client = serve(_onnx_bundle(make_bundle))
+    client = serve(_onnx_bundle(make_bundle, iris_model))
     ready = client.get("/ready")
     assert ready.status_code == 503
     assert "needs the onnxruntime package" in ready.json()["error"]
@@ -87,11 +96,3 @@ def test_sklearn_scorer_reads_joblib_dumps_and_refuses_non_models(tmp_path: Path
     joblib.dump({"not": "a model"}, other / "model.pkl")
     with pytest.raises(ScorerSetupError, match="has no predict"):
         SklearnScorer(other).init()
-
-
-def test_onnx_scorer_plain_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "onnxruntime", types.SimpleNamespace(InferenceSession=_FakeSession))
-    (tmp_path / "model.onnx").write_bytes(b"x")
-    scorer = OnnxScorer(tmp_path)
-    scorer.init()
-    assert scorer.run("", {"data": [[1, 2, 3, 4]]})["predictions"] == [0]  # ints cast to the input's float32
