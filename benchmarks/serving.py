@@ -18,7 +18,8 @@ model work per request (parse the JSON, ``predict``):
 
 ``--builtin`` builds ours with the built-in no-code sklearn scorer instead, which also returns
 ``predict_proba`` (the floor then does too; MLflow still only predicts, so that ratio is not
-like for like). ``--direct`` adds a fourth server: the deployment's own image served by the
+like for like); ``--onnx`` with the built-in onnx scorer on the same model converted at build
+time (``convert_to_onnx``). ``--direct`` adds a fourth server: the deployment's own image served by the
 scoring server alone (``python -m airflow_aml.runtime.scoring``, no front), which shows what the
 front costs. ``--no-telemetry`` deploys with request telemetry off.
 
@@ -31,7 +32,7 @@ answer must be 200 with the model's prediction. Besides throughput and latency, 
 processes' own CPU time per request is printed (from /proc): on a shared machine it moves much
 less than throughput does. The deployment is deleted at the end, whatever happened.
 
-    python benchmarks/serving.py [--requests 2000] [--concurrency 4] [--replicas 1] [--builtin] [--direct]
+    python benchmarks/serving.py [--requests 2000] [--concurrency 4] [--replicas 1] [--builtin | --onnx] [--direct]
 
 The last line is ``ratio: <ours/MLflow throughput>x``.
 """
@@ -292,7 +293,7 @@ def _inputs_body(row: list[float]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ ours
-def _workspace_image(root: Path, model: Any, builtin: bool) -> tuple[Any, Any]:
+def _workspace_image(root: Path, model: Any, builtin: bool, onnx: bool = False) -> tuple[Any, Any]:
     """A throw-away workspace under ``root`` with the model registered and its image built (local builder)."""
     import numpy
     import sklearn
@@ -309,8 +310,10 @@ def _workspace_image(root: Path, model: Any, builtin: bool) -> tuple[Any, Any]:
     model_dir.mkdir()
     (model_dir / "model.pkl").write_bytes(pickle.dumps(model))
     ws.register_model("iris", path=model_dir)
-    if builtin:
-        spec: Any = ImageSpec(models=["iris"], builtin_scorer="sklearn")
+    if onnx:  # the same model, converted at build time and run by onnxruntime
+        spec: Any = ImageSpec(models=["iris"], builtin_scorer="onnx", convert_to_onnx=True)
+    elif builtin:
+        spec = ImageSpec(models=["iris"], builtin_scorer="sklearn")
     else:
         source = root / "score"
         source.mkdir()
@@ -421,9 +424,10 @@ def _report(results: dict[str, Result], args: argparse.Namespace) -> None:
     compare(results["fastapi floor"], "floor")
     if "ours direct" in results:
         compare(results["ours direct"], "direct (what the front costs)")
+    scorer = "built-in onnx scorer" if args.onnx else "built-in scorer" if args.builtin else "score.py"
     print(f"{args.requests} single-row requests each, {args.concurrency} concurrent, in {args.rounds} "
           f"interleaved rounds after {args.warmup} warm-up; ours: local deployment, {args.replicas} replica(s), "
-          f"{'built-in scorer' if args.builtin else 'score.py'}, telemetry {'off' if args.no_telemetry else 'on'}")
+          f"{scorer}, telemetry {'off' if args.no_telemetry else 'on'}")
     print(f"ratio: {ours.rate / results['mlflow'].rate:.2f}x")
 
 
@@ -436,9 +440,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="the requests are sent in this many interleaved rounds")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="per server, for the timed requests")
     parser.add_argument("--builtin", action="store_true", help="ours with the built-in sklearn scorer (+probabilities)")
+    parser.add_argument("--onnx", action="store_true",
+                        help="ours with the built-in onnx scorer (the model converted with convert_to_onnx)")
     parser.add_argument("--direct", action="store_true", help="also serve our image without the deployment's front")
     parser.add_argument("--no-telemetry", action="store_true", help="deploy with request telemetry off")
     args = parser.parse_args()
+    args.builtin = args.builtin or args.onnx  # the peers then return probabilities too
     if args.replicas < 1 or args.requests < 1 or args.concurrency < 1 or args.rounds < 1:
         parser.error("--replicas, --requests, --concurrency and --rounds must be at least 1")
 
@@ -457,7 +464,7 @@ def main() -> None:
     # Left in reverse order: the servers stop, the deployment is deleted, then the folder goes.
     with tempfile.TemporaryDirectory(prefix="aml-serving-bench-") as tmp, ExitStack() as servers:
         root = Path(tmp)
-        ws, image = _workspace_image(root, model, args.builtin)
+        ws, image = _workspace_image(root, model, args.builtin, args.onnx)
         deployment = servers.enter_context(_deployment(ws, image, args.replicas, not args.no_telemetry))
         endpoints = [_deployment_endpoint(deployment)]
         targets = _other_targets(root, model, args.builtin)

@@ -56,6 +56,10 @@ async def _slow(
                 await writer.drain()
             await asyncio.wait([reading], timeout=interval)
         answer = await asyncio.wait_for(reading, timeout=max(0.1, hold - (time.monotonic() - started)))
+    except ConnectionResetError:
+        # Closed without an answer too: a byte we sent as the server closed makes its kernel
+        # answer with a reset, which can overtake the FIN we would otherwise read as b"".
+        answer = b""
     except (TimeoutError, ConnectionError):
         answer = b"(no answer)"
     finally:
@@ -171,7 +175,7 @@ def test_a_deployment_with_default_settings_times_out_slow_clients(
           f"{result['replica_headers'][0]:.2f} s, front body {result['front_body'][0]:.2f} s; admitted "
           f"{len(latencies)} requests, p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms, "
           f"max {latencies[-1]:.1f} ms")
-    assert len(timed_out) + len(evicted) == SLOW_CONNECTIONS
+    assert len(timed_out) + len(evicted) == SLOW_CONNECTIONS, [a[:20] for _, a in crowd]
     assert len(evicted) >= SLOW_CONNECTIONS - config.max_idle_connections
     assert max(timed_out) < config.header_timeout_seconds + 2
     for name, limit in (("front_headers", config.header_timeout_seconds), ("replica_headers", 10.0),
