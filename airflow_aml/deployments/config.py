@@ -67,6 +67,11 @@ class DeploymentConfig(BaseModel):
     # Per replica, as the scoring server reads them.
     max_concurrent_requests: int = Field(4, ge=1, le=1024)
     max_queued_requests: int = Field(16, ge=0, le=100_000)
+    # Adaptive batching in each replica (built-in scorers; scripts that define run_batch): the
+    # requests waiting for a worker are scored in one call of up to max_batch_size (1 = off); a
+    # worker waits at most max_latency_ms for more to join (0: never waits, batches form under load).
+    max_batch_size: int = Field(32, ge=1, le=4096)
+    max_latency_ms: float = Field(0.0, ge=0.0, le=1000.0)
     request_timeout_seconds: float = Field(30.0, gt=0, le=3600)
     max_request_bytes: int = Field(1 << 20, gt=0, le=1 << 30)
     # The front's defences against slow clients (slowloris), per deployment: a request's headers
@@ -127,4 +132,6 @@ class DeploymentConfig(BaseModel):
             request_timeout_seconds=self.request_timeout_seconds,
             max_concurrent_requests=self.max_concurrent_requests,
             max_queued_requests=self.max_queued_requests,
+            max_batch_size=self.max_batch_size,
+            max_latency_ms=self.max_latency_ms,
         )

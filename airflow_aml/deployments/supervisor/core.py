@@ -178,6 +178,7 @@ class Supervisor(RolloutMixin, HealthMixin, TelemetryMixin, PublishingMixin):
             "image": desired.image, "cpu_cores": config.cpu_cores, "memory_gb": config.memory_gb,
             "max_concurrent_requests": config.max_concurrent_requests,
             "max_queued_requests": config.max_queued_requests,
+            "max_batch_size": config.max_batch_size, "max_latency_ms": config.max_latency_ms,
         }
         current = len(self._active())
         if config.autoscale is not None:

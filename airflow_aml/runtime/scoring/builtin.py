@@ -42,6 +42,30 @@ def rows_from_payload(payload: Any, n_features: int | None) -> np.ndarray:
     return rows
 
 
+def stacked_rows(items: list[tuple[str, Any]], n_features: int | None) -> tuple[np.ndarray, list[int]]:
+    """Every request's rows in one array, and where each request's rows end (for ``np.split``)."""
+    parts = [rows_from_payload(payload, n_features) for _, payload in items]
+    if n_features is None and len({part.shape[1] for part in parts}) > 1:
+        raise ScoringInputError("The requests of a batch have different numbers of features")
+    ends = np.cumsum([len(part) for part in parts])[:-1].tolist()
+    return np.concatenate(parts), ends
+
+
+def split_results(result: dict[str, Any], ends: list[int], n_rows: int) -> list[dict[str, Any]]:
+    """A batch's ``{"predictions": [...], ...}`` back into one such answer per request.
+
+    Every output must hold one value per row: anything else cannot be split honestly, and raises
+    (the requests are then scored one at a time)."""
+    bounds = list(zip([0, *ends], [*ends, n_rows], strict=True))
+    answers: list[dict[str, Any]] = [{} for _ in bounds]
+    for name, values in result.items():
+        if not hasattr(values, "__len__") or len(values) != n_rows:
+            raise ScoringInputError(f"The model's {name} are not one per row: the batch cannot be split")
+        for answer, (start, end) in zip(answers, bounds, strict=True):
+            answer[name] = _plain(values[start:end])
+    return answers
+
+
 def find_model_file(model_dir: Path, preferred: tuple[str, ...], suffixes: tuple[str, ...]) -> Path:
     """The one model file in a registered model's folder (the folder may be the file itself)."""
     if model_dir.is_file():
@@ -90,12 +114,22 @@ class SklearnScorer:
         self._n_features = int(n_features) if n_features is not None else None
         self._has_proba = hasattr(self.model, "predict_proba")  # False also when available_if hides it
 
+    supports_batches = True
+
     def run(self, raw_data: str, payload: Any) -> dict[str, Any]:
         rows = rows_from_payload(payload, self._n_features)
         result: dict[str, Any] = {"predictions": self.model.predict(rows).tolist()}
         if self._has_proba:
             result["probabilities"] = self.model.predict_proba(rows).tolist()
         return result
+
+    def run_batch(self, items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+        """One ``predict`` (and ``predict_proba``) over the rows of every request."""
+        rows, ends = stacked_rows(items, self._n_features)
+        result: dict[str, Any] = {"predictions": self.model.predict(rows)}
+        if self._has_proba:
+            result["probabilities"] = self.model.predict_proba(rows)
+        return split_results(result, ends, len(rows))
 
 
 _ONNX_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64}
@@ -127,6 +161,8 @@ class OnnxScorer:
         shape = list(first.shape or [])
         self._n_features = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
 
+    supports_batches = True
+
     def run(self, raw_data: str, payload: Any) -> dict[str, Any]:
         rows = rows_from_payload(payload, self._n_features).astype(self._dtype, copy=False)
         outputs = self._session.run(None, {self._input_name: rows})
@@ -134,6 +170,15 @@ class OnnxScorer:
         if len(outputs) > 1:  # converted classifiers: labels, then probabilities
             result["probabilities"] = _plain(outputs[1])
         return result
+
+    def run_batch(self, items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+        """One ``session.run`` over the rows of every request (the model's batch axis is free)."""
+        rows, ends = stacked_rows(items, self._n_features)
+        outputs = self._session.run(None, {self._input_name: rows.astype(self._dtype, copy=False)})
+        result: dict[str, Any] = {"predictions": outputs[0]}
+        if len(outputs) > 1:
+            result["probabilities"] = outputs[1]
+        return split_results(result, ends, len(rows))
 
 
 def _plain(value: Any) -> Any:

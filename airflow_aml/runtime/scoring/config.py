@@ -40,6 +40,13 @@ class ScoringConfig(BaseModel):
     max_concurrent_requests: int = Field(16, ge=1)
     # Requests admitted beyond max_concurrent_requests wait for a worker thread; past both, 429.
     max_queued_requests: int = Field(0, ge=0)
+    # Adaptive batching, for scorers that take several inputs in one call (the built-in ones; a
+    # script that defines run_batch): the requests waiting for a worker are scored together, up to
+    # max_batch_size a call (1 turns batching off). A worker waits at most max_latency_ms after the
+    # oldest waiting request arrived for more to join it; 0 never waits, so a lone request is
+    # answered as fast as without batching and batches form only when requests queue up.
+    max_batch_size: int = Field(32, ge=1, le=4096)
+    max_latency_ms: float = Field(0.0, ge=0.0, le=1000.0)
     telemetry_path: str | None = None
     # The share of requests whose input and output are kept in the telemetry (data collection).
     sample_rate: float = Field(0.0, ge=0.0, le=1.0)
@@ -132,7 +139,7 @@ def _settled(seen: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
 
 
 # Read once at startup: the worker pool and the telemetry file are built from them.
-_FIXED_FIELDS = ("max_concurrent_requests", "max_queued_requests", "telemetry_path")
+_FIXED_FIELDS = ("max_concurrent_requests", "max_queued_requests", "max_batch_size", "max_latency_ms", "telemetry_path")
 
 
 def _warn_fixed_fields(old: ScoringConfig, new: ScoringConfig) -> None:

@@ -9,6 +9,7 @@ need no lock. With ``--workers N`` each worker process counts its own requests.
 from __future__ import annotations
 
 import bisect
+import threading
 from collections import Counter
 from collections.abc import Callable
 
@@ -26,12 +27,21 @@ class ScoringMetrics:
         self._latency_sum = 0.0
         self._latency_count = 0
         self.telemetry_dropped: Callable[[], int] = lambda: 0
+        # Counted by the batching workers (threads), hence the lock: taken once per batch.
+        self._batch_lock = threading.Lock()
+        self.batches = 0
+        self.batched_requests = 0
 
     def observe(self, status: int, seconds: float) -> None:
         self.requests[status] += 1
         self._buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self._latency_sum += seconds
         self._latency_count += 1
+
+    def batch(self, size: int) -> None:
+        with self._batch_lock:
+            self.batches += 1
+            self.batched_requests += size
 
     def error(self, kind: str) -> None:
         self.errors[kind] += 1
@@ -60,6 +70,12 @@ class ScoringMetrics:
             "# HELP aml_scoring_ready 1 once init() succeeded.",
             "# TYPE aml_scoring_ready gauge",
             f"aml_scoring_ready {int(self._ready())}",
+            "# HELP aml_scoring_batches_total Calls that scored waiting requests together (adaptive batching).",
+            "# TYPE aml_scoring_batches_total counter",
+            f"aml_scoring_batches_total {self.batches}",
+            "# HELP aml_scoring_batched_requests_total Requests scored in those calls (/ batches: the mean size).",
+            "# TYPE aml_scoring_batched_requests_total counter",
+            f"aml_scoring_batched_requests_total {self.batched_requests}",
             "# HELP aml_scoring_telemetry_dropped_total Telemetry records dropped because the queue was full.",
             "# TYPE aml_scoring_telemetry_dropped_total counter",
             f"aml_scoring_telemetry_dropped_total {self.telemetry_dropped()}",

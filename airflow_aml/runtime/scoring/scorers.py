@@ -28,6 +28,18 @@ class Scorer(Protocol):
         """Score one request: ``raw_data`` is the body as text, ``payload`` the same parsed."""
 
 
+class BatchScorer(Scorer, Protocol):
+    """A scorer that can also score several requests in one call (adaptive batching)."""
+
+    @property
+    def supports_batches(self) -> bool:
+        """Known after ``init()``: a script batches only when it defines ``run_batch``."""
+
+    def run_batch(self, items: list[tuple[str, Any]]) -> list[Any]:
+        """One result per ``(raw_data, payload)``, in order; raise if any input is refused (each
+        is then scored alone with ``run``, so that only the bad one fails)."""
+
+
 def load_scorer(bundle_dir: Path, manifest: ImageManifest) -> Scorer:
     """The scorer ``image.json`` asks for. Built-ins are imported only when used (numpy, sklearn)."""
     if manifest.entry_script is not None:
@@ -47,6 +59,7 @@ class ScriptScorer:
         self.app_dir = app_dir.resolve()
         self.path = self.app_dir / entry_script
         self._run: Callable[[str], Any] | None = None
+        self._run_batch: Callable[[list[str]], Any] | None = None
 
     def init(self) -> None:
         if not self.path.is_file():
@@ -70,12 +83,25 @@ class ScriptScorer:
             init = getattr(module, "init", None)
             if callable(init):
                 init()
+            run_batch = getattr(module, "run_batch", None)
         self._run = run
+        # Opting in to adaptive batching: run_batch(list_of_raw_data) -> one result per input.
+        self._run_batch = run_batch if callable(run_batch) else None
+
+    @property
+    def supports_batches(self) -> bool:
+        return self._run_batch is not None
 
     def run(self, raw_data: str, payload: Any) -> Any:
         if self._run is None:
             raise ScorerSetupError("The scoring script was not initialised")
         return self._run(raw_data)
+
+    def run_batch(self, items: list[tuple[str, Any]]) -> list[Any]:
+        if self._run_batch is None:
+            raise ScorerSetupError("The scoring script defines no run_batch")
+        results = self._run_batch([raw for raw, _ in items])
+        return list(results)
 
 
 @contextlib.contextmanager

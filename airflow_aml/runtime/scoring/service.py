@@ -8,6 +8,12 @@ Concurrency is bounded by slots: ``max_concurrent_requests`` worker threads plus
 ``max_queued_requests`` waiting for one. Without a free slot the answer is an immediate 429. A
 ``run()`` that passes its timeout is answered 504 but keeps its slot until the thread returns, so
 the bound stays true: calls that cannot be stopped still count.
+
+When the scorer can score several inputs in one call (the built-in scorers; a script that
+defines ``run_batch``) and ``max_batch_size`` > 1, the admitted requests go to a
+``BatchingPool`` instead: a worker scores every request waiting for it in one call. Each request
+still gets its own answer and its own error: a batch that fails is scored again one request at a
+time, so one bad input fails only itself.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,7 @@ from starlette.responses import Response
 
 from airflow_aml.runtime.model import ENV_BUNDLE_DIR
 from airflow_aml.runtime.scoring.auth import check_authorization
+from airflow_aml.runtime.scoring.batching import BatchingPool, Outcome
 from airflow_aml.runtime.scoring.body import check_content_type, check_declared_length, parse_json, read_body
 from airflow_aml.runtime.scoring.bundle import ImageManifest, read_manifest
 from airflow_aml.runtime.scoring.config import ConfigWatcher, ScoringConfig
@@ -42,6 +50,9 @@ log = logging.getLogger(__name__)
 
 REQUEST_ID_KEY = "aml.request_id"  # where the request-id middleware leaves the id in the ASGI scope
 _JSON = "application/json"
+# Threads that call run_batch: one stacks every waiting request into its call while the other
+# parses, encodes or waits on the next; more would only split the batches (the GIL is shared).
+BATCH_WORKERS = 2
 # Server-side failures by status, for aml_scoring_errors_total.
 _ERROR_KINDS = {500: "run_error", 503: "not_ready", 504: "timeout"}
 
@@ -58,7 +69,10 @@ class ScoringService:
         initial = self.watcher.current()
         self._workers = initial.max_concurrent_requests
         self._capacity = initial.max_concurrent_requests + initial.max_queued_requests
-        self._pool: DaemonThreadPool | None = None
+        self._pool: DaemonThreadPool | BatchingPool | None = None
+        self._submit: Callable[[bytes], Future[bytes]] | None = None
+        self.batching = False  # known once init() succeeded: whether the scorer takes batches
+        self._closed = False
         self.active = 0  # slots held; changed on the event loop thread only
         self.sink = telemetry_sink
         self._own_sink = False
@@ -91,12 +105,12 @@ class ScoringService:
         if isinstance(self.sink, JsonlTelemetrySink):
             sink = self.sink
             self.metrics.telemetry_dropped = lambda: sink.dropped
-        self._pool = DaemonThreadPool(self._workers, "aml-score")
         threading.Thread(target=self._init, name="aml-score-init", daemon=True).start()
 
     def _init(self) -> None:
         try:
             self.scorer.init()
+            self._start_workers(self.watcher.current())
             self.ready = True
             log.info("Scoring service %s:%s is ready", self.manifest.name, self.manifest.version)
         except BaseException as exc:  # anything init() raises (even SystemExit) is reported by /ready
@@ -105,12 +119,33 @@ class ScoringService:
         finally:
             self._initialized.set()
 
+    def _start_workers(self, config: ScoringConfig) -> None:
+        """The worker threads, once the scorer is loaded: a script says in init() whether it batches."""
+        if self._closed:
+            return
+        if config.max_batch_size > 1 and getattr(self.scorer, "supports_batches", False):
+            # Fewer threads than slots: the waiting requests are batched, not spread over threads
+            # that would fight over the GIL for one row each.
+            pool = BatchingPool(
+                min(self._workers, BATCH_WORKERS), "aml-score", self._score_batch,
+                max_batch_size=config.max_batch_size, max_latency=config.max_latency_ms / 1000.0,
+                on_batch=self.metrics.batch,
+            )
+            self._submit = pool.submit
+            self.batching = True
+            self._pool = pool
+        else:
+            threads = DaemonThreadPool(self._workers, "aml-score")
+            self._submit = lambda body: threads.submit(self._score_job, body)
+            self._pool = threads
+
     def wait_initialized(self, timeout: float | None = None) -> bool:
         """Block until ``init()`` ended (either way); True when the service is ready."""
         self._initialized.wait(timeout)
         return self.ready
 
     def close(self) -> None:
+        self._closed = True
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
@@ -162,8 +197,8 @@ class ScoringService:
 
     async def _admitted(self, request: Request, config: ScoringConfig) -> tuple[bytes, bytes]:
         """Read the body and score it, holding a slot: (JSON answer, body)."""
-        pool = self._pool
-        if pool is None:
+        submit = self._submit
+        if self._pool is None or submit is None:
             raise HttpError(503, "The service is shutting down", "NotReady")
         body = b""
         job: Future[bytes] | None = None
@@ -172,7 +207,7 @@ class ScoringService:
             # One deadline for both: a body that does not arrive is a 408, a run() that does not end a 504.
             async with asyncio.timeout(config.request_timeout_seconds):
                 body = await read_body(request, config.max_request_bytes)
-                job = pool.submit(self._score_job, body)
+                job = submit(body)
                 return await asyncio.wrap_future(job), body
         except TimeoutError:
             error = self._timed_out(job, config)
@@ -205,6 +240,9 @@ class ScoringService:
     def _score_job(self, body: bytes) -> bytes:
         """Parse, score and encode in a worker thread: the event loop only moves bytes."""
         text, payload = parse_json(body)
+        return self._score_one(text, payload)
+
+    def _score_one(self, text: str, payload: Any) -> bytes:
         try:
             result = self.scorer.run(text, payload)
         except ScoringInputError as exc:
@@ -212,11 +250,35 @@ class ScoringService:
         except BaseException as exc:  # the script's failure is the client's 500, never the server's end
             log.exception("run() failed")
             raise HttpError(500, str(exc) or repr(exc), type(exc).__name__) from exc
-        try:
-            return json.dumps(result, default=_jsonable, allow_nan=False, separators=(",", ":")).encode()
-        except (TypeError, ValueError) as exc:
-            message = f"run() returned a value that cannot be sent as JSON: {exc}"
-            raise HttpError(500, message, "SerializationError") from exc
+        return _encode(result)
+
+    def _score_batch(self, bodies: Sequence[bytes]) -> list[Outcome]:
+        """The BatchingPool's handler: one outcome per body, and it never raises."""
+        outcomes: list[Outcome] = [b""] * len(bodies)
+        parsed: list[tuple[int, str, Any]] = []
+        for index, body in enumerate(bodies):
+            try:
+                text, payload = parse_json(body)
+            except HttpError as exc:  # malformed JSON fails its own request only
+                outcomes[index] = exc
+                continue
+            parsed.append((index, text, payload))
+        if len(parsed) > 1:
+            try:
+                results = self.scorer.run_batch([(text, payload) for _, text, payload in parsed])  # type: ignore[attr-defined]
+                if len(results) != len(parsed):
+                    raise ValueError(f"run_batch returned {len(results)} results for {len(parsed)} inputs")
+            except BaseException as exc:
+                # One bad input (or a mix the scorer cannot stack) fails the whole call: each is
+                # scored alone, so only what is wrong with a request fails that request.
+                log.debug("A batch of %d failed (%s): scoring its requests one at a time", len(parsed), exc)
+            else:
+                for (index, _, _), result in zip(parsed, results, strict=True):
+                    outcomes[index] = _outcome(_encode, result)
+                return outcomes
+        for index, text, payload in parsed:
+            outcomes[index] = _outcome(self._score_one, text, payload)
+        return outcomes
 
     def _record(
         self, request: Request, config: ScoringConfig, status: int, elapsed: float, body: bytes, output: bytes
@@ -227,6 +289,21 @@ class ScoringService:
             body.decode("utf-8", "replace") if sampled and body else None,
             output.decode("utf-8", "replace") if sampled else None,
         )
+
+
+def _encode(result: Any) -> bytes:
+    try:
+        return json.dumps(result, default=_jsonable, allow_nan=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        message = f"run() returned a value that cannot be sent as JSON: {exc}"
+        raise HttpError(500, message, "SerializationError") from exc
+
+
+def _outcome(fn: Callable[..., bytes], *args: Any) -> Outcome:
+    try:
+        return fn(*args)
+    except HttpError as exc:
+        return exc
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Any) -> None:

@@ -60,3 +60,12 @@ def test_replicas_do_not_inherit_private_variables() -> None:
         "AIRFLOW_CONN_DB": "postgres://...", "AIRFLOW_VAR_TOKEN": "t", "OMP_NUM_THREADS": "2",
     })
     assert env == {"PATH": "/bin", "HOME": "/root", "AML_PROGRESS": "0", "OMP_NUM_THREADS": "2"}
+
+
+def test_adaptive_batching_settings_reach_the_replicas_scoring_config() -> None:
+    default = DeploymentConfig().scoring_config(None, None)
+    assert (default.max_batch_size, default.max_latency_ms) == (32, 0.0)  # on, never waiting
+    tuned = DeploymentConfig.coerce({"max_batch_size": 1, "max_latency_ms": 2.5}).scoring_config(None, None)
+    assert (tuned.max_batch_size, tuned.max_latency_ms) == (1, 2.5)
+    with pytest.raises(ValidationError, match="max_batch_size"):
+        DeploymentConfig.coerce({"max_batch_size": 0})
