@@ -41,8 +41,16 @@ def _build_local(name: str, config: Mapping[str, Any]) -> AbstractDatastore:
     return LocalDatastore(name, root)
 
 
+def _build_azure_blob(name: str, config: Mapping[str, Any]) -> AbstractDatastore:
+    # Imported here: the SDK is optional (the azure extra) and loaded only when a blob store is used.
+    from airflow_aml.datastores.blob import build_blob_datastore
+
+    return build_blob_datastore(name, dict(config))
+
+
 _BUILDERS: dict[str, DatastoreBuilder] = {
     "local": _build_local,
+    "azure_blob": _build_azure_blob,
 }
 
 
