@@ -1,0 +1,53 @@
+"""A workspace whose default datastore is Azure Blob (on Azurite): secrets, the hook, runs' files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from airflow_aml.datastores.blob import BlobDatastore
+from airflow_aml.exceptions import ValidationError
+from airflow_aml.hooks.datastore import AmlDatastoreHook
+from airflow_aml.workspace import Workspace
+from tests.unit.datastores.test_contract import container  # noqa: F401  (the Azurite fixture)
+
+
+@pytest.fixture
+def blob_workspace(workspace: Workspace, container: tuple[str, str]) -> Workspace:  # noqa: F811
+    conn, name = container
+    workspace.set_secret("blob-conn", conn)
+    workspace.register_datastore(
+        "azureblob", kind="azure_blob",
+        config={"container": name, "prefix": "aml", "connection_string_secret": "blob-conn"},
+        set_default=True,
+    )
+    return workspace
+
+
+def test_credentials_stay_in_the_vault(blob_workspace: Workspace, container: tuple[str, str]) -> None:  # noqa: F811
+    conn, name = container
+    record = blob_workspace.datastores["azureblob"]
+    assert conn not in repr(record.config) and "AccountKey" not in repr(record.config)
+    assert record.config["connection_string_secret"] == "blob-conn"
+    assert isinstance(blob_workspace.get_default_datastore(), BlobDatastore)
+    with pytest.raises(ValidationError, match="never stored in the datastore record"):
+        blob_workspace.register_datastore("raw", kind="azure_blob",
+                                          config={"container": name, "connection_string": conn})
+
+
+def test_datastore_hook_upload_download_on_blob(
+        blob_workspace: Workspace, aml_conn: str, tmp_path: Path) -> None:
+    src = tmp_path / "data"
+    src.mkdir()
+    payload = os.urandom(3 * 1024 * 1024)
+    (src / "train.csv").write_bytes(payload)
+    hook = AmlDatastoreHook(aml_conn_id=aml_conn)
+    assert hook.upload(src, "inputs") == ["inputs/train.csv"]
+    assert [o.path for o in hook.list("inputs")] == ["inputs/train.csv"]
+    out = tmp_path / "out"
+    hook.download("inputs", out)
+    assert (out / "train.csv").read_bytes() == payload
+    hook.delete("inputs")
+    assert not hook.exists("inputs/train.csv")
