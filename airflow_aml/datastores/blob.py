@@ -16,7 +16,7 @@ import contextlib
 import hashlib
 import io
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -245,8 +245,20 @@ class BlobDatastore(AbstractDatastore):
                 self._container.delete_blob(name)
 
 
+# The Airflow layer (airflow_aml.hooks.wasb) registers how a ``wasb_conn_id`` becomes a service
+# client through WasbHook: this layer must not import Airflow, so it only knows the seam.
+_wasb_service_factory: Callable[[str], Any] | None = None
+
+
+def register_wasb_service_factory(factory: Callable[[str], Any]) -> None:
+    """``factory(wasb_conn_id)`` returns a ``BlobServiceClient`` built from that connection."""
+    global _wasb_service_factory
+    _wasb_service_factory = factory
+
+
 def build_blob_datastore(name: str, config: dict[str, Any]) -> BlobDatastore:
-    """Kind ``azure_blob``: ``container`` plus one of ``connection_string`` or ``account_url``
+    """Kind ``azure_blob``: ``container`` plus ``wasb_conn_id`` (an Airflow connection), or
+    ``connection_string``, or ``account_url``
     (with ``credential``: an account key, a SAS token, or nothing for DefaultAzureCredential).
 
     The secret values arrive here already resolved from the workspace's secrets (see
@@ -255,11 +267,21 @@ def build_blob_datastore(name: str, config: dict[str, Any]) -> BlobDatastore:
     container = config.get("container")
     if not isinstance(container, str) or len(container) < 3:
         raise ValidationError(f"Datastore {name!r} of kind 'azure_blob' needs a 'container' (3+ characters)")
+    prefix = config.get("prefix") or ""
+    wasb_conn_id = config.get("wasb_conn_id")
+    if wasb_conn_id:
+        if _wasb_service_factory is None:
+            raise ValidationError(
+                f"Datastore {name!r} names the wasb connection {wasb_conn_id!r}, which needs the Airflow "
+                "layer: import airflow_aml.hooks.wasb (the provider does so) or configure credentials"
+            )
+        service = _wasb_service_factory(wasb_conn_id)
+        return BlobDatastore(name, service.get_container_client(container), prefix)
     connection_string = config.get("connection_string")
     account_url = config.get("account_url")
     if not connection_string and not account_url:
         raise ValidationError(
-            f"Datastore {name!r} of kind 'azure_blob' needs 'account_url' or 'connection_string'"
+            f"Datastore {name!r} of kind 'azure_blob' needs 'wasb_conn_id', 'account_url' or 'connection_string'"
         )
     try:
         from azure.storage.blob import BlobServiceClient
@@ -276,4 +298,4 @@ def build_blob_datastore(name: str, config: dict[str, Any]) -> BlobDatastore:
 
             credential = DefaultAzureCredential()
         service = BlobServiceClient(account_url, credential=credential)
-    return BlobDatastore(name, service.get_container_client(container), config.get("prefix") or "")
+    return BlobDatastore(name, service.get_container_client(container), prefix)

@@ -51,3 +51,19 @@ def test_datastore_hook_upload_download_on_blob(
     assert (out / "train.csv").read_bytes() == payload
     hook.delete("inputs")
     assert not hook.exists("inputs/train.csv")
+
+
+def test_wasb_connection_gives_the_credentials(
+        workspace: Workspace, container: tuple[str, str], aml_conn: str,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    conn, name = container
+    # A wasb connection as Airflow stores it; WasbHook reads the connection string from its extra.
+    monkeypatch.setenv("AIRFLOW_CONN_WASB_TEST", json.dumps(
+        {"conn_type": "wasb", "extra": {"connection_string": conn}}))
+    ds = AmlDatastoreHook(aml_conn_id=aml_conn).workspace_hook.workspace.register_datastore(
+        "viawasb", kind="azure_blob", config={"container": name, "wasb_conn_id": "wasb_test"})
+    assert ds.write_bytes("x.txt", b"via wasb").sha256
+    assert ds.read_bytes("x.txt") == b"via wasb"
+    assert workspace.datastores["viawasb"].config == {"container": name, "wasb_conn_id": "wasb_test"}
