@@ -67,3 +67,20 @@ def test_wasb_connection_gives_the_credentials(
     assert ds.write_bytes("x.txt", b"via wasb").sha256
     assert ds.read_bytes("x.txt") == b"via wasb"
     assert workspace.datastores["viawasb"].config == {"container": name, "wasb_conn_id": "wasb_test"}
+
+
+def test_train_register_download_through_blob(
+        blob_workspace: Workspace, container: tuple[str, str], script_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    from azure.storage.blob import BlobServiceClient
+
+    from airflow_aml.runconfig import RunConfiguration
+
+    run = blob_workspace.experiment("e").submit(script_dir, RunConfiguration(script="train.py", arguments=("--C", "3")))
+    run.wait_for_completion(timeout=120, poll_interval=0.2)
+    model = blob_workspace.register_model("m", run_id=run.id, run_path="outputs/model.txt")
+    assert model.download(tmp_path / "model").read_text() == "C=3.0"
+    # Snapshot, outputs and the model's files really live in the container, under the prefix.
+    conn, name = container
+    names = [b.name for b in BlobServiceClient.from_connection_string(conn).get_container_client(name).list_blobs()]
+    assert names and all(n.startswith("aml/") for n in names)
+    assert any(n.endswith("outputs/model.txt") for n in names)
