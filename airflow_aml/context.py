@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Self, cast
 
 from airflow_aml import config
-from airflow_aml.datastores import AbstractDatastore, build_datastore
+from airflow_aml.datastores import SECRET_SUFFIX, AbstractDatastore, build_datastore
 from airflow_aml.datastores.paths import normalize_path
 from airflow_aml.datastores.readonly import ReadOnlyDatastore
 from airflow_aml.entities import ActivityRecord, Metric, Role, RunRecord, WorkspaceRecord
@@ -254,11 +254,22 @@ class WorkspaceContext:
         self.require(Action.READ)
         if name not in self._datastores:
             record = self.store.get_datastore(self.name, name)
-            datastore = build_datastore(record.name, record.kind, dict(record.config))
+            datastore = build_datastore(record.name, record.kind, self._with_secrets(record.config))
             if not self.allows(Action.WRITE):
                 datastore = ReadOnlyDatastore(datastore, self.refusal(Action.WRITE))
             self._datastores[name] = datastore
         return self._datastores[name]
+
+    def _with_secrets(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """A datastore's config with each ``<key>_secret`` (a secret's name) replaced by ``<key>``
+        holding the secret's value: credentials live in the vault, the record only names them."""
+        resolved: dict[str, Any] = {}
+        for key, value in config.items():
+            if key.endswith(SECRET_SUFFIX) and isinstance(value, str):
+                resolved[key[: -len(SECRET_SUFFIX)]] = self.vault.get(value)
+            else:
+                resolved[key] = value
+        return resolved
 
     def get_default_datastore(self) -> AbstractDatastore:
         return self.get_datastore(self._record.default_datastore)

@@ -26,7 +26,7 @@ from airflow_aml.activities import get_activity as _get_activity
 from airflow_aml.activities import list_activities as _list_activities
 from airflow_aml.compute import compute_kinds
 from airflow_aml.context import DATASTORE_PROPERTY, DEFAULT_DATASTORE, SNAPSHOT_NAME, WorkspaceContext, run_prefix
-from airflow_aml.datastores import AbstractDatastore, build_datastore
+from airflow_aml.datastores import SECRET_KEYS, SECRET_SUFFIX, AbstractDatastore, build_datastore
 from airflow_aml.deployments import Deployment
 from airflow_aml.deployments.deployment import deployment_worker_check
 from airflow_aml.entities import (
@@ -101,7 +101,14 @@ class Workspace(WorkspaceContext):
         self.require(Action.MANAGE)
         validate_name("datastore", name)
         settings = dict(config or {})
-        build_datastore(name, kind, settings)  # fails on a bad kind/config before anything is stored
+        for key in SECRET_KEYS.get(kind, ()):
+            if key in settings:
+                raise ValidationError(
+                    f"Datastore {name!r}: {key!r} is a credential and is never stored in the datastore "
+                    f"record; store it with set_secret(<secret name>, value) and pass {key + SECRET_SUFFIX!r}"
+                )
+        # Fails on a bad kind/config (or an unknown secret) before anything is stored.
+        build_datastore(name, kind, self._with_secrets(settings))
         self.store.register_datastore(self.name, name, kind=kind, config=settings, overwrite=overwrite)
         self.forget_datastore(name)
         if set_default:

@@ -30,4 +30,28 @@ start_postgres() {
     export AML_TEST_POSTGRES_URI="postgresql+psycopg://aml:aml@127.0.0.1:5432/aml_test"
 }
 
+# Azurite, the Azure Storage emulator (blob service only): the azure_blob datastore's tests.
+AZURITE_PORT="${AML_AZURITE_PORT:-10000}"
+start_azurite() {
+    local prefix="${AML_AZURITE_PREFIX:-/tmp/aml-azurite-npm}"
+    if [ ! -x "$prefix/node_modules/.bin/azurite-blob" ]; then
+        command -v npm >/dev/null 2>&1 || apt_install npm
+        npm install --silent --prefix "$prefix" azurite@3 >/dev/null
+    fi
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$AZURITE_PORT") 2>/dev/null; then
+        mkdir -p /tmp/aml-azurite-data
+        # setsid: the emulator outlives the sourcing shell, like the PostgreSQL cluster does.
+        setsid "$prefix/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" \
+            --location /tmp/aml-azurite-data --skipApiVersionCheck --loose \
+            >/tmp/aml-azurite.log 2>&1 < /dev/null &
+        for _ in $(seq 1 30); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$AZURITE_PORT") 2>/dev/null && break
+            sleep 1
+        done
+    fi
+    # The emulator's well-known development account (public, documented by Microsoft).
+    export AML_TEST_AZURITE_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:$AZURITE_PORT/devstoreaccount1;"
+}
+
 start_postgres
+start_azurite

@@ -17,6 +17,8 @@ from airflow_aml.datastores.paths import normalize_path
 from airflow_aml.exceptions import ValidationError
 
 __all__ = [
+    "SECRET_KEYS",
+    "SECRET_SUFFIX",
     "AbstractDatastore",
     "DatastoreBuilder",
     "LocalDatastore",
@@ -26,6 +28,12 @@ __all__ = [
     "normalize_path",
     "register_datastore_kind",
 ]
+
+# A config key ``<key>_secret`` names a workspace secret whose value the workspace passes to the
+# builder as ``<key>``; the keys in SECRET_KEYS may only be given that way, so that no credential
+# is ever written into a datastore record.
+SECRET_SUFFIX = "_secret"
+SECRET_KEYS: dict[str, tuple[str, ...]] = {"azure_blob": ("connection_string", "credential")}
 
 DatastoreBuilder = Callable[[str, Mapping[str, Any]], AbstractDatastore]
 
@@ -41,8 +49,16 @@ def _build_local(name: str, config: Mapping[str, Any]) -> AbstractDatastore:
     return LocalDatastore(name, root)
 
 
+def _build_azure_blob(name: str, config: Mapping[str, Any]) -> AbstractDatastore:
+    # Imported here: the SDK is optional (the azure extra) and loaded only when a blob store is used.
+    from airflow_aml.datastores.blob import build_blob_datastore
+
+    return build_blob_datastore(name, dict(config))
+
+
 _BUILDERS: dict[str, DatastoreBuilder] = {
     "local": _build_local,
+    "azure_blob": _build_azure_blob,
 }
 
 

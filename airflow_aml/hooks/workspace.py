@@ -11,6 +11,7 @@ from airflow.sdk.log import mask_secret
 
 from airflow_aml.entities import ActivityRecord
 from airflow_aml.exceptions import ValidationError
+from airflow_aml.hooks import wasb as _wasb  # noqa: F401  (wasb_conn_id for azure_blob datastores)
 from airflow_aml.hooks.settings import WorkspaceSettings
 from airflow_aml.runs import Run
 from airflow_aml.secrets_store import on_reveal
