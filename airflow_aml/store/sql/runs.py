@@ -131,8 +131,13 @@ class RunStore(SqlCore):
         """Tags, properties and params of many runs in one query per chunk of ids."""
         result = {run_id: empty_attributes() for run_id in run_ids}
         for chunk in chunked(list(result)):
-            for attr in session.scalars(select(RunAttributeRow).where(RunAttributeRow.run_id.in_(chunk))):
-                result[attr.run_id][attr.kind][attr.key] = attr.value
+            # Plain column tuples, not ORM objects: building an instance costs more than the row.
+            rows = session.execute(
+                select(RunAttributeRow.run_id, RunAttributeRow.kind, RunAttributeRow.key, RunAttributeRow.value)
+                .where(RunAttributeRow.run_id.in_(chunk))
+            )
+            for run_id, kind, key, value in rows:
+                result[run_id][kind][key] = value
         return result
 
     # ----------------------------------------------------------------- lifecycle
@@ -272,12 +277,14 @@ class RunStore(SqlCore):
 
         def tx(session: Session) -> list[RunRecord]:
             self._require_workspace(session, workspace)
-            return self._run_records(session, session.scalars(stmt).all())
+            # Column rows (attribute access by column name, as run_record reads them) rather than
+            # ORM instances: a search returns thousands of runs and never modifies them.
+            return self._run_records(session, session.execute(stmt).all())  # type: ignore[arg-type]
 
         return self._read(tx)
 
-    def _search_statement(self, workspace: str, query: RunQuery) -> Select[tuple[RunRow]]:
-        stmt = select(RunRow).where(RunRow.workspace == workspace)
+    def _search_statement(self, workspace: str, query: RunQuery) -> Select[Any]:
+        stmt = select(*RunRow.__table__.columns).where(RunRow.workspace == workspace)
         if query.experiment is not None:
             stmt = stmt.where(RunRow.experiment == query.experiment)
         if query.statuses:

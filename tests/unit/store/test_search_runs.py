@@ -126,3 +126,37 @@ def test_search_is_one_statement_without_loading_metrics(runs: SqlStore) -> None
     metric_reads = [s for s in statements if "FROM metrics" in s]
     assert metric_reads and all("LIMIT" in s for s in metric_reads)
     assert not any(s.lstrip().startswith("SELECT metrics.") for s in statements)
+
+
+def _selects_of_search(store: SqlStore, query: RunQuery) -> list[str]:
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(store._engine, "before_cursor_execute", record)
+    try:
+        store.search_runs(WS, query)
+    finally:
+        event.remove(store._engine, "before_cursor_execute", record)
+    return [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+
+
+def test_search_statements_do_not_grow_with_the_runs_returned(store: SqlStore) -> None:
+    """No N+1: the runs come in one query and their tags/properties/params in one more per
+    chunk of ids, whether the search returns 3 runs or 60 (each with tags and params)."""
+    new_workspace(store)
+    counts: list[int] = []
+    created = 0
+    for total in (3, 60):
+        for i in range(created, total):
+            run = store.create_run(
+                workspace=WS, experiment="grow", submitted_by="alice", tags={"team": "a"}, status=RunStatus.RUNNING
+            )
+            store.log_params(run.run_id, {"lr": str(i)})
+            store.log_batch(run.run_id, [scalar("acc", i / 100, 0)])
+        created = total
+        query = RunQuery(experiment="grow", metric_conditions=(MetricCondition("acc", ">=", 0),))
+        assert len(store.search_runs(WS, query)) == total
+        counts.append(len(_selects_of_search(store, query)))
+    assert counts[0] == counts[1] <= 3  # workspace check, runs, attributes
