@@ -21,6 +21,7 @@
     ├── AlreadyExistsError                    a name that must be unique is taken
     ├── ConflictError                         the object is in a state that forbids the call
     ├── AuthorizationError (PermissionError)  the principal's role does not allow the action
+    ├── AuthenticationError (PermissionError) no valid credentials (missing, expired, revoked token)
     ├── DatastoreError
     │   ├── PathEscapeError                   a path that would leave the datastore root
     │   └── IntegrityError                    stored bytes do not match their SHA-256
@@ -131,6 +132,10 @@ class ConflictError(AmlError):
 
 class AuthorizationError(AmlError, PermissionError):
     """The acting principal's role does not allow the action."""
+
+
+class AuthenticationError(AmlError, PermissionError):
+    """The caller is not who it claims to be: no token, or one that is unknown, expired or revoked."""
 
 
 class DatastoreError(AmlError):
