@@ -132,9 +132,11 @@ def secret_key() -> bytes:
     return path.read_bytes().strip()
 
 
-_URI_PASSWORD = re.compile(r"(://[^\s:/@'\"]+:)[^\s'\"]+@")
+_URI_PASSWORD = re.compile(r"(://[^\s:/@'\"]*:)[^\s'\"]+@")
+# Tokens of the workspace service (aml_pat_..., aml_run_...), wherever they appear.
+_SERVICE_TOKEN = re.compile(r"\b(aml_(?:pat|run)_)[A-Za-z0-9_-]+")
 
 
 def redact(text: str) -> str:
     """Hide the passwords of URIs anywhere in ``text`` (``postgresql://u:secret@h`` -> ``u:***@h``)."""
-    return _URI_PASSWORD.sub(r"\1***@", text)
+    return _SERVICE_TOKEN.sub(r"\1***", _URI_PASSWORD.sub(r"\1***@", text))

@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Self, cast
 
@@ -42,11 +41,12 @@ from airflow_aml.exceptions import (
 )
 from airflow_aml.names import validate_name
 from airflow_aml.roles import STORE_ACTIONS, Action, Unavailable, allows, store_action
-from airflow_aml.secrets_store import SecretsVault
+from airflow_aml.secrets_store import SecretsVault, ServiceVault
 from airflow_aml.store import AbstractStore, get_store
 from airflow_aml.store.buffer import MetricBuffer, buffer_for
 
 DEFAULT_DATASTORE = "workspaceblobstore"
+_UNREAD = object()
 # The datastore that holds a run's (or an image's) files, fixed when it is created: changing the
 # workspace's default later must not hide the files of earlier runs.
 DATASTORE_PROPERTY = "aml.datastore"
@@ -176,6 +176,8 @@ class WorkspaceContext:
         # Typed as the store interface: the guard forwards every call to it, checked.
         self.store: AbstractStore = cast(AbstractStore, GuardedStore(self, store))
         self._datastores: dict[str, AbstractDatastore] = {}
+        self._role: Role | object | None = _UNREAD
+        self._vault: SecretsVault | ServiceVault | None = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -184,7 +186,8 @@ class WorkspaceContext:
         (default: ``$AML_PRINCIPAL``, else the OS user)."""
         uri = _store_uri(store_uri)
         store = get_store(uri)
-        return cls(store.get_workspace(name), store, uri, principal or config.current_principal())
+        who = _acting_principal(store, principal)
+        return cls(store.get_workspace(name), store, uri, who)
 
     @classmethod
     def create(
@@ -201,7 +204,7 @@ class WorkspaceContext:
         validate_name("workspace", name)
         uri = _store_uri(store_uri)
         store = get_store(uri)
-        who = principal or config.current_principal()
+        who = _acting_principal(store, principal)
         root = Path(datastore_root) if datastore_root else config.default_datastore_root(name)
         try:
             record = store.create_workspace(
@@ -231,10 +234,15 @@ class WorkspaceContext:
         return f"{type(self).__name__}(name={self.name!r}, store={config.redact(self.store_uri)!r})"
 
     # ------------------------------------------------------------------ authorization
-    @cached_property
+    @property
     def role(self) -> Role | None:
         """The acting principal's role, read once per handle (role changes need a new handle)."""
-        return self._raw_store.get_role(self.name, self.principal)
+        # Not functools.cached_property: on Python 3.11 it holds one lock per class while it
+        # computes, so the service's threads (and a client in the same process) would queue
+        # behind one another's store reads.
+        if self._role is _UNREAD:
+            self._role = self._raw_store.get_role(self.name, self.principal)
+        return cast(Role | None, self._role)
 
     def allows(self, action: Action) -> bool:
         return allows(self.role, action)
@@ -254,7 +262,14 @@ class WorkspaceContext:
         self.require(Action.READ)
         if name not in self._datastores:
             record = self.store.get_datastore(self.name, name)
-            datastore = build_datastore(record.name, record.kind, self._with_secrets(record.config))
+            if self._raw_store.served:
+                # Reached through the service: it holds the credentials and checks every path.
+                from airflow_aml.datastores.service import ServiceDatastore
+
+                datastore: AbstractDatastore = ServiceDatastore(
+                    self._raw_store.client, self.name, record.name)  # type: ignore[attr-defined]
+            else:
+                datastore = build_datastore(record.name, record.kind, self._with_secrets(record.config))
             if not self.allows(Action.WRITE):
                 datastore = ReadOnlyDatastore(datastore, self.refusal(Action.WRITE))
             self._datastores[name] = datastore
@@ -279,10 +294,16 @@ class WorkspaceContext:
         self._datastores.pop(name, None)
 
     # ------------------------------------------------------------------ secrets, metrics
-    @cached_property
-    def vault(self) -> SecretsVault:
-        """Encrypted secrets; every read and write goes through the guarded store."""
-        return SecretsVault(self.store, self.name, config.secret_key())
+    @property
+    def vault(self) -> SecretsVault | ServiceVault:
+        """Encrypted secrets; every read and write goes through the guarded store (or, for a
+        served workspace, through the service, which holds the key)."""
+        if self._vault is None:
+            if self._raw_store.served:
+                self._vault = ServiceVault(self._raw_store, self.name)
+            else:
+                self._vault = SecretsVault(self.store, self.name, config.secret_key())
+        return self._vault
 
     def metric_writer(self, run_id: str) -> MetricWriter:
         """Where ``run.log`` queues the metrics of run ``run_id`` (see ``MetricWriter``)."""
@@ -311,6 +332,19 @@ class MetricWriter:
     def flush(self) -> None:
         """Write everything queued so far (of every run of this store and process)."""
         self._buffer.flush()
+
+
+def _acting_principal(store: AbstractStore, principal: str | None) -> str:
+    """Who acts: for a served workspace the token's principal (the service decides; naming
+    another is an error, not a silent switch), else ``principal``, ``$AML_PRINCIPAL`` or the OS user."""
+    if not store.served:
+        return principal or config.current_principal()
+    token_principal = str(store.principal)  # type: ignore[attr-defined]
+    if principal and principal != token_principal:
+        raise AuthorizationError(
+            f"The workspace service's token acts as {token_principal!r}, not {principal!r}"
+        )
+    return token_principal
 
 
 def _store_uri(store_uri: str | None) -> str:

@@ -262,6 +262,26 @@ class ImageRecord:
 
 
 @dataclass(frozen=True)
+class AccessTokenRecord:
+    """A token of the workspace service, without the token itself (only its hash is stored)."""
+
+    token_id: str
+    kind: str  # "personal" or "run"
+    principal: str
+    name: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+    run_id: str | None = None  # run tokens: their run, its workspace, the secrets they may read
+    workspace: str | None = None
+    secrets: tuple[str, ...] = ()
+
+    def usable_at(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+@dataclass(frozen=True)
 class LogChunk:
     seq: int
     stream: str

@@ -65,3 +65,26 @@ class SecretsVault:
 
     def delete(self, name: str) -> None:
         self._store.delete_secret(self._workspace, name)
+
+
+class ServiceVault:
+    """The secrets of a served workspace: the service encrypts, decrypts and authorizes; this
+    process never holds the key (``HttpStore.get_secret_value``)."""
+
+    def __init__(self, store: AbstractStore, workspace: str) -> None:
+        self._store = store
+        self._workspace = workspace
+
+    def set(self, name: str, value: str) -> None:
+        if not isinstance(value, str):
+            raise ValidationError(f"Secret {name!r} must be a string, not {type(value).__name__}")
+        self._store.set_secret_value(self._workspace, name, _revealed(value))  # type: ignore[attr-defined]
+
+    def get(self, name: str) -> str:
+        return _revealed(self._store.get_secret_value(self._workspace, name))  # type: ignore[attr-defined]
+
+    def names(self) -> list[str]:
+        return self._store.list_secret_names(self._workspace)
+
+    def delete(self, name: str) -> None:
+        self._store.delete_secret(self._workspace, name)

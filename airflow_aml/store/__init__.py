@@ -31,10 +31,13 @@ def _by_name(path: str) -> Callable[[str], AbstractStore]:
 
 
 _SQL = _by_name("airflow_aml.store.sql.store:SqlStore")
+_HTTP = _by_name("airflow_aml.store.http.store:HttpStore")  # the workspace service
 _BUILDERS: dict[str, Callable[[str], AbstractStore]] = {
     "sqlite": _SQL,
     "postgresql": _SQL,
     "postgres": _SQL,
+    "http": _HTTP,
+    "https": _HTTP,
 }
 _CACHE: dict[str, AbstractStore] = {}
 _LOCK = threading.Lock()

@@ -39,6 +39,9 @@ from airflow_aml.entities import (
 
 
 class AbstractStore(abc.ABC):
+    # True for a store reached through the workspace service (HttpStore): its datastores and
+    # secret values go through the service too, and the service's token says who is acting.
+    served: bool = False
     # ----------------------------------------------------------------- workspaces
     @abc.abstractmethod
     def create_workspace(

@@ -8,6 +8,8 @@ check, close. ``DeploymentStore`` comes before ``ImageStore`` and ``ImageStore``
 
 from __future__ import annotations
 
+from sqlalchemy import Engine
+
 from airflow_aml.store.base import AbstractStore
 from airflow_aml.store.sql.activities import ActivityStore
 from airflow_aml.store.sql.deployments import DeploymentStore
@@ -46,6 +48,11 @@ class SqlStore(
     def uri(self) -> str:
         """The store's URI, password masked."""
         return display_uri(self._url)
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (the workspace service keeps its token table in the same database)."""
+        return self._engine
 
     def close(self) -> None:
         self._engine.dispose()

@@ -362,3 +362,30 @@ class DeploymentRow(Base):
     created_by: Mapped[str] = mapped_column(NAME)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     idempotency_key: Mapped[str | None] = mapped_column(NAME)
+
+
+class AccessTokenRow(Base):
+    """A personal access token or a run token of the workspace service (migration 0005).
+
+    Only the SHA-256 of the token is kept: a database dump reveals no credential.
+    """
+
+    __tablename__ = "access_tokens"
+    __table_args__ = (
+        Index("ix_access_tokens_principal", "principal"),
+        Index("ix_access_tokens_run_id", "run_id"),
+    )
+
+    token_id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "personal" or "run"
+    principal: Mapped[str] = mapped_column(NAME)
+    name: Mapped[str] = mapped_column(NAME)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Run tokens: the run (and its workspace) they act on, and the secrets they may read.
+    run_id: Mapped[str | None] = mapped_column(NAME)
+    workspace: Mapped[str | None] = mapped_column(NAME)
+    secrets: Mapped[list[str]] = mapped_column(JsonText())

@@ -1,0 +1,119 @@
+"""The workspace service: one FastAPI application, the one door to a shared workspace.
+
+    airflow-aml service --host 127.0.0.1 --port 8765          # standalone (uvicorn)
+    create_app(store_uri, authenticator=...)                  # mounted (e.g. in Airflow's api-server)
+
+Everything under ``/api/v1`` needs a token (deny by default); ``/openapi.json`` is readable
+without one. The routes: the metadata store (``store_routes``, built from one table), datastore
+objects (``file_routes``), secret values (``secret_routes``), tokens (``token_routes``).
+CORS is off (no middleware): browsers reach the service only from its own origin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from airflow_aml import config
+from airflow_aml.exceptions import ValidationError
+from airflow_aml.service.errors import install_error_handlers
+from airflow_aml.service.file_routes import file_router
+from airflow_aml.service.identity import Authenticator
+from airflow_aml.service.requests import ServiceState
+from airflow_aml.service.secret_routes import secret_router
+from airflow_aml.service.store_routes import store_router
+from airflow_aml.service.token_routes import token_router
+from airflow_aml.service.tokens import TokenAuthenticator
+from airflow_aml.store import get_store
+from airflow_aml.store.http.endpoints import API_PREFIX
+from airflow_aml.store.http.errors import error_body
+from airflow_aml.store.sql.store import SqlStore
+from airflow_aml.store.sql.tokens import SqlTokenStore
+
+MAX_JSON_BYTES = 32 * 1024 * 1024  # a log_batch of 10,000 metrics is ~1.5 MB
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024**3
+
+
+def create_app(
+    store_uri: str | None = None, *, authenticator: Authenticator | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+) -> FastAPI:
+    """The service over the SQL store at ``store_uri`` (default: the embedded one under
+    ``$AML_HOME``). ``authenticator`` decides who a request is; the default accepts the service's
+    personal access tokens and run tokens."""
+    uri = config.absolute_store_uri(store_uri) if store_uri else config.default_store_uri()
+    store = get_store(uri)
+    if not isinstance(store, SqlStore):
+        raise ValidationError(f"The workspace service serves a SQL store, not {config.redact(uri)!r}")
+    tokens = SqlTokenStore(store.engine)
+    app = FastAPI(
+        title="airflow-aml workspace service", version=_version(),
+        description="Workspaces, runs, models, images, deployments and activities of airflow-aml.",
+        docs_url=None, redoc_url=None,  # Swagger UI would load from a CDN: the JSON is enough
+    )
+    app.state.aml = ServiceState(
+        store=store, store_uri=uri, tokens=tokens,
+        authenticator=authenticator or TokenAuthenticator(tokens, store), max_upload_bytes=max_upload_bytes,
+    )
+    install_error_handlers(app)
+    for router in (token_router(), store_router(), file_router(), secret_router()):
+        app.include_router(router, prefix=API_PREFIX)
+    app.add_middleware(BodyLimit, max_json_bytes=MAX_JSON_BYTES)
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("airflow-aml")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class BodyLimit:
+    """Refuses a request body over the limit with 413 before it is read into memory (uploads to
+    datastore objects stream to disk and have their own limit)."""
+
+    def __init__(self, app: ASGIApp, *, max_json_bytes: int) -> None:
+        self.app = app
+        self.max_json_bytes = max_json_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or "/objects/" in scope["path"]:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_json_bytes:
+            await _too_large(send, self.max_json_bytes)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_json_bytes:
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _BodyTooLarge:
+            await _too_large(send, self.max_json_bytes)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    import json
+
+    body = json.dumps(error_body("ValidationError", f"Request body larger than {limit} bytes")).encode()
+    headers: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
