@@ -22,9 +22,16 @@ ENV_PRINCIPAL = "AML_PRINCIPAL"
 ENV_RUN_ID = "AML_RUN_ID"
 ENV_WORKSPACE = "AML_WORKSPACE"
 ENV_PARENT_RUN_ID = "AML_PARENT_RUN_ID"  # set on a sweep's child processes, for scripts that want it
+# Tokens of the workspace service: a personal access token, and the run token a compute target
+# hands a run's processes (scoped to that run; see airflow_aml/service/access.py).
+ENV_TOKEN = "AML_TOKEN"
+ENV_RUN_TOKEN = "AML_RUN_TOKEN"
 
 # Who a process acts as, and for which run: never inherited by a process started for someone else.
-IDENTITY_VARIABLES = (ENV_RUN_ID, ENV_WORKSPACE, ENV_STORE_URI, ENV_PRINCIPAL, ENV_HOME, ENV_PARENT_RUN_ID)
+# The tokens are in it too: a run's processes get a run token of their own, never the submitter's
+# personal token, and a run token must not outlive its run in a process started for another one.
+IDENTITY_VARIABLES = (ENV_RUN_ID, ENV_WORKSPACE, ENV_STORE_URI, ENV_PRINCIPAL, ENV_HOME, ENV_PARENT_RUN_ID,
+                      ENV_TOKEN, ENV_RUN_TOKEN)
 
 _RESOLVED_HOMES: dict[str, Path] = {}
 

@@ -233,6 +233,12 @@ class WorkspaceContext:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, store={config.redact(self.store_uri)!r})"
 
+    @property
+    def service_client(self) -> Any | None:
+        """The workspace service's client when this workspace is served (``ServiceClient``), else
+        None: for the calls that are not store methods (minting a run token)."""
+        return self._raw_store.client if self._raw_store.served else None  # type: ignore[attr-defined]
+
     # ------------------------------------------------------------------ authorization
     @property
     def role(self) -> Role | None:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from airflow_aml.config import ENV_HOME, ENV_PRINCIPAL, ENV_STORE_URI, IDENTITY_VARIABLES, aml_home
+from airflow_aml.config import ENV_HOME, ENV_PRINCIPAL, ENV_RUN_TOKEN, ENV_STORE_URI, IDENTITY_VARIABLES, aml_home
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +39,19 @@ def this_host() -> str:
     return socket.gethostname()
 
 
-def worker_environment(base: Mapping[str, str], *, store_uri: str, principal: str) -> dict[str, str]:
+def worker_environment(
+    base: Mapping[str, str], *, store_uri: str, principal: str, run_token: str | None = None,
+) -> dict[str, str]:
     """``base`` without any inherited identity, plus the workspace identity the worker acts with.
 
     The store URI goes in the environment, not on the command line: it may carry a password. The
     home is the absolute one of this process, so the worker finds the same files from its own
-    working folder.
+    working folder. ``run_token``: the run token of a served workspace (``store_uri`` then carries
+    no token); the caller's own tokens are never passed on.
     """
     env = {key: value for key, value in base.items() if key not in IDENTITY_VARIABLES}
+    if run_token is not None:
+        env[ENV_RUN_TOKEN] = run_token
     env[ENV_STORE_URI] = store_uri
     env[ENV_PRINCIPAL] = principal
     env[ENV_HOME] = str(aml_home())

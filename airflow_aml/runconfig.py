@@ -15,7 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from airflow_aml.exceptions import RunConfigurationError
+from airflow_aml.exceptions import AmlError, RunConfigurationError
+from airflow_aml.names import validate_secret_name
 
 RUNCONFIG_DIR = ".aml"
 RUNCONFIG_SUFFIX = ".runconfig.yml"
@@ -122,6 +123,9 @@ class RunConfiguration(_Strict):
     environment_variables: dict[str, str] = Field(default_factory=dict)
     max_run_duration_seconds: float | None = Field(default=None, gt=0)
     sweep: SweepSpec | None = None
+    # Workspace secrets the run may read (``Run.get_secret``) on a served workspace: its run token
+    # is minted naming them, and the service refuses every other secret to it.
+    secrets: tuple[str, ...] = ()
 
     @field_validator("script")
     @classmethod
@@ -137,6 +141,16 @@ class RunConfiguration(_Strict):
         if isinstance(value, list | tuple):
             return tuple(str(item) for item in value)
         return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _check_secrets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            try:
+                validate_secret_name(name)
+            except AmlError as exc:
+                raise ValueError(str(exc)) from None
+        return tuple(dict.fromkeys(value))  # each once, in the order given
 
     @field_validator("environment_variables")
     @classmethod

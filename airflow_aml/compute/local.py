@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 from airflow_aml.compute import environments
 from airflow_aml.compute.base import AbstractComputeTarget, RunLaunch
@@ -22,6 +23,7 @@ from airflow_aml.entities import ActivityStatus, RunRecord, RunStatus
 from airflow_aml.exceptions import AmlError, EnvironmentBuildError, NotFoundError, RunConfigurationError
 from airflow_aml.processes import alive_here, spawn_detached, this_host, worker_environment
 from airflow_aml.runconfig import RunConfiguration
+from airflow_aml.store.http.client import split_uri
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,8 @@ class LocalComputeTarget(AbstractComputeTarget):
         ]
         if launch.datastore:
             command += ["--datastore", launch.datastore]
-        env = worker_environment(os.environ, store_uri=launch.store_uri, principal=launch.principal)
+        store_uri, run_token = self._credentials(launch)
+        env = worker_environment(os.environ, store_uri=store_uri, principal=launch.principal, run_token=run_token)
         try:
             # SIGTERM blocked until the supervisor's handler exists: a cancel that arrives while
             # it imports stays pending instead of killing it before it can finalize the run.
@@ -81,6 +84,24 @@ class LocalComputeTarget(AbstractComputeTarget):
         except Exception:
             # The run goes on without it; only cancel's SIGTERM shortcut and waiters need the pid.
             log.warning("Could not record the supervisor pid of run %s", launch.run_id, exc_info=True)
+
+    def _credentials(self, launch: RunLaunch) -> tuple[str, str | None]:
+        """The store URI and run token the supervisor and script act with.
+
+        On a served workspace the submitter's personal token stays here: the run's processes get
+        the service URL without it and a run token minted for this run (its descendants, e.g. a
+        sweep's children, included), naming the secrets of the run configuration. Elsewhere the
+        store URI as submitted, and no token.
+        """
+        client = self.workspace.service_client
+        if client is None:
+            return launch.store_uri, None
+        secrets = list(launch.run_config.get("secrets") or ())
+        answer = client.request(
+            "POST", f"/runs/{quote(launch.run_id, safe='')}/tokens",
+            content=json.dumps({"secrets": secrets}).encode(), json_body=True,
+        ).json()
+        return split_uri(launch.store_uri)[0], str(answer["token"])
 
     def cancel(self, run_id: str) -> None:
         store = self.workspace.store

@@ -51,6 +51,7 @@ from airflow_aml.config import (
     ENV_PARENT_RUN_ID,
     ENV_PRINCIPAL,
     ENV_RUN_ID,
+    ENV_RUN_TOKEN,
     ENV_STORE_URI,
     ENV_WORKSPACE,
     aml_home,
@@ -288,6 +289,10 @@ class Supervisor:
             ENV_PRINCIPAL: self.principal,
             ENV_HOME: str(aml_home()),
         }
+        # A served workspace: the run token this supervisor was started with (it covers a sweep's
+        # children too). build_script_env drops any inherited one before setting this.
+        if run_token := os.environ.get(ENV_RUN_TOKEN):
+            identity[ENV_RUN_TOKEN] = run_token
         if parent_run_id is not None:
             identity[ENV_PARENT_RUN_ID] = parent_run_id
         return identity

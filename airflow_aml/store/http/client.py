@@ -18,12 +18,13 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
+from airflow_aml.config import ENV_RUN_TOKEN, ENV_TOKEN  # one spelling for launchers and clients
 from airflow_aml.exceptions import AuthenticationError, StoreError, ValidationError
 from airflow_aml.store.http.endpoints import API_PREFIX
 from airflow_aml.store.http.errors import exception_for
 
-ENV_TOKEN = "AML_TOKEN"  # a personal access token
-ENV_RUN_TOKEN = "AML_RUN_TOKEN"  # what a compute target hands a run's processes
+__all__ = ["ENV_RUN_TOKEN", "ENV_TOKEN", "ServiceClient", "split_uri"]
+
 ENV_SERVICE_URI = "AML_SERVICE_URI"
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
