@@ -49,6 +49,11 @@ class AmlWorkspaceHook(BaseHook):
             raise ValidationError(
                 f"Connection {conn_id!r} has type {conn.conn_type!r}; AmlWorkspaceHook needs {cls.conn_type!r}"
             )
+        if conn.password:
+            # Airflow masks connection passwords it reads itself; a connection built or read some
+            # other way (a trigger, a test) must not print the service token either, wherever the
+            # store URI carrying it is logged.
+            mask_secret(conn.password)
         return WorkspaceSettings.from_connection(conn)
 
     @cached_property

@@ -57,7 +57,7 @@ def test_connection_of_another_type_or_unknown_extra(monkeypatch) -> None:
 
 def test_password_is_substituted_into_the_store_uri() -> None:
     conn = mock.Mock(
-        conn_id="c", schema="ws", password="s3cret",
+        conn_id="c", schema="ws", password="s3cret", host=None, port=None,
         extra_dejson={"store_uri": "postgresql+psycopg://aml@db:5432/aml", "create_if_missing": "false"},
     )
     settings = WorkspaceSettings.from_connection(conn)
