@@ -123,7 +123,7 @@ class RunConfiguration(_Strict):
     environment_variables: dict[str, str] = Field(default_factory=dict)
     max_run_duration_seconds: float | None = Field(default=None, gt=0)
     sweep: SweepSpec | None = None
-    # Workspace secrets the run may read (``Run.get_secret``) on a served workspace: its run token
+    # Workspace secrets the run may read (``run.workspace.vault.get(name)``) on a served workspace: its run token
     # is minted naming them, and the service refuses every other secret to it.
     secrets: tuple[str, ...] = ()
 

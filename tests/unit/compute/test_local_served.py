@@ -142,3 +142,34 @@ def test_a_run_token_is_refused_on_another_run_and_after_its_run_ended(
     monkeypatch.setattr(service_tokens, "RUN_TOKEN_GRACE", timedelta(seconds=0.5))
     time.sleep(1.0)
     assert api.get(f"/runs/{mine.run_id}").status_code == 401
+
+
+def test_a_run_reads_only_the_secrets_its_configuration_names(served_ws: Workspace, tmp_path: Path) -> None:
+    served_ws.set_secret("db-password", "hunter2")
+    served_ws.set_secret("other", "not-yours")
+    src = tmp_path / "src"
+    write(src, "secret.py", """
+        from airflow_aml.exceptions import AuthorizationError
+        from airflow_aml.runtime.run import Run
+        run = Run.get_context()
+        print("named:", run.workspace.vault.get("db-password") == "hunter2", flush=True)
+        try:
+            run.workspace.vault.get("other")
+        except AuthorizationError:
+            print("other: refused", flush=True)
+    """)
+    run = served_ws.experiment("exp").submit(src, RunConfiguration(script="secret.py", secrets=["db-password"]))
+    record = wait_for(run)
+    assert record.status is RunStatus.COMPLETED, f"{record.error}\n{run.get_log_text()}"
+    out = wait_for_log(run, "other:")
+    assert "named: True" in out and "other: refused" in out
+
+
+def test_the_supervisor_is_never_refused_a_call(served_ws: Workspace, tmp_path: Path, aml_home: Path) -> None:
+    src = tmp_path / "src"
+    write(src, "ok.py", "print('ok')\n")
+    run = served_ws.experiment("exp").submit(src, RunConfiguration(script="ok.py"))
+    assert wait_for(run).status is RunStatus.COMPLETED
+    log = (aml_home / "runs" / run.id / "supervisor.log").read_text()
+    assert '"HTTP/1.1 2' in log
+    assert not [line for line in log.splitlines() if '"HTTP/1.1 4' in line or '"HTTP/1.1 5' in line]
