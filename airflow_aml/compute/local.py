@@ -23,7 +23,6 @@ from airflow_aml.entities import ActivityStatus, RunRecord, RunStatus
 from airflow_aml.exceptions import AmlError, EnvironmentBuildError, NotFoundError, RunConfigurationError
 from airflow_aml.processes import alive_here, spawn_detached, this_host, worker_environment
 from airflow_aml.runconfig import RunConfiguration
-from airflow_aml.store.http.client import split_uri
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +95,8 @@ class LocalComputeTarget(AbstractComputeTarget):
         client = self.workspace.service_client
         if client is None:
             return launch.store_uri, None
+        from airflow_aml.store.http.client import split_uri  # httpx only when served: the SDK stays light
+
         secrets = list(launch.run_config.get("secrets") or ())
         answer = client.request(
             "POST", f"/runs/{quote(launch.run_id, safe='')}/tokens",

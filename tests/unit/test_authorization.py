@@ -332,6 +332,7 @@ TABLE: dict[tuple[str, str], tuple[Expected, Call]] = {
     ("Workspace", "role"): (None, lambda c: c.ws.role),
     ("Workspace", "set_default_datastore"): (M, lambda c: c.ws.set_default_datastore("workspaceblobstore")),
     ("Workspace", "set_secret"): (M, lambda c: c.ws.set_secret(c.world.unique("secret"), "v")),
+    ("Workspace", "service_client"): (None, lambda c: c.ws.service_client),  # None: not served
     ("Workspace", "vault"): (None, lambda c: c.ws.vault),  # the vault's calls are checked by the store guard
     ("Workspace", "wait_for_activity"): (R, lambda c: c.ws.wait_for_activity(
         c.world.base_image.record.activity_id, timeout=5, poll_interval=0.01)),
