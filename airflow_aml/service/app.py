@@ -11,9 +11,11 @@ CORS is off (no middleware): browsers reach the service only from its own origin
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_aml import config
@@ -58,10 +60,20 @@ def create_app(
         authenticator=authenticator or TokenAuthenticator(tokens, store), max_upload_bytes=max_upload_bytes,
     )
     install_error_handlers(app)
-    for router in (token_router(), store_router(), file_router(), secret_router()):
-        app.include_router(router, prefix=API_PREFIX)
+    app.router.routes.extend(_api_routes())
     app.add_middleware(BodyLimit, max_json_bytes=MAX_JSON_BYTES)
     return app
+
+
+@functools.cache
+def _api_routes() -> list[BaseRoute]:
+    """The API's routes, built once per process: building them (FastAPI analyses every
+    signature with pydantic) costs about a second, and they hold no per-app state (handlers
+    reach the app's state through the request)."""
+    api = APIRouter(prefix=API_PREFIX)
+    for router in (token_router(), store_router(), file_router(), secret_router()):
+        api.include_router(router)
+    return list(api.routes)
 
 
 def _version() -> str:
