@@ -18,7 +18,8 @@ def test_token_in_the_uri_is_taken_out_and_never_shown() -> None:
     assert split_uri("https://aml_pat_abc@example.org") == ("https://example.org", "aml_pat_abc")
     store = get_store("http://:aml_pat_secret@127.0.0.1:1", cached=False)
     assert isinstance(store, HttpStore) and "aml_pat_secret" not in repr(store) + repr(store.client)
-    assert redact("store http://:aml_pat_secret@127.0.0.1:1 and aml_run_xyz") == "store http://:***@127.0.0.1:1 and aml_run_***"
+    shown = redact("store http://:aml_pat_secret@127.0.0.1:1 and aml_run_xyz")
+    assert shown == "store http://:***@127.0.0.1:1 and aml_run_***"
     with pytest.raises(exceptions.ValidationError, match="Not a workspace service URI"):
         split_uri("ftp://host")
 
