@@ -52,19 +52,24 @@ def _service_store_uri(store_uri: str | None) -> str:
 
 
 def service(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8765,
-    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="uvicorn worker processes.")] = 1,
+    host: Annotated[str, typer.Option("--host", metavar="HOST", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", min=1, max=65535, help="Port to listen on.")] = 8765,
+    workers: Annotated[
+        int, typer.Option("--workers", metavar="N", min=1, max=64, help="uvicorn worker processes.")
+    ] = 1,
     store_uri: Annotated[
         str | None,
-        typer.Option("--store-uri", help="The SQL database to serve (default: $AML_STORE_URI, else the SQLite "
-                     "under $AML_HOME)."),
+        typer.Option(
+            "--store-uri",
+            metavar="URI",
+            help="The SQL database to serve (default: $AML_STORE_URI, else the SQLite under $AML_HOME).",
+        ),
     ] = None,
     allow_remote: Annotated[
         bool,
         typer.Option("--allow-remote", help="Listen on a non-loopback address (put a TLS proxy in front)."),
     ] = False,
-    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "info",
+    log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help="uvicorn's log level.")] = "info",
 ) -> None:
     """Serve the workspace over HTTP (REST API under /api/v1, OpenAPI at /openapi.json)."""
     import uvicorn
@@ -82,7 +87,17 @@ def service(
     plural = "s" if workers != 1 else ""
     typer.echo(f"Workspace service on http://{shown_host}:{port} ({workers} worker{plural}), store {redact(uri)}")
     if not is_loopback(host):
-        info("Warning: a shared workspace must be reached over TLS only (a reverse proxy in front of this port); "
-             "keep the database and secret.key readable only by the service's user.")
-    uvicorn.run(FACTORY, factory=True, host=host, port=port, workers=workers, log_level=log_level,
-                lifespan="off", server_header=False)
+        info(
+            "Warning: a shared workspace must be reached over TLS only (a reverse proxy in front of this port); "
+            "keep the database and secret.key readable only by the service's user."
+        )
+    uvicorn.run(
+        FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        lifespan="off",
+        server_header=False,
+    )

@@ -32,7 +32,11 @@ DEFAULT_EXPIRY_DAYS = 90  # the service's own default for POST /tokens
 
 PrincipalOption = Annotated[
     str | None,
-    typer.Option("--principal", help="Whose tokens (required on the service's database; yourself over a service)."),
+    typer.Option(
+        "--principal",
+        metavar="NAME",
+        help="Whose tokens (required on the service's database; yourself over a service).",
+    ),
 ]
 
 
@@ -90,26 +94,48 @@ def _from_api(item: dict[str, Any], principal: str) -> TokenRow:
 
     created = when("created_at")
     assert created is not None
-    return TokenRow(token_id=item["token_id"], name=item["name"], principal=principal, created_at=created,
-                    expires_at=when("expires_at"), last_used_at=when("last_used_at"), revoked_at=when("revoked_at"))
+    return TokenRow(
+        token_id=item["token_id"],
+        name=item["name"],
+        principal=principal,
+        created_at=created,
+        expires_at=when("expires_at"),
+        last_used_at=when("last_used_at"),
+        revoked_at=when("revoked_at"),
+    )
 
 
 def _from_record(record: Any) -> TokenRow:
-    return TokenRow(token_id=record.token_id, name=record.name, principal=record.principal,
-                    created_at=record.created_at, expires_at=record.expires_at,
-                    last_used_at=record.last_used_at, revoked_at=record.revoked_at)
+    return TokenRow(
+        token_id=record.token_id,
+        name=record.name,
+        principal=record.principal,
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        last_used_at=record.last_used_at,
+        revoked_at=record.revoked_at,
+    )
 
 
 @token_app.command("create")
 def token_create(
     principal: PrincipalOption = None,
-    name: Annotated[str | None, typer.Option("--name", help="A label to recognise it by (default: 'cli').")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", metavar="LABEL", help="A label to recognise it by (default: 'cli').")
+    ] = None,
     expires_in_days: Annotated[
         int | None,
-        typer.Option("--expires-in-days", min=1, max=3650, help=f"Lifetime in days (default {DEFAULT_EXPIRY_DAYS})."),
+        typer.Option(
+            "--expires-in-days",
+            metavar="DAYS",
+            min=1,
+            max=3650,
+            help=f"Lifetime in days (default {DEFAULT_EXPIRY_DAYS}).",
+        ),
     ] = None,
-    no_expiry: Annotated[bool, typer.Option("--no-expiry", help="A token that never expires (revoke it by hand).")]
-    = False,
+    no_expiry: Annotated[
+        bool, typer.Option("--no-expiry", help="A token that never expires (revoke it by hand).")
+    ] = False,
 ) -> None:
     """Create a personal access token and print it alone on stdout (it is shown once)."""
     if no_expiry and expires_in_days is not None:
@@ -122,20 +148,26 @@ def token_create(
 
         owner = _check_self(store, principal, "create")
         answer = store.client.request(  # type: ignore[attr-defined]
-            "POST", "/tokens", content=json.dumps({"name": label, "expires_in_days": days}).encode(), json_body=True,
+            "POST",
+            "/tokens",
+            content=json.dumps({"name": label, "expires_in_days": days}).encode(),
+            json_body=True,
         ).json()
         token, row = answer["token"], _from_api(answer["info"], owner)
     else:
         from airflow_aml.service.tokens import mint_personal_token
 
         owner = _require_principal(principal)
-        token, record = mint_personal_token(_sql_tokens(store), owner, name=label,
-                                            expires_in=timedelta(days=days) if days else None)
+        token, record = mint_personal_token(
+            _sql_tokens(store), owner, name=label, expires_in=timedelta(days=days) if days else None
+        )
         row = _from_record(record)
     typer.echo(token)
     expiry = f"expires {fmt_time(row.expires_at)}" if row.expires_at else "never expires"
-    info(f"Token {row.name!r} (id {row.token_id}) for {row.principal}, {expiry}. It is shown only once: "
-         "keep it secret (use it as $AML_TOKEN).")
+    info(
+        f"Token {row.name!r} (id {row.token_id}) for {row.principal}, {expiry}. It is shown only once: "
+        "keep it secret (use it as $AML_TOKEN)."
+    )
 
 
 @token_app.command("list")
@@ -157,8 +189,18 @@ def token_list(principal: PrincipalOption = None, json_output: JsonOption = Fals
     print_table(
         "Personal access tokens",
         ["Id", "Name", "Principal", "Created", "Expires", "Last used", "Revoked"],
-        [(r.token_id, r.name, r.principal, fmt_time(r.created_at), fmt_time(r.expires_at) or "never",
-          fmt_time(r.last_used_at), fmt_time(r.revoked_at)) for r in rows],
+        [
+            (
+                r.token_id,
+                r.name,
+                r.principal,
+                fmt_time(r.created_at),
+                fmt_time(r.expires_at) or "never",
+                fmt_time(r.last_used_at),
+                fmt_time(r.revoked_at),
+            )
+            for r in rows
+        ],
     )
 
 
