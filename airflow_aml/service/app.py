@@ -12,6 +12,7 @@ CORS is off (no middleware): browsers reach the service only from its own origin
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -34,6 +35,9 @@ from airflow_aml.store.http.errors import error_body
 from airflow_aml.store.sql.store import SqlStore
 from airflow_aml.store.sql.tokens import SqlTokenStore
 
+# Where ``airflow-aml service`` leaves the store URI for ``app_from_environment``: each of uvicorn's
+# worker processes imports the app anew, so the URI cannot travel as an argument.
+ENV_SERVICE_STORE_URI = "AML_SERVICE_STORE_URI"
 MAX_JSON_BYTES = 32 * 1024 * 1024  # a log_batch of 10,000 metrics is ~1.5 MB
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024**3
 
@@ -74,6 +78,12 @@ def _api_routes() -> list[BaseRoute]:
     for router in (token_router(), store_router(), file_router(), secret_router()):
         api.include_router(router)
     return list(api.routes)
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn's factory (``airflow_aml.service.app:app_from_environment``, ``factory=True``): the
+    service over ``$AML_SERVICE_STORE_URI`` (default: as ``create_app``)."""
+    return create_app(os.environ.get(ENV_SERVICE_STORE_URI) or None)
 
 
 def _version() -> str:
