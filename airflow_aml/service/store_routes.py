@@ -127,7 +127,9 @@ def _handler(endpoint: Endpoint) -> Callable[..., Response]:
             offset, limit = decode_cursor(kwargs.get("cursor")), kwargs["limit"]
             items = result[offset : offset + limit]
             more = offset + limit < len(result)
-            page = {"items": items, "next_cursor": encode_cursor(offset + limit) if more else None}
+            # A Page model, not a dict: pydantic warns when it serializes a dict as a model. Built
+            # without validation, since the items are the store's own records.
+            page = answer_type.model_construct(items=items, next_cursor=encode_cursor(offset + limit) if more else None)
             return _json(answer_type, page)
         if endpoint.return_type is type(None) or endpoint.return_type is None:
             return Response(status_code=204)
