@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -99,7 +99,14 @@ def _create_workspace(access: Access, arguments: dict[str, Any]) -> Any:
     refuse_run_token(access, "create a workspace")
     name = str(arguments["name"])
     validate_name("workspace", name)
+    validate_name("datastore", arguments.get("default_datastore"))
     datastore = arguments.get("datastore")
+    if datastore is not None and not (
+        set(datastore) == {"kind", "config"} and isinstance(datastore["kind"], str)
+        and isinstance(datastore["config"], Mapping)
+    ):
+        # The store reads these keys as given: a client's malformed mapping is its error, not a 500.
+        raise ValidationError('datastore must be {"kind": <str>, "config": {...}}')
     if datastore is None or datastore.get("kind") == "local":
         root = Path(config.default_datastore_root(name, arguments.get("default_datastore") or DEFAULT_DATASTORE))
         arguments["datastore"] = {"kind": "local", "config": {"root": str(root.resolve())}}
