@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -100,6 +100,14 @@ def _create_workspace(access: Access, arguments: dict[str, Any]) -> Any:
     name = str(arguments["name"])
     validate_name("workspace", name)
     datastore, default = arguments.get("datastore"), arguments.get("default_datastore") or ""
+    if default:
+        validate_name("datastore", default)
+    if datastore is not None and not (
+        set(datastore) == {"kind", "config"} and isinstance(datastore["kind"], str)
+        and isinstance(datastore["config"], Mapping)
+    ):
+        # The store reads these keys as given: a client's malformed mapping is its error, not a 500.
+        raise ValidationError('datastore must be {"kind": <str>, "config": {...}}')
     if datastore is not None and datastore.get("kind") == "local":
         root = Path(config.default_datastore_root(name, default or DEFAULT_DATASTORE))
         arguments["datastore"] = {"kind": "local", "config": {"root": str(root.resolve())}}
