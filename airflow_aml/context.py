@@ -155,7 +155,12 @@ class GuardedStore:
             for run_id in kwargs.get("run_ids", args[0] if args else ()):
                 self._check_owned("run", run_id)
         elif method == "create_run" and kwargs.get("parent_run_id"):
-            self._check_owned("run", kwargs["parent_run_id"])
+            try:
+                self._check_owned("run", kwargs["parent_run_id"])
+            except RunNotFoundError:
+                raise RunNotFoundError(
+                    f"Parent run {kwargs['parent_run_id']!r} not found in workspace {self._context.name!r}"
+                ) from None
 
 
 @functools.cache

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from airflow_aml.cli import deployments, images, models, resources, runs, workspaces
+from airflow_aml.cli import deployments, images, models, resources, runs, service, tokens, workspaces
 from airflow_aml.cli._app import AmlTyper
 from airflow_aml.cli._common import DEFAULT_WORKSPACE, ENV_WORKSPACE, State, set_state
 
@@ -61,6 +61,8 @@ app.add_typer(resources.db_app, name="db")
 app.add_typer(models.models_app, name="models")
 app.add_typer(images.images_app, name="images")
 app.add_typer(deployments.deployments_app, name="deployments")
+app.add_typer(tokens.token_app, name="token")
+app.command("service")(service.service)
 
 # The other number of each group's name works too (``model list``, ``runs list``), unlisted.
 for _group, _alias in [
@@ -74,6 +76,7 @@ for _group, _alias in [
     (models.models_app, "model"),
     (images.images_app, "image"),
     (deployments.deployments_app, "deployment"),
+    (tokens.token_app, "tokens"),
 ]:
     app.add_typer(_group, name=_alias, hidden=True)
 

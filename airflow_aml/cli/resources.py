@@ -281,5 +281,10 @@ def db_upgrade() -> None:
     from airflow_aml.store.sql.migrate import upgrade
 
     uri = state().store_uri
+    if uri.split(":", 1)[0].lower() in ("http", "https"):
+        raise ValidationError(
+            f"{redact(uri)} is a workspace service: it migrates its own database when it starts "
+            "(run 'airflow-aml db upgrade' with --store-uri set to that database instead)"
+        )
     revision = upgrade(uri)
     typer.echo(f"Metadata store {redact(uri)} is at schema revision {revision}")

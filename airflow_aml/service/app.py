@@ -11,9 +11,12 @@ CORS is off (no middleware): browsers reach the service only from its own origin
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_aml import config
@@ -32,6 +35,9 @@ from airflow_aml.store.http.errors import error_body
 from airflow_aml.store.sql.store import SqlStore
 from airflow_aml.store.sql.tokens import SqlTokenStore
 
+# Where ``airflow-aml service`` leaves the store URI for ``app_from_environment``: each of uvicorn's
+# worker processes imports the app anew, so the URI cannot travel as an argument.
+ENV_SERVICE_STORE_URI = "AML_SERVICE_STORE_URI"
 MAX_JSON_BYTES = 32 * 1024 * 1024  # a log_batch of 10,000 metrics is ~1.5 MB
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024**3
 
@@ -58,10 +64,26 @@ def create_app(
         authenticator=authenticator or TokenAuthenticator(tokens, store), max_upload_bytes=max_upload_bytes,
     )
     install_error_handlers(app)
-    for router in (token_router(), store_router(), file_router(), secret_router()):
-        app.include_router(router, prefix=API_PREFIX)
+    app.router.routes.extend(_api_routes())
     app.add_middleware(BodyLimit, max_json_bytes=MAX_JSON_BYTES)
     return app
+
+
+@functools.cache
+def _api_routes() -> list[BaseRoute]:
+    """The API's routes, built once per process: building them (FastAPI analyses every
+    signature with pydantic) costs about a second, and they hold no per-app state (handlers
+    reach the app's state through the request)."""
+    api = APIRouter(prefix=API_PREFIX)
+    for router in (token_router(), store_router(), file_router(), secret_router()):
+        api.include_router(router)
+    return list(api.routes)
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn's factory (``airflow_aml.service.app:app_from_environment``, ``factory=True``): the
+    service over ``$AML_SERVICE_STORE_URI`` (default: as ``create_app``)."""
+    return create_app(os.environ.get(ENV_SERVICE_STORE_URI) or None)
 
 
 def _version() -> str:

@@ -56,7 +56,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     problems = "; ".join(
         f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}" for error in exc.errors()
     )
-    return _answer(422, "ValidationError", f"Invalid request: {problems}")
+    # A malformed metric is the SDK's InvalidMetricError, whichever layer catches it.
+    metric = any(part in ("metric", "metrics") for error in exc.errors() for part in error.get("loc", ()))
+    return _answer(422, "InvalidMetricError" if metric else "ValidationError", f"Invalid request: {problems}")
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

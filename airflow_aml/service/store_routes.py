@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,11 +30,11 @@ from airflow_aml.service.requests import get_access
 from airflow_aml.store.http.endpoints import (
     ENDPOINTS,
     Endpoint,
-    adapter,
     body_model,
     page_type,
     query_annotation,
     query_parameters,
+    to_wire,
 )
 
 DEFAULT_PAGE_SIZE = 100
@@ -99,22 +99,29 @@ def _create_workspace(access: Access, arguments: dict[str, Any]) -> Any:
     refuse_run_token(access, "create a workspace")
     name = str(arguments["name"])
     validate_name("workspace", name)
-    datastore = arguments.get("datastore")
-    if datastore is None or datastore.get("kind") == "local":
-        root = Path(config.default_datastore_root(name, arguments.get("default_datastore") or DEFAULT_DATASTORE))
+    datastore, default = arguments.get("datastore"), arguments.get("default_datastore") or ""
+    if default:
+        validate_name("datastore", default)
+    if datastore is not None and not (
+        set(datastore) == {"kind", "config"} and isinstance(datastore["kind"], str)
+        and isinstance(datastore["config"], Mapping)
+    ):
+        # The store reads these keys as given: a client's malformed mapping is its error, not a 500.
+        raise ValidationError('datastore must be {"kind": <str>, "config": {...}}')
+    if datastore is not None and datastore.get("kind") == "local":
+        root = Path(config.default_datastore_root(name, default or DEFAULT_DATASTORE))
         arguments["datastore"] = {"kind": "local", "config": {"root": str(root.resolve())}}
     return access.store.create_workspace(**arguments)
 
 
-def _json(annotation: Any, value: Any) -> Response:
-    return Response(adapter(annotation).dump_json(value), media_type="application/json")
+def _json(value: Any) -> Response:
+    return Response(to_wire(value), media_type="application/json")
 
 
 def _handler(endpoint: Endpoint) -> Callable[..., Response]:
     model = body_model(endpoint.method)
     queries = query_parameters(endpoint)
     listing = endpoint.is_listing
-    answer_type = page_type(endpoint) if listing else endpoint.return_type
 
     def handler(access: Access, **kwargs: Any) -> Response:
         arguments = {name: kwargs[name] for name in endpoint.path_params}
@@ -127,13 +134,11 @@ def _handler(endpoint: Endpoint) -> Callable[..., Response]:
             offset, limit = decode_cursor(kwargs.get("cursor")), kwargs["limit"]
             items = result[offset : offset + limit]
             more = offset + limit < len(result)
-            # The model itself, not a dict: pydantic warns (an error under -W error) when a dict is
-            # serialized as a model. model_construct: the items are the store's, already valid.
-            page = answer_type.model_construct(items=items, next_cursor=encode_cursor(offset + limit) if more else None)
-            return _json(answer_type, page)
+            # A plain dict, not the Page model: a model would write NaN as null (its own config).
+            return _json({"items": items, "next_cursor": encode_cursor(offset + limit) if more else None})
         if endpoint.return_type is type(None) or endpoint.return_type is None:
             return Response(status_code=204)
-        return _json(answer_type, result)
+        return _json(result)
 
     parameters = [inspect.Parameter("access", inspect.Parameter.KEYWORD_ONLY, annotation=AccessDep)]
     for name in endpoint.path_params:

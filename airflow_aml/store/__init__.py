@@ -55,7 +55,14 @@ def get_store(uri: str, *, cached: bool = True) -> AbstractStore:
         raise ValidationError(f"Unknown metadata store URI scheme {scheme!r} in {redact(uri)!r}; valid: {valid}")
     if not cached:
         return _BUILDERS[scheme](uri)
+    key = uri
+    if scheme in ("http", "https"):
+        # A service URI without a token acts as $AML_RUN_TOKEN / $AML_TOKEN: one store per token, or
+        # a process whose token changes (a second CLI invocation in-process) would go on as the first.
+        from airflow_aml.store.http.client import token_from_environment
+
+        key = f"{uri}\n{token_from_environment() or ''}"
     with _LOCK:
-        if uri not in _CACHE:
-            _CACHE[uri] = _BUILDERS[scheme](uri)
-        return _CACHE[uri]
+        if key not in _CACHE:
+            _CACHE[key] = _BUILDERS[scheme](uri)
+        return _CACHE[key]

@@ -14,6 +14,7 @@ answers ``{"items": [...], "next_cursor": ...}``.
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import functools
 import inspect
 import re
@@ -23,7 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
+from pydantic_core import PydanticSerializationError, to_json
 
+from airflow_aml.exceptions import ValidationError
 from airflow_aml.store.base import AbstractStore
 
 API_PREFIX = "/api/v1"
@@ -89,9 +92,36 @@ def adapter(annotation: Any) -> TypeAdapter[Any]:
     return TypeAdapter(annotation)
 
 
-def dump(annotation: Any, value: Any) -> Any:
-    """``value`` as JSON-ready data, by its declared type."""
-    return adapter(annotation).dump_python(value, mode="json")
+def _refuse_non_string_keys(value: Any, where: str = "value") -> None:
+    """JSON objects have string keys: ``{1: "a"}`` would arrive as ``{"1": "a"}``. Refused here,
+    as the SQL store refuses it, rather than changed on the way."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValidationError(
+                    f"Value cannot be sent to the workspace service as JSON: key {key!r} in {where} is not a string"
+                )
+            _refuse_non_string_keys(item, where)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_non_string_keys(item, where)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        name = getattr(value, "name", None)
+        label = f"{type(value).__name__} {name!r}" if isinstance(name, str) else type(value).__name__
+        for field in dataclasses.fields(value):
+            _refuse_non_string_keys(getattr(value, field.name), label)
+
+
+def to_wire(value: Any) -> bytes:
+    """``value`` (records, enums, datetimes, containers) as JSON. NaN and +-Infinity are written
+    as Python's json module writes them (``NaN``, ``Infinity``): metric values and run
+    configurations may hold them, and both ends parse them back exactly (standard JSON would turn
+    them into null)."""
+    _refuse_non_string_keys(value)
+    try:
+        return to_json(value, inf_nan_mode="constants")
+    except PydanticSerializationError as exc:
+        raise ValidationError(f"Value cannot be sent to the workspace service as JSON: {exc}") from None
 
 
 def load(annotation: Any, data: Any) -> Any:

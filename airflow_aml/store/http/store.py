@@ -26,6 +26,7 @@ from airflow_aml.store.http.endpoints import (
     page_type,
     query_annotation,
     query_parameters,
+    to_wire,
 )
 
 PAGE_SIZE = 1000
@@ -83,15 +84,25 @@ class HttpStore(AbstractStore):
         self.client.close()
 
 
+def _is_empty_list(value: Any) -> bool:
+    return isinstance(value, list | tuple) and not value
+
+
 def _store_call(endpoint: Endpoint) -> Callable[..., Any]:
     model = body_model(endpoint.method)
     queries = query_parameters(endpoint)
     answer = adapter(page_type(endpoint) if endpoint.is_listing else endpoint.return_type)
     returns_nothing = endpoint.return_type is type(None) or endpoint.return_type is None
     query_adapters = {name: adapter(query_annotation(parameter.annotation)) for name, parameter in queries.items()}
+    list_queries = [name for name, parameter in queries.items()
+                    if "list" in str(query_annotation(parameter.annotation))]
 
     def call(self: HttpStore, *args: Any, **kwargs: Any) -> Any:
         values = endpoint.bind(args, kwargs)
+        if any(_is_empty_list(values[name]) for name in list_queries) and endpoint.is_listing:
+            # An empty filter list matches nothing; a query string cannot say "empty list"
+            # (it would read as no filter at all).
+            return []
         path = endpoint.path.format(**{name: _segment(values[name]) for name in endpoint.path_params})
         params: dict[str, Any] = {
             name: query_adapters[name].dump_python(values[name], mode="json")
@@ -99,7 +110,8 @@ def _store_call(endpoint: Endpoint) -> Callable[..., Any]:
         }
         content = None
         if model is not None:
-            content = model(**{name: values[name] for name in model.model_fields}).model_dump_json().encode()
+            # Validated by the service (one schema, one set of messages), not twice.
+            content = to_wire({name: values[name] for name in model.model_fields})
         retry_post = bool(values.get("idempotency_key"))
         if not endpoint.is_listing:
             response = self.client.request(endpoint.verb, path, params=params, content=content,

@@ -52,12 +52,16 @@ class SqlTokenStore(SqlCore):
 
         return self._read(tx)
 
-    def list_tokens(self, principal: str, *, kind: str = "personal") -> list[AccessTokenRecord]:
+    def list_tokens(self, principal: str | None, *, kind: str = "personal") -> list[AccessTokenRecord]:
+        """``principal``'s tokens of ``kind``; every principal's for ``None`` (the administrator's
+        ``airflow-aml token list`` on the service's database; the service itself always names one)."""
+
         def tx(session: Session) -> list[AccessTokenRecord]:
+            query = select(AccessTokenRow).where(AccessTokenRow.kind == kind)
+            if principal is not None:
+                query = query.where(AccessTokenRow.principal == principal)
             rows = session.scalars(
-                select(AccessTokenRow)
-                .where(AccessTokenRow.principal == principal, AccessTokenRow.kind == kind)
-                .order_by(AccessTokenRow.created_at, AccessTokenRow.token_id)
+                query.order_by(AccessTokenRow.created_at, AccessTokenRow.token_id)
             )
             return [_record(row) for row in rows]
 

@@ -54,7 +54,8 @@ def serve(store_uri: str) -> Iterator[Served]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test workspace service did not start")
         time.sleep(0.02)
-    httpx.get(url + "/openapi.json", timeout=5).raise_for_status()
+    # Not /openapi.json: generating the document costs a second per app.
+    assert httpx.get(url + "/api/v1/whoami", timeout=5).status_code == 401
     try:
         yield Served(url=url, store_uri=store_uri, tokens=app.state.aml.tokens)
     finally:

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from airflow_aml.entities import Metric
@@ -15,6 +16,21 @@ from airflow_aml.store.sql import SqlStore
 from airflow_aml.store.sql.tables import Base
 
 WS = "ws"
+# Who the HTTP store's token acts as (the service fills created_by / owner with it).
+HTTP_PRINCIPAL = "alice"
+
+def refusal(store: Any, message: str) -> str:
+    """The ``match`` of a refused wrongly-typed value: the store's own message, or over HTTP the
+    client's (a value that is not JSON) or the service's schema message (a wrong type)."""
+    if not getattr(store, "served", False):
+        return message
+    return f"{message}|cannot be sent to the workspace service as JSON|Invalid request: body"
+
+
+# A test about SQL internals or about records naming other principals: SQLite and PostgreSQL only.
+sql_only = pytest.mark.parametrize(
+    "store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 
 
 def new_workspace(store: SqlStore, name: str = WS, *, default_datastore: str = "") -> str:
@@ -25,7 +41,9 @@ def new_workspace(store: SqlStore, name: str = WS, *, default_datastore: str = "
 def dump_tables(store: SqlStore) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, to prove that a refused call changed nothing."""
     dump: dict[str, list[tuple[Any, ...]]] = {}
-    with store._engine.connect() as conn:
+    # The HTTP store's fixture notes the database its service serves (``backing``).
+    engine = store._engine if isinstance(store, SqlStore) else store.backing.engine  # type: ignore[attr-defined]
+    with engine.connect() as conn:
         for table in Base.metadata.sorted_tables:
             rows = conn.execute(select(table)).all()
             dump[table.name] = sorted((tuple(row) for row in rows), key=repr)

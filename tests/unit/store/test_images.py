@@ -16,7 +16,7 @@ from airflow_aml.exceptions import (
     WorkspaceNotFoundError,
 )
 from airflow_aml.store.sql import SqlStore
-from tests.unit.store.helpers import WS, assert_utc, dump_tables, new_workspace
+from tests.unit.store.helpers import WS, assert_utc, dump_tables, new_workspace, refusal
 
 
 def _model(store: SqlStore, name: str = "model", workspace: str = WS) -> ModelRecord:
@@ -113,7 +113,7 @@ def test_not_found_and_invalid_input_change_nothing(ws: SqlStore) -> None:
             _image(store, models=(bad,))
     with pytest.raises(ValidationError, match="lists a model version twice"):
         _image(store, models=("model:1", "model:1"))
-    with pytest.raises(ValidationError, match="spec of image 'scorer' is not JSON-serialisable"):
+    with pytest.raises(ValidationError, match=refusal(store, "spec of image 'scorer' is not JSON-serialisable")):
         _image(store, spec={"x": object()})
     for call in (
         lambda: _image(store, workspace="nope"),

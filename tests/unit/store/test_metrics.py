@@ -11,7 +11,7 @@ import pytest
 from airflow_aml.entities import Metric, MetricKind, RunStatus
 from airflow_aml.exceptions import InvalidMetricError, RunNotFoundError, ValidationError
 from airflow_aml.store.sql import SqlStore
-from tests.unit.store.helpers import WS, dump_tables, new_workspace, same_float, scalar
+from tests.unit.store.helpers import WS, dump_tables, new_workspace, refusal, same_float, scalar
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_same_step_keeps_every_value(store: SqlStore, run_id: str) -> None:
 def test_log_batch_is_all_or_nothing(store: SqlStore, run_id: str) -> None:
     before = dump_tables(store)
     bad = Metric("bad", None, 1, 1.0, kind=MetricKind.ROW, payload={"x": object()})
-    with pytest.raises(ValidationError, match="Payload of metric 'bad'"):
+    with pytest.raises(ValidationError, match=refusal(store, "Payload of metric 'bad'")):
         store.log_batch(run_id, [scalar("good", 1.0, 0), bad])
     assert dump_tables(store) == before
 
@@ -165,10 +165,10 @@ def test_unknown_run(store: SqlStore) -> None:
 
 def test_unstorable_values_are_invalid_metrics(store: SqlStore, run_id: str) -> None:
     before = dump_tables(store)
-    with pytest.raises(InvalidMetricError, match="Metric 'acc' cannot be stored"):
+    with pytest.raises(InvalidMetricError, match=refusal(store, "Metric 'acc' cannot be stored")):
         store.log_batch(run_id, [scalar("ok", 1.0, 0), Metric("acc", "high", 0, 1.0)])  # type: ignore[arg-type]
-    with pytest.raises(InvalidMetricError, match="Metric 'kind'"):
+    with pytest.raises(InvalidMetricError, match=refusal(store, "Metric 'kind'")):
         store.log_batch(run_id, [Metric("kind", 1.0, 0, 1.0, kind="histogram")])  # type: ignore[arg-type]
-    with pytest.raises(ValidationError, match="Payload of metric 'mixed'"):
+    with pytest.raises(ValidationError, match=refusal(store, "Payload of metric 'mixed'")):
         store.log_batch(run_id, [Metric("mixed", None, 0, 1.0, kind=MetricKind.ROW, payload={1: "a", "b": 2})])
     assert dump_tables(store) == before

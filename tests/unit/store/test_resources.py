@@ -15,7 +15,7 @@ from airflow_aml.exceptions import (
     WorkspaceNotFoundError,
 )
 from airflow_aml.store.sql import SqlStore
-from tests.unit.store.helpers import WS, assert_utc, dump_tables, new_workspace
+from tests.unit.store.helpers import WS, assert_utc, dump_tables, new_workspace, refusal
 
 
 def test_first_datastore_becomes_default(store: SqlStore) -> None:
@@ -71,7 +71,7 @@ def test_datastore_errors(store: SqlStore) -> None:
         store.get_datastore(WS, "x")
     with pytest.raises(DatastoreNotFoundError):
         store.set_default_datastore(WS, "x")
-    with pytest.raises(ValidationError, match="datastore 'bad'"):
+    with pytest.raises(ValidationError, match=refusal(store, "datastore 'bad'")):
         store.register_datastore(WS, "bad", kind="local", config={"obj": object()})
     for call in (
         lambda: store.register_datastore("other", "d", kind="local", config={}),

@@ -14,7 +14,7 @@ from airflow_aml.store import get_store
 from airflow_aml.store.sql import SqlStore, migrate, upgrade
 from airflow_aml.store.sql.engine import display_uri, normalize_uri
 from airflow_aml.store.sql.tables import Base
-from tests.unit.store.helpers import new_workspace
+from tests.unit.store.helpers import new_workspace, sql_only
 
 
 def _revision(uri: str) -> str | None:
@@ -42,6 +42,7 @@ def test_empty_database_gets_the_schema_at_head(sql_store_uri: str) -> None:
     SqlStore(sql_store_uri).close()  # opening again is a no-op
 
 
+@sql_only  # the SQL schema itself
 def test_migrations_match_the_table_definitions(store: SqlStore) -> None:
     """The hand-written migrations create exactly what tables.py declares."""
     from alembic.autogenerate import compare_metadata

@@ -10,7 +10,7 @@ from sqlalchemy import event
 from airflow_aml.entities import MetricCondition, RunQuery, RunStatus
 from airflow_aml.exceptions import ValidationError, WorkspaceNotFoundError
 from airflow_aml.store.sql import SqlStore
-from tests.unit.store.helpers import WS, new_workspace, scalar
+from tests.unit.store.helpers import WS, new_workspace, scalar, sql_only
 
 
 @pytest.fixture
@@ -111,6 +111,7 @@ def test_unknown_workspace(runs: SqlStore) -> None:
         runs.search_runs("nope", RunQuery())
 
 
+@sql_only  # counts SQL statements
 def test_search_is_one_statement_without_loading_metrics(runs: SqlStore) -> None:
     """The filtering and ordering happen in SQL: no statement reads whole metric series."""
     statements: list[str] = []
@@ -142,6 +143,7 @@ def _selects_of_search(store: SqlStore, query: RunQuery) -> list[str]:
     return [s for s in statements if s.lstrip().upper().startswith("SELECT")]
 
 
+@sql_only  # counts SQL statements
 def test_search_statements_do_not_grow_with_the_runs_returned(store: SqlStore) -> None:
     """No N+1: the runs come in one query and their tags/properties/params in one more per
     chunk of ids, whether the search returns 3 runs or 60 (each with tags and params)."""

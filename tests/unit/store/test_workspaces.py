@@ -16,7 +16,7 @@ from airflow_aml.exceptions import (
     WorkspaceNotFoundError,
 )
 from airflow_aml.store.sql import SqlStore
-from tests.unit.store.helpers import WS, assert_utc, dump_tables, new_workspace
+from tests.unit.store.helpers import WS, assert_utc, dump_tables, new_workspace, sql_only
 
 
 def test_create_get_list_workspaces(store: SqlStore) -> None:
@@ -29,6 +29,7 @@ def test_create_get_list_workspaces(store: SqlStore) -> None:
     assert [ws.name for ws in store.list_workspaces()] == ["a-ws", "b-ws"]
 
 
+@sql_only  # a served workspace's local datastore is a folder of the service's machine
 def test_create_workspace_with_its_datastore_and_owner_in_one_transaction(store: SqlStore) -> None:
     store.create_workspace("ws", description="", created_by="alice", default_datastore="files",
                            datastore={"kind": "local", "config": {"root": "/data"}}, owner="alice")
@@ -122,6 +123,7 @@ def test_assign_replace_list_roles(store: SqlStore) -> None:
     assert store.get_role(WS, "bob") is None
 
 
+@sql_only  # acts as several principals; over HTTP the token is one
 def test_last_owner_cannot_be_removed_or_demoted(store: SqlStore) -> None:
     new_workspace(store)
     store.assign_role(WS, "alice", Role.OWNER)
@@ -151,6 +153,7 @@ def test_role_errors(store: SqlStore) -> None:
 
 
 # ----------------------------------------------------------------- secrets
+@sql_only  # ciphertext is not served: tests/unit/service/test_secrets.py
 def test_secrets_roundtrip_raw_bytes(store: SqlStore) -> None:
     new_workspace(store)
     blob = bytes(range(256))
@@ -164,6 +167,7 @@ def test_secrets_roundtrip_raw_bytes(store: SqlStore) -> None:
     assert store.list_secret_names(WS) == ["storage-key"]
 
 
+@sql_only  # ciphertext is not served: tests/unit/service/test_secrets.py
 def test_secret_errors(store: SqlStore) -> None:
     new_workspace(store)
     with pytest.raises(SecretNotFoundError, match="Secret 'nope' not found in workspace 'ws'"):
@@ -181,6 +185,7 @@ def test_secret_errors(store: SqlStore) -> None:
     assert store.list_secret_names(WS) == []
 
 
+@sql_only  # ciphertext is not served: tests/unit/service/test_secrets.py
 def test_secrets_are_per_workspace(store: SqlStore) -> None:
     new_workspace(store, "one")
     new_workspace(store, "two")
