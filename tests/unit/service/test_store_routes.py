@@ -25,7 +25,7 @@ def client(aml_home: Path, store_uri: str) -> Iterator[TestClient]:
     ("main", {"kind": "local"}),
     ("main", {"kind": "local", "config": 5}),
     ("main", {"kind": 1, "config": {}}),
-    ("", None),
+    ("bad name!", None),
 ])
 def test_create_workspace_refuses_a_malformed_datastore(
     client: TestClient, default_datastore: str, datastore: dict[str, object] | None,
