@@ -112,3 +112,17 @@ def test_an_expired_token_is_refused(client: TestClient, auth_manager: object,
 def test_garbage_is_refused_not_crashed(client: TestClient) -> None:
     answer = client.get("/whoami", headers={"Authorization": "Bearer not-a-jwt"})
     assert answer.status_code == 401 and "refused" in answer.json()
+
+
+def test_a_token_revoked_by_logout_is_refused(client: TestClient, auth_manager: object) -> None:
+    # Airflow's logout records the token's jti in revoked_token; its helper honours that.
+    from datetime import UTC, datetime, timedelta
+
+    import jwt
+    from airflow.models.revoked_token import RevokedToken
+
+    token = _token(auth_manager, "carol")
+    RevokedToken.revoke(jwt.decode(token, options={"verify_signature": False})["jti"],
+                        datetime.now(UTC) + timedelta(minutes=5))
+    answer = client.get("/whoami", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 401 and "refused" in answer.json()
