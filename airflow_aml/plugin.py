@@ -54,7 +54,12 @@ class LazyServiceApp:
         async with self._lock:
             if self._app is None:
                 # create_app opens the store (and may migrate it): blocking, off the event loop.
-                self._app = await asyncio.to_thread(build_service_app)
+                try:
+                    self._app = await asyncio.to_thread(build_service_app)
+                except Exception:
+                    # This request fails (500); the next one tries again (a store back online).
+                    log.exception("airflow-aml: the workspace service at %s could not be built", URL_PREFIX)
+                    raise
                 log.info("airflow-aml workspace service mounted at %s", URL_PREFIX)
         return self._app
 
