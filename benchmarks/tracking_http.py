@@ -19,6 +19,8 @@ Run through ``python benchmarks/tracking.py --http``; its last line is ``ratio: 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import random
@@ -193,10 +195,11 @@ def bench_mlflow(root: Path, n: int, runs: int, repeat: int, env: dict[str, str]
 
         search_id = client.create_experiment("search")
         start = time.perf_counter()
-        for acc in _accs(runs):
-            created = client.create_run(search_id).info.run_id
-            client.log_metric(created, "acc", acc, step=0)
-            client.set_terminated(created)
+        with contextlib.redirect_stdout(io.StringIO()):  # MLflow 3 prints a "View run" line per run
+            for acc in _accs(runs):
+                created = client.create_run(search_id).info.run_id
+                client.log_metric(created, "acc", acc, step=0)
+                client.set_terminated(created)
         create_s = time.perf_counter() - start
 
         def all_pages() -> int:
