@@ -6,6 +6,7 @@ in a fresh temporary folder, on this machine, in this one process. MLflow is als
 nothing was lost.
 
     python benchmarks/tracking.py [--n 10000]
+    python benchmarks/tracking.py --http [--n 10000] [--runs 2000]   # over HTTP: tracking_http.py
 
 The last line is ``ratio: <ours/MLflow per-call>x``.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -66,9 +68,20 @@ def bench_mlflow(root: Path, n: int, *, batch: bool) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="metrics logged by each contender")
+    parser.add_argument("--http", action="store_true",
+                        help="our service vs mlflow server, each a separate process (tracking_http.py)")
+    parser.add_argument("--runs", type=int, default=2_000, help="--http: runs per side for the search")
+    parser.add_argument("--repeat", type=int, default=5, help="--http: searches per measurement (median)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     warnings.simplefilter("ignore")
+    if args.http:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from tracking_http import main_http
+
+        with tempfile.TemporaryDirectory(prefix="aml-bench-") as tmp:
+            main_http(Path(tmp), args.n, args.runs, args.repeat)
+        return
     with tempfile.TemporaryDirectory(prefix="aml-bench-") as tmp:
         root = Path(tmp)
         ours = bench_ours(root, args.n)
