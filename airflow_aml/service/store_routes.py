@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from airflow_aml import config
 from airflow_aml.context import DEFAULT_DATASTORE
-from airflow_aml.exceptions import ValidationError
+from airflow_aml.exceptions import AuthorizationError, ValidationError
 from airflow_aml.names import validate_name
 from airflow_aml.service.access import Access, refuse_run_token, workspaces_visible
 from airflow_aml.service.errors import ERROR_RESPONSES
@@ -74,8 +74,26 @@ def call_store(endpoint: Endpoint, access: Access, arguments: dict[str, Any]) ->
     workspace = _workspace_of(endpoint, access, arguments)
     if workspace is None:  # get_latest_scalar_metrics of no runs
         return {}
+    if endpoint.method == "register_datastore" and arguments.get("kind") == "local":
+        arguments["config"] = confine_local_datastore(workspace, dict(arguments.get("config") or {}))
     store = access.context(workspace).store
     return getattr(store, endpoint.method)(**arguments)
+
+
+def confine_local_datastore(workspace: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """A served workspace's local datastore is a folder of the service's machine, so it must stay
+    inside the service's folder for that workspace: any principal may create a workspace (and is
+    its Owner), and a datastore rooted at ``/`` would let it read the service's database and
+    ``secret.key``, or another workspace's files. A relative root is taken inside that folder."""
+    base = config.default_datastore_root(workspace, "").resolve()
+    root = Path(str(settings.get("root") or ""))
+    resolved = (root if root.is_absolute() else base / root).resolve()
+    if resolved != base and not resolved.is_relative_to(base):
+        raise AuthorizationError(
+            f"A local datastore of served workspace {workspace!r} must lie under {str(base)!r}, "
+            f"not {str(resolved)!r}: the service's other files are not the workspace's"
+        )
+    return {**settings, "root": str(resolved)}
 
 
 def _workspace_of(endpoint: Endpoint, access: Access, arguments: dict[str, Any]) -> str | None:

@@ -182,7 +182,7 @@ STORE_CALLS: dict[str, tuple[RunScope, Prepare]] = {
                                                json={"stream": "stdout", "text": "hi\n"})),
     "read_log": ("own", lambda env, c: Call("GET", f"/runs/{env.child_run()}/logs")),
     "register_datastore": ("no", lambda env, c: Call("PUT", f"{_W}/datastores/{env.fresh('ds')}", json={
-        "kind": "local", "config": {"root": str(env.root / env.fresh("ds-root"))}})),
+        "kind": "local", "config": {"root": env.fresh("ds-root")}})),  # inside the workspace's folder
     "get_datastore": ("reads", lambda env, c: Call("GET", _DS)),
     "list_datastores": ("reads", lambda env, c: Call("GET", f"{_W}/datastores")),
     "delete_datastore": ("no", lambda env, c: Call("DELETE", f"{_W}/datastores/{_registered_datastore(env)}")),

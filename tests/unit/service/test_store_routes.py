@@ -40,3 +40,24 @@ def test_create_workspace_with_a_local_datastore(client: TestClient) -> None:
     body = {"name": "w", "description": "", "default_datastore": "main", "datastore": {"kind": "local", "config": {}}}
     assert client.post("/api/v1/workspaces", json=body).status_code == 200
     assert client.get("/api/v1/workspaces/w/datastores/main").json()["is_default"] is True
+
+
+@pytest.mark.parametrize("root", ["/", "/etc", "..", "../other-workspace", "sub/../../.."])
+def test_a_local_datastore_cannot_leave_the_workspace_folder(client: TestClient, root: str) -> None:
+    """Any principal may create a workspace and is its Owner there: a local datastore rooted at
+    / would read the service's database and secret.key, or another workspace's files."""
+    body = {"name": "w", "description": "", "default_datastore": "main", "datastore": {"kind": "local", "config": {}}}
+    assert client.post("/api/v1/workspaces", json=body).status_code == 200
+    answer = client.put("/api/v1/workspaces/w/datastores/escape", json={"kind": "local", "config": {"root": root}})
+    assert answer.status_code == 403, answer.text
+    assert "must lie under" in answer.json()["error"]["message"]
+    assert client.get("/api/v1/workspaces/w/datastores/escape").status_code == 404
+
+
+def test_a_relative_local_datastore_root_is_taken_inside_the_workspace_folder(client: TestClient) -> None:
+    body = {"name": "w", "description": "", "default_datastore": "main", "datastore": {"kind": "local", "config": {}}}
+    assert client.post("/api/v1/workspaces", json=body).status_code == 200
+    answer = client.put("/api/v1/workspaces/w/datastores/extra", json={"kind": "local", "config": {"root": "extra"}})
+    assert answer.status_code == 200, answer.text
+    main_root = client.get("/api/v1/workspaces/w/datastores/main").json()["config"]["root"]
+    assert answer.json()["config"]["root"].startswith(main_root.rsplit("/", 1)[0] + "/")

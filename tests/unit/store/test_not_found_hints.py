@@ -66,6 +66,6 @@ def test_each_registry_names_what_exists(store: SqlStore) -> None:
     with pytest.raises(DeploymentNotFoundError, match=r"; existing deployments: svc$"):
         store.get_deployment(WS, "other")
 
-    store.register_datastore(WS, "files", kind="local", config={"root": "/tmp/x"})
+    store.register_datastore(WS, "files", kind="nfs", config={"root": "/tmp/x"})
     with pytest.raises(DatastoreNotFoundError, match=r"'nope' not found in workspace 'ws'; existing datastores: files"):
         store.get_datastore(WS, "nope")

@@ -20,7 +20,7 @@ from tests.unit.store.helpers import WS, assert_utc, dump_tables, new_workspace,
 
 def test_first_datastore_becomes_default(store: SqlStore) -> None:
     new_workspace(store)
-    first = store.register_datastore(WS, "files", kind="local", config={"root": "/data"})
+    first = store.register_datastore(WS, "files", kind="nfs", config={"root": "/data"})
     second = store.register_datastore(WS, "blob", kind="azure_blob", config={"container": "c"})
     assert first.is_default and not second.is_default
     assert_utc(first)
@@ -31,7 +31,7 @@ def test_first_datastore_becomes_default(store: SqlStore) -> None:
 def test_named_default_datastore(store: SqlStore) -> None:
     new_workspace(store, default_datastore="workspacefiles")
     other = store.register_datastore(WS, "other", kind="local", config={})
-    named = store.register_datastore(WS, "workspacefiles", kind="local", config={"root": "/x"})
+    named = store.register_datastore(WS, "workspacefiles", kind="nfs", config={"root": "/x"})
     assert not other.is_default and named.is_default
     store.set_default_datastore(WS, "other")
     assert store.get_datastore(WS, "other").is_default
@@ -40,11 +40,11 @@ def test_named_default_datastore(store: SqlStore) -> None:
 
 def test_register_datastore_overwrite(store: SqlStore) -> None:
     new_workspace(store)
-    original = store.register_datastore(WS, "files", kind="local", config={"root": "/a", "n": [1, 2]})
+    original = store.register_datastore(WS, "files", kind="nfs", config={"root": "/a", "n": [1, 2]})
     assert store.get_datastore(WS, "files") == original
     before = dump_tables(store)
     with pytest.raises(AlreadyExistsError, match="Datastore 'files' already exists in workspace 'ws'"):
-        store.register_datastore(WS, "files", kind="local", config={"root": "/b"})
+        store.register_datastore(WS, "files", kind="nfs", config={"root": "/b"})
     assert dump_tables(store) == before
     replaced = store.register_datastore(WS, "files", kind="azure_blob", config={"c": "x"}, overwrite=True)
     assert (replaced.kind, replaced.config, replaced.is_default) == ("azure_blob", {"c": "x"}, True)
