@@ -129,13 +129,13 @@ class GuardedStore:
                     )
             guard._check_ids(method, args, kwargs)
             result = target(*args, **kwargs)
-            guard._remember(result)
+            guard.remember(result)
             return result
 
         self.__dict__[method] = guarded  # built once per method and handle
         return guarded
 
-    def _remember(self, result: Any) -> None:
+    def remember(self, result: Any) -> None:
         """Note the workspace of the runs and activities a call returned: ids a caller got from
         this handle (a search's runs) are then checked without another query."""
         for record in result if isinstance(result, list) else (result,):

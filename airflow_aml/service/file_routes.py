@@ -10,6 +10,7 @@ A run token reaches only files under ``runs/<id>/`` of its run and that run's ch
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from starlette.responses import Response, StreamingResponse
 
 from airflow_aml.datastores import AbstractDatastore
 from airflow_aml.datastores.paths import normalize_path
-from airflow_aml.exceptions import ValidationError
+from airflow_aml.exceptions import IntegrityError, ValidationError
 from airflow_aml.hashing import CHUNK_SIZE
 from airflow_aml.service.access import Access
 from airflow_aml.service.errors import ERROR_RESPONSES
@@ -116,8 +117,6 @@ def file_router() -> APIRouter:
         path = await run_in_threadpool(_checked, access, path)
         expected = request.headers.get(SHA256_HEADER)
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
-            import hashlib
-
             digest, size = hashlib.sha256(), 0
             async for chunk in request.stream():
                 size += len(chunk)
@@ -126,8 +125,6 @@ def file_router() -> APIRouter:
                 digest.update(chunk)
                 spool.write(chunk)
             if expected and expected.lower() != digest.hexdigest():
-                from airflow_aml.exceptions import IntegrityError
-
                 raise IntegrityError(
                     f"Upload of {path!r} arrived with SHA-256 {digest.hexdigest()}, the client sent {expected}"
                 )

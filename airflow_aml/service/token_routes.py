@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from airflow_aml.entities import AccessTokenRecord
-from airflow_aml.exceptions import AuthorizationError, ConflictError
+from airflow_aml.exceptions import AuthorizationError, ConflictError, SecretNotFoundError
 from airflow_aml.roles import Action
 from airflow_aml.service.access import Access, refuse_run_token
 from airflow_aml.service.errors import ERROR_RESPONSES
@@ -113,8 +113,6 @@ def token_router() -> APIRouter:
             known = set(context.vault.names())
             missing = sorted(set(body.secrets) - known)
             if missing:
-                from airflow_aml.exceptions import SecretNotFoundError
-
                 raise SecretNotFoundError(f"Secrets {missing} not found in workspace {run.workspace!r}")
         if run.status.is_terminal:
             raise ConflictError(f"Run {run_id!r} is {run.status.value}: no token for a run that ended")
