@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 
 from airflow.sdk.log import redact
 
@@ -20,13 +21,16 @@ from airflow_aml.workspace import Workspace
 
 
 def test_secret_values_and_keys_are_masked(workspace: Workspace) -> None:
-    workspace.set_secret("db-password", "hunter2-very-secret")
+    # The masker is process-wide: a value no other test registers, so that a shorter secret another
+    # test left behind (say "hunter2") cannot mask part of it and change the line.
+    password = f"pw-{uuid.uuid4().hex}"
+    workspace.set_secret("db-password", password)
     keys = new_keys()
     store_keys(workspace, "svc", keys)  # what creating a web service does
     # Read back in this process, as a task would (set alone masks too: the value passed through).
-    assert workspace.get_secret("db-password") == "hunter2-very-secret"
+    assert workspace.get_secret("db-password") == password
     assert read_keys(workspace, "svc") == (keys["primary"], keys["secondary"])
-    line = f"password hunter2-very-secret, keys {keys['primary']} {keys['secondary']}"
+    line = f"password {password}, keys {keys['primary']} {keys['secondary']}"
     assert redact(line) == "password ***, keys *** ***"
 
 
