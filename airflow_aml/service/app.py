@@ -5,7 +5,9 @@
 
 Everything under ``/api/v1`` needs a token (deny by default); ``/openapi.json`` is readable
 without one. The routes: the metadata store (``store_routes``, built from one table), datastore
-objects (``file_routes``), secret values (``secret_routes``), tokens (``token_routes``).
+objects (``file_routes``), secret values (``secret_routes``), tokens (``token_routes``), and
+MLflow's tracking API for the ``mlflow`` client (``service.mlflow``, under
+``/api/v1/workspaces/<ws>/mlflow``).
 CORS is off (no middleware): browsers reach the service only from its own origin.
 """
 
@@ -24,6 +26,7 @@ from airflow_aml.exceptions import ValidationError
 from airflow_aml.service.errors import install_error_handlers
 from airflow_aml.service.file_routes import file_router
 from airflow_aml.service.identity import Authenticator
+from airflow_aml.service.mlflow import mlflow_router
 from airflow_aml.service.requests import ServiceState
 from airflow_aml.service.secret_routes import secret_router
 from airflow_aml.service.store_routes import store_router
@@ -75,7 +78,7 @@ def _api_routes() -> list[BaseRoute]:
     signature with pydantic) costs about a second, and they hold no per-app state (handlers
     reach the app's state through the request)."""
     api = APIRouter(prefix=API_PREFIX)
-    for router in (token_router(), store_router(), file_router(), secret_router()):
+    for router in (token_router(), store_router(), file_router(), secret_router(), mlflow_router()):
         api.include_router(router)
     return list(api.routes)
 

@@ -4,7 +4,8 @@ gets 401, who gets 403.
 The expectation of a route is its action (read / write / read_secrets / manage, or "any signed-in
 caller") and what a run token may do with it. For the metadata-store routes the action is the one
 ``roles.STORE_ACTIONS`` gives the store call; for the other routes (datastore objects, secret
-values, tokens) it is written out in ``OTHER_ROUTES`` below. ``test_every_route_has_an_expectation``
+values, tokens) it is written out in ``OTHER_ROUTES`` below, for the MLflow tracking routes in
+``MLFLOW_ROUTES`` (their refusals come in MLflow's error body). ``test_every_route_has_an_expectation``
 fails on a route of ``create_app`` that no row describes, so a new route cannot skip this matrix.
 
 Each call is a valid request on real objects (a run, a model version, an image, a deployment, a
@@ -292,6 +293,60 @@ OTHER_ROUTES: dict[str, Row] = {
 }
 
 
+# The MLflow tracking routes (service/mlflow): each makes the store calls of its MLflow call, so
+# its action is theirs; they answer refusals in MLflow's error body (see _error_code).
+_ML = f"{_W}/mlflow/api/2.0/mlflow"
+_MLFLOW_PATH = f"{API_PREFIX}/workspaces/{{workspace}}/mlflow/api/2.0/mlflow"
+
+
+def _mlflow_metric() -> dict[str, Any]:
+    return {"key": "loss", "value": 0.5, "timestamp": 1000, "step": 0}
+
+
+MLFLOW_ROUTES: dict[str, Row] = {
+    f"GET {_MLFLOW_PATH}/experiments/get-by-name": Row(
+        Action.READ, "reads", lambda env, c: Call("GET", f"{_ML}/experiments/get-by-name",
+                                                  params={"experiment_name": "exp"})),
+    f"GET {_MLFLOW_PATH}/experiments/get": Row(
+        Action.READ, "reads", lambda env, c: Call("GET", f"{_ML}/experiments/get", params={"experiment_id": "exp"})),
+    f"POST {_MLFLOW_PATH}/experiments/create": Row(
+        Action.WRITE, "no", lambda env, c: Call("POST", f"{_ML}/experiments/create", json={"name": env.fresh("exp")})),
+    f"POST {_MLFLOW_PATH}/experiments/search": Row(
+        Action.READ, "no", lambda env, c: Call("POST", f"{_ML}/experiments/search", json={"max_results": 10})),
+    f"POST {_MLFLOW_PATH}/runs/create": Row(
+        Action.WRITE, "own", lambda env, c: Call("POST", f"{_ML}/runs/create", json={
+            "experiment_id": "exp", "tags": [{"key": "mlflow.parentRunId", "value": env.run_id}]})),
+    f"POST {_MLFLOW_PATH}/runs/update": Row(
+        Action.WRITE, "own", lambda env, c: Call("POST", f"{_ML}/runs/update", json={
+            "run_id": env.child_run(), "status": "FINISHED"})),
+    f"GET {_MLFLOW_PATH}/runs/get": Row(
+        Action.READ, "own", lambda env, c: Call("GET", f"{_ML}/runs/get", params={"run_id": env.child_run()})),
+    f"POST {_MLFLOW_PATH}/runs/log-metric": Row(
+        Action.WRITE, "own", lambda env, c: Call("POST", f"{_ML}/runs/log-metric", json={
+            "run_id": env.child_run(), **_mlflow_metric()})),
+    f"POST {_MLFLOW_PATH}/runs/log-parameter": Row(
+        Action.WRITE, "own", lambda env, c: Call("POST", f"{_ML}/runs/log-parameter", json={
+            "run_id": env.child_run(), "key": "p", "value": "1"})),
+    f"POST {_MLFLOW_PATH}/runs/set-tag": Row(
+        Action.WRITE, "own", lambda env, c: Call("POST", f"{_ML}/runs/set-tag", json={
+            "run_id": env.child_run(), "key": "t", "value": "1"})),
+    f"POST {_MLFLOW_PATH}/runs/log-batch": Row(
+        Action.WRITE, "own", lambda env, c: Call("POST", f"{_ML}/runs/log-batch", json={
+            "run_id": env.child_run(), "metrics": [_mlflow_metric()], "params": [{"key": "p", "value": "1"}]})),
+    f"GET {_MLFLOW_PATH}/metrics/get-history": Row(
+        Action.READ, "own", lambda env, c: Call("GET", f"{_ML}/metrics/get-history", params={
+            "run_id": env.child_run(), "metric_key": "loss"})),
+    f"POST {_MLFLOW_PATH}/runs/search": Row(
+        Action.READ, "no", lambda env, c: Call("POST", f"{_ML}/runs/search", json={
+            "experiment_ids": ["exp"], "filter": "metrics.loss < 1"})),
+}
+
+
+def _error_code(route: str, answer: Any) -> str:
+    body = answer.json()
+    return str(body["error_code"] if route in MLFLOW_ROUTES else body["error"]["code"])
+
+
 def _store_rows() -> dict[str, Row]:
     rows = {}
     for endpoint in ENDPOINTS:
@@ -303,7 +358,7 @@ def _store_rows() -> dict[str, Row]:
     return rows
 
 
-ROWS: dict[str, Row] = {**_store_rows(), **OTHER_ROUTES}
+ROWS: dict[str, Row] = {**_store_rows(), **OTHER_ROUTES, **MLFLOW_ROUTES}
 
 
 def expected(row: Row, caller: str) -> int:
@@ -400,8 +455,11 @@ def test_route_and_caller(env: Env, route: str, caller: str) -> None:
         assert 200 <= got < 300, detail
     else:
         assert got == want, detail
-        code = "AuthenticationError" if want == 401 else "AuthorizationError"
-        assert answer.json()["error"]["code"] == code, detail
+        if route in MLFLOW_ROUTES:
+            code = "UNAUTHENTICATED" if want == 401 else "PERMISSION_DENIED"
+        else:
+            code = "AuthenticationError" if want == 401 else "AuthorizationError"
+        assert _error_code(route, answer) == code, detail
 
 
 def test_expired_token_is_past_its_expiry(env: Env) -> None:
