@@ -98,16 +98,21 @@ def _version() -> str:
         return "0+unknown"
 
 
+# Uploads that stream to disk and have their own limit (max_upload_bytes): datastore objects and
+# MLflow artifacts.
+_STREAMED = ("/objects/", "/mlflow-artifacts/artifacts/")
+
+
 class BodyLimit:
-    """Refuses a request body over the limit with 413 before it is read into memory (uploads to
-    datastore objects stream to disk and have their own limit)."""
+    """Refuses a request body over the limit with 413 before it is read into memory (uploads of
+    files stream to disk and have their own limit)."""
 
     def __init__(self, app: ASGIApp, *, max_json_bytes: int) -> None:
         self.app = app
         self.max_json_bytes = max_json_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or "/objects/" in scope["path"]:
+        if scope["type"] != "http" or any(part in scope["path"] for part in _STREAMED):
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or ()).get(b"content-length")

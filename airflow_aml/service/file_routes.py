@@ -102,7 +102,7 @@ def file_router() -> APIRouter:
         path = _checked(access, path)
         info = store.info(path)  # not found -> 404 before the stream starts
         return StreamingResponse(
-            _chunks(store, path), media_type="application/octet-stream",
+            object_chunks(store, path), media_type="application/octet-stream",
             headers={"Content-Length": str(info.size), SHA256_HEADER: info.sha256},
         )
 
@@ -112,25 +112,9 @@ def file_router() -> APIRouter:
     async def upload(request: Request, access: AccessDep, workspace: str, datastore: str, path: str) -> ObjectInfoModel:
         """Write the request body as the object (replacing it). The optional ``X-AML-SHA256``
         header is checked against the bytes received: a mismatch writes nothing (409)."""
-        limit = service_state(request).max_upload_bytes
         store = await run_in_threadpool(_datastore, access, workspace, datastore)
         path = await run_in_threadpool(_checked, access, path)
-        expected = request.headers.get(SHA256_HEADER)
-        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
-            digest, size = hashlib.sha256(), 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise ValidationError(f"Upload of {path!r} is larger than the service's limit of {limit} bytes")
-                digest.update(chunk)
-                spool.write(chunk)
-            if expected and expected.lower() != digest.hexdigest():
-                raise IntegrityError(
-                    f"Upload of {path!r} arrived with SHA-256 {digest.hexdigest()}, the client sent {expected}"
-                )
-            spool.seek(0)
-            info = await run_in_threadpool(_write, store, path, spool)
-        return _info(info)
+        return _info(await receive_object(request, store, path))
 
     @router.delete(_OBJECTS + "/{path:path}", operation_id="delete_object", status_code=204)
     def delete(access: AccessDep, workspace: str, datastore: str, path: str) -> Response:
@@ -140,7 +124,29 @@ def file_router() -> APIRouter:
     return router
 
 
-def _chunks(store: AbstractDatastore, path: str) -> Iterator[bytes]:
+async def receive_object(request: Request, store: AbstractDatastore, path: str) -> Any:
+    """Write the request body to ``path`` of ``store`` once all of it arrived (spooled, within the
+    service's upload limit, checked against an ``X-AML-SHA256`` header if sent); its info.
+    Also the MLflow artifacts proxy's upload."""
+    limit = service_state(request).max_upload_bytes
+    expected = request.headers.get(SHA256_HEADER)
+    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+        digest, size = hashlib.sha256(), 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ValidationError(f"Upload of {path!r} is larger than the service's limit of {limit} bytes")
+            digest.update(chunk)
+            spool.write(chunk)
+        if expected and expected.lower() != digest.hexdigest():
+            raise IntegrityError(
+                f"Upload of {path!r} arrived with SHA-256 {digest.hexdigest()}, the client sent {expected}"
+            )
+        spool.seek(0)
+        return await run_in_threadpool(_write, store, path, spool)
+
+
+def object_chunks(store: AbstractDatastore, path: str) -> Iterator[bytes]:
     with store.open_read(path) as handle:
         while chunk := handle.read(CHUNK_SIZE):
             yield chunk

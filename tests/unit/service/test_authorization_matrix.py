@@ -342,6 +342,34 @@ MLFLOW_ROUTES: dict[str, Row] = {
 }
 
 
+_ARTIFACTS = f"{_W}/mlflow/api/2.0/mlflow-artifacts/artifacts"
+_ARTIFACTS_PATH = f"{API_PREFIX}/workspaces/{{workspace}}/mlflow/api/2.0/mlflow-artifacts/artifacts"
+
+
+def _artifact(env: Env) -> str:
+    """A fresh artifact of the targeted run (its outputs), written by the Owner."""
+    path = f"runs/{env.run_id}/outputs/{env.fresh('artifact')}.txt"
+    answer = env.client.put(f"{API_PREFIX}{_DS}/objects/{path}", content=b"a", headers=env.as_owner())
+    assert answer.status_code == 200, answer.text
+    return path
+
+
+MLFLOW_ROUTES.update({
+    f"POST {_MLFLOW_PATH}/logged-models/search": Row(
+        Action.READ, "no", lambda env, c: Call("POST", f"{_ML}/logged-models/search",
+                                               json={"experiment_ids": ["exp"]})),
+    f"GET {_ARTIFACTS_PATH}": Row(
+        Action.READ, "own", lambda env, c: Call("GET", _ARTIFACTS, params={"path": f"runs/{env.run_id}/outputs"})),
+    f"GET {_ARTIFACTS_PATH}/{{path:path}}": Row(
+        Action.READ, "own", lambda env, c: Call("GET", f"{_ARTIFACTS}/{_artifact(env)}")),
+    f"PUT {_ARTIFACTS_PATH}/{{path:path}}": Row(
+        Action.WRITE, "own", lambda env, c: Call("PUT", f"{_ARTIFACTS}/runs/{env.run_id}/outputs/{env.fresh('up')}.txt",
+                                                 content=b"hello")),
+    f"DELETE {_ARTIFACTS_PATH}/{{path:path}}": Row(
+        Action.WRITE, "own", lambda env, c: Call("DELETE", f"{_ARTIFACTS}/{_artifact(env)}")),
+})
+
+
 def _error_code(route: str, answer: Any) -> str:
     body = answer.json()
     return str(body["error_code"] if route in MLFLOW_ROUTES else body["error"]["code"])
