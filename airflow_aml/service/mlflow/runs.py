@@ -9,7 +9,7 @@ from typing import Any
 from airflow_aml.entities import Metric, RunStatus
 from airflow_aml.service.mlflow import wire
 from airflow_aml.service.mlflow.calls import Handler, MlflowCall, decode_page_token, encode_page_token, key_values
-from airflow_aml.service.mlflow.errors import MlflowError
+from airflow_aml.service.mlflow.errors import NOT_IMPLEMENTED, MlflowError
 
 # MLflow's limits of one log-batch (mlflow.utils.validation).
 MAX_METRICS_PER_BATCH = 1000
@@ -109,6 +109,25 @@ def log_batch(call: MlflowCall) -> dict[str, Any]:
     return {}
 
 
+def log_inputs(call: MlflowCall) -> dict[str, Any]:
+    """Dataset inputs (what autologging logs of the training data), kept as run properties;
+    logged-model inputs are not served (no logged models here)."""
+    if call.items("models"):
+        raise MlflowError("Logged-model inputs are not supported by this server", NOT_IMPLEMENTED)
+    properties = {}
+    for entry in call.items("datasets"):
+        if not isinstance(entry, dict):
+            raise MlflowError("Invalid dataset input: expected an object")
+        try:
+            key, value = wire.dataset_property(entry)
+        except ValueError as exc:
+            raise MlflowError(f"Invalid dataset input: {exc}") from None
+        properties[key] = value
+    if properties:
+        call.store_call("add_run_properties", run_id=call.run_id(), properties=properties)
+    return {}
+
+
 def get_metric_history(call: MlflowCall) -> dict[str, Any]:
     key = call.text("metric_key")
     history = [wire.metric(item) for item in call.store_call("get_metrics", run_id=call.run_id(), names=[key])
@@ -131,5 +150,6 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/runs/log-parameter", log_param),
     ("POST", "/runs/set-tag", set_tag),
     ("POST", "/runs/log-batch", log_batch),
+    ("POST", "/runs/log-inputs", log_inputs),
     ("GET", "/metrics/get-history", get_metric_history),
 ]

@@ -12,6 +12,7 @@ MLflow client resolves against the tracking URI to this service's ``mlflow-artif
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -25,6 +26,10 @@ DEFAULT_EXPERIMENT = "Default"
 RUN_NAME_TAG = "mlflow.runName"
 PARENT_RUN_TAG = "mlflow.parentRunId"
 USER_TAG = "mlflow.user"
+# A dataset input of a run is a run property (add-only, like MLflow's inputs):
+# "mlflow.dataset:<name>:<digest>" -> {"name", "digest", "source_type", "source", "tags"} as JSON.
+# Its schema and profile are not kept (they can be large and our SDK shows nothing of them).
+DATASET_PROPERTY = "mlflow.dataset:"
 
 TO_MLFLOW_STATUS: dict[RunStatus, str] = {
     RunStatus.QUEUED: "SCHEDULED", RunStatus.PREPARING: "SCHEDULED", RunStatus.RUNNING: "RUNNING",
@@ -127,5 +132,27 @@ def run(record: RunRecord, latest: Mapping[str, Metric]) -> dict[str, Any]:
             "params": [{"key": key, "value": value} for key, value in record.params.items()],
             "tags": [{"key": key, "value": value} for key, value in run_tags(record).items()],
         },
-        "inputs": {},
+        "inputs": dataset_inputs(record),
     }
+
+
+def dataset_property(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """A dataset input of MLflow's log-inputs as our run property (key, value)."""
+    dataset = entry.get("dataset")
+    if not isinstance(dataset, Mapping) or not isinstance(dataset.get("name"), str) or not dataset.get("digest"):
+        raise ValueError("each dataset input needs a dataset with a name and a digest")
+    tags = entry.get("tags") or []
+    kept = {field: str(dataset.get(field, "")) for field in ("name", "digest", "source_type", "source")}
+    kept["tags"] = [{"key": str(tag.get("key")), "value": str(tag.get("value"))} for tag in tags
+                    if isinstance(tag, Mapping)]
+    return f"{DATASET_PROPERTY}{dataset['name']}:{dataset['digest']}", json.dumps(kept, sort_keys=True)
+
+
+def dataset_inputs(record: RunRecord) -> dict[str, Any]:
+    inputs = []
+    for key, value in sorted(record.properties.items()):
+        if key.startswith(DATASET_PROPERTY):
+            kept = json.loads(value)
+            tags = kept.pop("tags", [])
+            inputs.append({"tags": tags, "dataset": {**kept, "schema": "", "profile": ""}})
+    return {"dataset_inputs": inputs} if inputs else {}
