@@ -333,6 +333,9 @@ MLFLOW_ROUTES: dict[str, Row] = {
     f"POST {_MLFLOW_PATH}/runs/log-batch": Row(
         Action.WRITE, "own", lambda env, c: Call("POST", f"{_ML}/runs/log-batch", json={
             "run_id": env.child_run(), "metrics": [_mlflow_metric()], "params": [{"key": "p", "value": "1"}]})),
+    f"POST {_MLFLOW_PATH}/runs/log-inputs": Row(
+        Action.WRITE, "own", lambda env, c: Call("POST", f"{_ML}/runs/log-inputs", json={
+            "run_id": env.child_run(), "datasets": [{"dataset": {"name": "d", "digest": "1"}}]})),
     f"GET {_MLFLOW_PATH}/metrics/get-history": Row(
         Action.READ, "own", lambda env, c: Call("GET", f"{_ML}/metrics/get-history", params={
             "run_id": env.child_run(), "metric_key": "loss"})),
