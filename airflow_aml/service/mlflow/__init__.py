@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from airflow_aml.service.mlflow import experiments, logged_models, run_search, runs
+from airflow_aml.service.mlflow import experiments, logged_models, registry, run_search, runs
 from airflow_aml.service.mlflow.artifacts import artifacts_router
 from airflow_aml.service.mlflow.calls import MLFLOW_PREFIX, mlflow_routes
 
@@ -17,6 +17,7 @@ __all__ = ["MLFLOW_PREFIX", "mlflow_router"]
 
 def mlflow_router() -> APIRouter:
     router = APIRouter()
-    mlflow_routes(router, [*experiments.ROUTES, *runs.ROUTES, *run_search.ROUTES, *logged_models.ROUTES])
+    mlflow_routes(router, [*experiments.ROUTES, *runs.ROUTES, *run_search.ROUTES, *logged_models.ROUTES,
+                           *registry.ROUTES])
     router.include_router(artifacts_router())
     return router

@@ -116,10 +116,13 @@ Handler = Callable[[MlflowCall], dict[str, Any]]
 
 def _endpoint(handler: Handler) -> Callable[..., Response]:
     def endpoint(
+        request: Request,
         workspace: str,
         access: Annotated[Access, Depends(get_access)],
         fields: Annotated[dict[str, Any], Depends(request_fields)],
     ) -> Response:
+        # Path parameters (logged-models/{model_id}) are fields like the others.
+        fields.update({key: value for key, value in request.path_params.items() if key != "workspace"})
         answer = handler(MlflowCall(access, workspace, fields))
         return Response(json.dumps(answer, allow_nan=False), media_type="application/json")
 

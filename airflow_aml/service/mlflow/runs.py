@@ -102,6 +102,9 @@ def log_batch(call: MlflowCall) -> dict[str, Any]:
                           "and tags in total.")
     if params:
         call.store_call("log_params", run_id=run_id, params=key_values(params, "params"))
+    # A metric naming a logged model is log_model's copy of the run's own metric of that step
+    # (logged models keep no metrics here): the run has it already.
+    metrics = [entry for entry in metrics if not (isinstance(entry, dict) and entry.get("model_id"))]
     if metrics:
         call.store_call("log_batch", run_id=run_id, metrics=[_metric(call, entry) for entry in metrics])
     if tags:

@@ -29,7 +29,9 @@ _ENTITIES = {
 _ATTRIBUTE_ALIASES = {"run_id": "run_id", "run_uuid": "run_id", "run_name": "run_name", "status": "status",
                       "user_id": "user_id", "start_time": "start_time", "end_time": "end_time",
                       "artifact_uri": "artifact_uri", "lifecycle_stage": "lifecycle_stage",
-                      "experiment_id": "experiment_id", "name": "name"}  # name: of experiments
+                      "experiment_id": "experiment_id",
+                      # of experiments and logged models
+                      "name": "name", "model_id": "model_id", "source_run_id": "source_run_id"}
 _NUMERIC_ATTRIBUTES = frozenset({"start_time", "end_time"})
 _NUMERIC_OPS = ("<=", ">=", "!=", "=", "<", ">")
 _STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")

@@ -30,6 +30,9 @@ USER_TAG = "mlflow.user"
 # "mlflow.dataset:<name>:<digest>" -> {"name", "digest", "source_type", "source", "tags"} as JSON.
 # Its schema and profile are not kept (they can be large and our SDK shows nothing of them).
 DATASET_PROPERTY = "mlflow.dataset:"
+# A logged model's record is a tag of its source run (service.mlflow.logged_models): not one of
+# the run's tags as MLflow shows them.
+MODEL_TAG = "mlflow.loggedModel:"
 
 TO_MLFLOW_STATUS: dict[RunStatus, str] = {
     RunStatus.QUEUED: "SCHEDULED", RunStatus.PREPARING: "SCHEDULED", RunStatus.RUNNING: "RUNNING",
@@ -102,7 +105,7 @@ def _rank(item: Metric) -> tuple[int, float, float]:
 def run_tags(record: RunRecord) -> dict[str, str]:
     """The run's tags as MLflow shows them: ours, plus the system tags MLflow's own UI and
     client read (run name, user, parent run) from our run's fields."""
-    tags = dict(record.tags)
+    tags = {key: value for key, value in record.tags.items() if not key.startswith(MODEL_TAG)}
     if record.display_name:
         tags.setdefault(RUN_NAME_TAG, record.display_name)
     tags.setdefault(USER_TAG, record.submitted_by)

@@ -373,6 +373,58 @@ MLFLOW_ROUTES.update({
 })
 
 
+def _logged_model(env: Env) -> tuple[str, str]:
+    """(run, logged model id): a fresh model of a fresh child of the targeted run, by the Owner."""
+    run_id = env.child_run()
+    answer = env.client.post(f"{API_PREFIX}{_ML}/logged-models", headers=env.as_owner(), json={
+        "experiment_id": "exp", "name": "model", "source_run_id": run_id})
+    assert answer.status_code == 200, answer.text
+    return run_id, answer.json()["model"]["info"]["model_id"]
+
+
+def _model_id(env: Env) -> str:
+    return _logged_model(env)[1]
+
+
+def _outputs(env: Env, caller: str) -> Call:
+    run_id, model_id = _logged_model(env)
+    return Call("POST", f"{_ML}/runs/outputs", json={"run_id": run_id, "models": [{"model_id": model_id, "step": 0}]})
+
+
+MLFLOW_ROUTES.update({
+    f"POST {_MLFLOW_PATH}/logged-models": Row(
+        Action.WRITE, "own", lambda env, c: Call("POST", f"{_ML}/logged-models", json={
+            "experiment_id": "exp", "name": "model", "source_run_id": env.child_run()})),
+    f"GET {_MLFLOW_PATH}/logged-models/{{model_id}}": Row(
+        Action.READ, "own", lambda env, c: Call("GET", f"{_ML}/logged-models/{_model_id(env)}")),
+    f"PATCH {_MLFLOW_PATH}/logged-models/{{model_id}}": Row(
+        Action.WRITE, "own", lambda env, c: Call("PATCH", f"{_ML}/logged-models/{_model_id(env)}",
+                                                 json={"status": "LOGGED_MODEL_READY"})),
+    f"PATCH {_MLFLOW_PATH}/logged-models/{{model_id}}/tags": Row(
+        Action.WRITE, "own", lambda env, c: Call("PATCH", f"{_ML}/logged-models/{_model_id(env)}/tags",
+                                                 json={"tags": [{"key": "a", "value": "b"}]})),
+    f"DELETE {_MLFLOW_PATH}/logged-models/{{model_id}}/tags/{{tag_key}}": Row(
+        Action.WRITE, "own", lambda env, c: Call("DELETE", f"{_ML}/logged-models/{_model_id(env)}/tags/a")),
+    f"POST {_MLFLOW_PATH}/runs/outputs": Row(Action.WRITE, "own", _outputs),
+    f"POST {_MLFLOW_PATH}/registered-models/create": Row(
+        Action.WRITE, "no", lambda env, c: Call("POST", f"{_ML}/registered-models/create",
+                                                json={"name": env.fresh("registered")})),
+    f"GET {_MLFLOW_PATH}/registered-models/get": Row(
+        Action.READ, "no", lambda env, c: Call("GET", f"{_ML}/registered-models/get", params={"name": "m"})),
+    f"POST {_MLFLOW_PATH}/registered-models/get-latest-versions": Row(
+        Action.READ, "no", lambda env, c: Call("POST", f"{_ML}/registered-models/get-latest-versions",
+                                               json={"name": "m"})),
+    f"POST {_MLFLOW_PATH}/model-versions/create": Row(
+        Action.WRITE, "no", lambda env, c: Call("POST", f"{_ML}/model-versions/create", json={
+            "name": env.fresh("registered"), "source": f"mlflow-artifacts:/{_artifact(env)}"})),
+    f"GET {_MLFLOW_PATH}/model-versions/get": Row(
+        Action.READ, "no", lambda env, c: Call("GET", f"{_ML}/model-versions/get", params={"name": "m", "version": 1})),
+    f"GET {_MLFLOW_PATH}/model-versions/get-download-uri": Row(
+        Action.READ, "no", lambda env, c: Call("GET", f"{_ML}/model-versions/get-download-uri",
+                                               params={"name": "m", "version": 1})),
+})
+
+
 def _error_code(route: str, answer: Any) -> str:
     body = answer.json()
     return str(body["error_code"] if route in MLFLOW_ROUTES else body["error"]["code"])
