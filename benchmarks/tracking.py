@@ -7,6 +7,7 @@ nothing was lost.
 
     python benchmarks/tracking.py [--n 10000]
     python benchmarks/tracking.py --http [--n 10000] [--runs 2000]   # over HTTP: tracking_http.py
+    python benchmarks/tracking.py --mlflow-client [--n 10000]        # MLflow's client: tracking_mlflow_client.py
 
 The last line is ``ratio: <ours/MLflow per-call>x``.
 """
@@ -70,11 +71,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000, help="metrics logged by each contender")
     parser.add_argument("--http", action="store_true",
                         help="our service vs mlflow server, each a separate process (tracking_http.py)")
+    parser.add_argument("--mlflow-client", action="store_true",
+                        help="the MLflow client against our service's MLflow API vs mlflow server "
+                             "(tracking_mlflow_client.py)")
     parser.add_argument("--runs", type=int, default=2_000, help="--http: runs per side for the search")
     parser.add_argument("--repeat", type=int, default=5, help="--http: searches per measurement (median)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     warnings.simplefilter("ignore")
+    if args.mlflow_client:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from tracking_mlflow_client import main_mlflow_client
+
+        with tempfile.TemporaryDirectory(prefix="aml-bench-") as tmp:
+            main_mlflow_client(Path(tmp), args.n)
+        return
     if args.http:
         sys.path.insert(0, str(Path(__file__).parent))
         from tracking_http import main_http
