@@ -43,3 +43,24 @@ def test_sklearn_autolog_lands_in_our_run(tracking: Tracking, autolog: None, cap
     inputs = MlflowClient().get_run(active.info.run_id).inputs.dataset_inputs
     assert len(inputs) == 1 and inputs[0].dataset.digest
     assert {tag.key: tag.value for tag in inputs[0].tags}["mlflow.data.context"] == "train"
+
+
+@pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning")
+def test_sklearn_autolog_with_its_model(tracking: Tracking, caplog: pytest.LogCaptureFixture) -> None:
+    mlflow.sklearn.autolog(silent=False)  # the default: the fitted model is logged too
+    try:
+        X, y = load_iris(return_X_y=True)
+        mlflow.set_experiment("auto")
+        with caplog.at_level(logging.WARNING, logger="mlflow"), mlflow.start_run() as active:
+            fitted = LogisticRegression(max_iter=300).fit(X, y)
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+    assert [record.getMessage() for record in caplog.records if "autologging" in record.getMessage()] == []
+    run_id = active.info.run_id
+    assert "outputs/model/MLmodel" in tracking.workspace.get_run(run_id).get_file_names()
+    [logged] = MlflowClient().search_logged_models(experiment_ids=["auto"], filter_string="name = 'model'")
+    assert logged.source_run_id == run_id
+    loaded = mlflow.sklearn.load_model(f"runs:/{run_id}/model")
+    assert (loaded.predict(X) == fitted.predict(X)).all()
+    # Its metrics are the run's, once each (log_model's copies for the model are not doubled).
+    assert all(not isinstance(value, list) for value in tracking.workspace.get_run(run_id).get_metrics().values())
