@@ -35,6 +35,8 @@ def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tracki
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    # The client's process-wide active experiment (mlflow.set_experiment): each test starts without.
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
     with serve(f"sqlite:///{tmp_path / 'aml.db'}") as served:
         owner = Workspace.create(WS, store_uri=served.uri_for("alice"))
         owner.assign_role("rita", Role.READER)

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from airflow_aml.entities import RunStatus
-from tests.unit.service.mlflow.conftest import Tracking
+from tests.unit.service.mlflow.conftest import WS, Tracking
 
 
 def test_logging_with_the_mlflow_client_lands_in_our_run(tracking: Tracking) -> None:
@@ -110,3 +110,25 @@ def test_a_readers_token_reads_but_does_not_write(tracking: Tracking, monkeypatc
     with pytest.raises(MlflowException) as unknown:
         client.get_run(run_id)
     assert unknown.value.error_code == "UNAUTHENTICATED"
+
+
+def test_a_run_token_logs_into_its_own_run(tracking: Tracking, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a run we launch: MLFLOW_RUN_ID and MLFLOW_EXPERIMENT_NAME name our run and its
+    experiment, the run token is the tracking token."""
+    from airflow_aml.service.tokens import mint_run_token
+
+    run = tracking.workspace.experiment("launched").start_logging()
+    other = tracking.workspace.experiment("launched").start_logging()
+    token, _ = mint_run_token(tracking.served.tokens, principal="alice", workspace=WS, run_id=run.id,
+                              secrets_allowed=[])
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    monkeypatch.setenv("MLFLOW_RUN_ID", run.id)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "launched")
+    with mlflow.start_run() as active:  # resumes our run
+        assert active.info.run_id == run.id
+        mlflow.log_metric("loss", 0.5)
+        mlflow.log_param("lr", "0.1")
+    assert tracking.workspace.get_run(run.id).get_metrics() == {"loss": 0.5}
+    with pytest.raises(MlflowException) as refused:
+        MlflowClient().log_metric(other.id, "loss", 1.0)
+    assert refused.value.error_code == "PERMISSION_DENIED"
