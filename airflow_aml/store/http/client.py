@@ -10,6 +10,7 @@ the same key and the SDK follows the first one.
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -88,6 +89,11 @@ class ServiceClient:
                 response = self._http.request(verb, path, params=params, content=content, headers=all_headers,
                                               timeout=timeout or self._http.timeout)
             except httpx.ConnectError as exc:  # never reached the service: always safe to retry
+                if _is_certificate_error(exc):  # retrying cannot fix a certificate
+                    raise StoreError(
+                        f"The workspace service at {self.base_url} presented a certificate this client does not "
+                        f"trust ({exc}): set SSL_CERT_FILE to the CA bundle that signed it"
+                    ) from exc
                 if attempt == _ATTEMPTS:
                     raise StoreError(f"The workspace service at {self.base_url} is unreachable: {exc}") from exc
             except httpx.TransportError as exc:
@@ -124,6 +130,14 @@ class ServiceClient:
     def upload(self, path: str, content: Iterator[bytes] | bytes, *, headers: Mapping[str, str]) -> httpx.Response:
         return check(self._http.put(path, content=content, headers=dict(headers),
                                     timeout=httpx.Timeout(300.0, connect=5.0)))
+
+
+def _is_certificate_error(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
 
 
 def check(response: httpx.Response) -> httpx.Response:
