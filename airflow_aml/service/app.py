@@ -21,9 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_aml import config
 from airflow_aml.exceptions import ValidationError
-from airflow_aml.service.activity_routes import activity_router
 from airflow_aml.service.errors import install_error_handlers
 from airflow_aml.service.file_routes import file_router
+from airflow_aml.service.follow_routes import follow_router
 from airflow_aml.service.identity import Authenticator
 from airflow_aml.service.requests import ServiceState
 from airflow_aml.service.secret_routes import secret_router
@@ -76,7 +76,7 @@ def _api_routes() -> list[BaseRoute]:
     signature with pydantic) costs about a second, and they hold no per-app state (handlers
     reach the app's state through the request)."""
     api = APIRouter(prefix=API_PREFIX)
-    for router in (token_router(), store_router(), activity_router(), file_router(), secret_router()):
+    for router in (token_router(), store_router(), follow_router(), file_router(), secret_router()):
         api.include_router(router)
     return list(api.routes)
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from airflow_aml.activities import ActivityWaiter
-from airflow_aml.entities import ActivityStatus, Role
+from airflow_aml.entities import ActivityStatus, Role, RunStatus
 from airflow_aml.store.http.client import ServiceClient
 from airflow_aml.store.sql.store import SqlStore
 from airflow_aml.workspace import Workspace
@@ -155,3 +155,42 @@ def test_sdk_waiter_long_polls_on_a_served_workspace(
     assert len(calls) <= 6, calls
     assert any(path.endswith("/wait") for path in calls)
     assert elapsed < 15
+
+
+def test_log_stream_follows_a_run_to_its_end(served: Served, store: SqlStore, activity_id: str) -> None:
+    run = store.create_run(workspace="ws", experiment="exp", submitted_by="olivia", status=RunStatus.RUNNING)
+    store.append_log(run.run_id, "stdout", "epoch 1\n")
+
+    def train() -> None:
+        for epoch in (2, 3):
+            time.sleep(0.3)
+            store.append_log(run.run_id, "stdout", f"epoch {epoch}\n")
+        store.append_log(run.run_id, "stderr", "done\n")
+        store.update_run_status(run.run_id, RunStatus.COMPLETED)
+
+    writer = _later(0.3, train)
+    url = f"{served.url}{API}/runs/{run.run_id}/logs/events"
+    with httpx.stream("GET", url, headers=_headers(served, "rita"), params={"timeout": 60}, timeout=70) as response:
+        assert response.status_code == 200
+        events = _events(response)
+    writer.join()
+    logs = [json.loads(data) for name, data in events if name == "log"]
+    assert [(c["stream"], c["text"]) for c in logs] == [
+        ("stdout", "epoch 1\n"), ("stdout", "epoch 2\n"), ("stdout", "epoch 3\n"), ("stderr", "done\n")]
+    assert events[-1] == ("end", json.dumps({"run_id": run.run_id, "status": "Completed"}))
+
+    # Resuming: after_seq, or the Last-Event-ID an EventSource sends when it reconnects.
+    second = logs[1]["seq"]
+    for extra in ({"params": {"after_seq": second}}, {"headers": {"Last-Event-ID": str(second)}}):
+        headers = {**_headers(served, "rita"), **extra.get("headers", {})}
+        with httpx.stream("GET", url, headers=headers, params=extra.get("params"), timeout=10) as response:
+            rest = [json.loads(data)["text"] for name, data in _events(response) if name == "log"]
+        assert rest == ["epoch 3\n", "done\n"]
+
+
+def test_log_stream_is_authorized_like_reading_the_log(served: Served, store: SqlStore, activity_id: str) -> None:
+    run = store.create_run(workspace="ws", experiment="exp", submitted_by="olivia", status=RunStatus.RUNNING)
+    url = f"{served.url}{API}/runs/{run.run_id}/logs/events"
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers=_headers(served, "mallory")).status_code == 403
+    assert httpx.get(f"{served.url}{API}/runs/nope/logs/events", headers=_headers(served, "rita")).status_code == 404

@@ -1,4 +1,4 @@
-"""Following an activity's progress without polling it: a long-poll and a server-sent-events stream.
+"""Following an activity or a run's log without polling: a long-poll and server-sent-event streams.
 
 - ``GET /activities/{id}/wait?after=<updated_at>&timeout=<s>`` answers the activity as soon as it
   changed after ``after`` (its ``updated_at`` moved) or ended, else when ``timeout`` runs out: a
@@ -8,9 +8,13 @@
   the record now, one more on every change, a comment line every 15 s so that proxies keep the
   connection, and the stream ends after the event of the activity's end (or a ``timeout`` event).
   For browsers (``EventSource``) and ``curl -N``.
+- ``GET /runs/{id}/logs/events?after_seq=<n>`` streams a run's log the same way: a ``log`` event
+  per chunk (its ``id`` is the chunk's seq, so a reconnecting ``EventSource`` resumes after it),
+  and ``end`` once the run ended and every chunk was sent.
 
-Both read the activity through the same authorized call as ``GET /activities/{id}`` (roles, run
-token scope, workspace), once before answering and then every ``WATCH_INTERVAL`` seconds. The
+They read through the same authorized calls as ``GET /activities/{id}``, ``GET /runs/{id}`` and
+``GET /runs/{id}/logs`` (roles, run token scope, workspace), once before answering (a refusal is
+an ordinary error answer) and then every ``WATCH_INTERVAL`` seconds. The
 handlers are async and run each read in the thread pool: a long wait holds no worker thread.
 There is no cross-process notification to listen on (the writers are other processes, SQLite
 has none), so the service polls its own database; the point is that clients stop polling over
@@ -46,8 +50,13 @@ MAX_STREAM = 3600.0  # an event stream's longest life; EventSource reconnects by
 KEEPALIVE = 15.0  # seconds between comment lines of a quiet stream
 
 
+def _call(access: Access, method: str, arguments: dict[str, Any]) -> Any:
+    """The store call as its own route makes it: authorized the same way."""
+    return call_store(BY_METHOD[method], access, arguments)
+
+
 def _read(access: Access, activity_id: str) -> ActivityRecord:
-    record: ActivityRecord = call_store(BY_METHOD["get_activity"], access, {"activity_id": activity_id})
+    record: ActivityRecord = _call(access, "get_activity", {"activity_id": activity_id})
     return record
 
 
@@ -60,15 +69,34 @@ def _changed(record: ActivityRecord, after: datetime | None) -> bool:
     return updated > since
 
 
-def _event(name: str, data: bytes | str) -> bytes:
+def _event(name: str, data: bytes | str, *, event_id: str | None = None) -> bytes:
     text = data.decode() if isinstance(data, bytes) else data  # compact JSON: one line
-    return f"event: {name}\ndata: {text}\n\n".encode()
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {name}\ndata: {text}\n\n".encode()
 
 
-def activity_router() -> APIRouter:
-    router = APIRouter(tags=["activities"], responses=ERROR_RESPONSES)
+def _error_event(exc: AmlError) -> bytes:
+    return _event("error", json.dumps({"error": {"code": type(exc).__name__, "message": str(exc)}}))
 
-    @router.get("/activities/{activity_id}/wait", operation_id="wait_activity", response_model=ActivityRecord)
+
+_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _stream_doc(what: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": what}}
+
+
+def follow_router() -> APIRouter:
+    router = APIRouter(responses=ERROR_RESPONSES)
+    _activity_routes(router)
+    _log_routes(router)
+    return router
+
+
+def _activity_routes(router: APIRouter) -> None:
+
+    @router.get("/activities/{activity_id}/wait", operation_id="wait_activity", response_model=ActivityRecord,
+                tags=["activities"])
     async def wait_activity(
         request: Request, access: AccessDep, activity_id: str,
         after: Annotated[datetime | None, Query(description="The updated_at the caller last saw")] = None,
@@ -85,10 +113,8 @@ def activity_router() -> APIRouter:
         return Response(to_wire(record), media_type="application/json")
 
     @router.get(
-        "/activities/{activity_id}/events", operation_id="activity_events",
-        response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
-                         "description": "activity events until the activity ends"}},
+        "/activities/{activity_id}/events", operation_id="activity_events", tags=["activities"],
+        response_class=StreamingResponse, responses=_stream_doc("activity events until the activity ends"),
     )
     async def activity_events(
         request: Request, access: AccessDep, activity_id: str,
@@ -121,10 +147,63 @@ def activity_router() -> APIRouter:
                 try:
                     record = await run_in_threadpool(_read, access, activity_id)
                 except AmlError as exc:  # deleted with its workspace, the database gone ...
-                    yield _event("error", json.dumps({"error": {"code": type(exc).__name__, "message": str(exc)}}))
+                    yield _error_event(exc)
                     return
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(events(), media_type="text/event-stream", headers=_STREAM_HEADERS)
 
-    return router
+
+def _log_routes(router: APIRouter) -> None:
+    @router.get(
+        "/runs/{run_id}/logs/events", operation_id="run_log_events", tags=["runs"],
+        response_class=StreamingResponse, responses=_stream_doc("log chunks until the run ends"),
+    )
+    async def run_log_events(
+        request: Request, access: AccessDep, run_id: str,
+        after_seq: Annotated[int | None, Query(ge=0, description="The last chunk seen (else Last-Event-ID)")] = None,
+        timeout: Annotated[float, Query(ge=0, le=MAX_STREAM)] = 300.0,
+    ) -> StreamingResponse:
+        """Server-sent events of a run's log: a ``log`` event per chunk (``id`` = its seq) after
+        ``after_seq``, as they are appended, then ``end`` with the run's status once it ended."""
+        if after_seq is None:  # an EventSource reconnecting says where it was
+            last = request.headers.get("last-event-id", "")
+            after_seq = int(last) if last.isdigit() else 0
+        first = await run_in_threadpool(_call, access, "get_run", {"run_id": run_id})  # refusals first
+
+        async def events() -> AsyncIterator[bytes]:
+            run, seq = first, after_seq
+            deadline = quiet_since = time.monotonic()
+            deadline += timeout
+            while True:
+                # The status before the log: every chunk written before the run ended is in this
+                # read or an earlier one, so "ended and nothing new" means the log is complete.
+                try:
+                    chunks = await run_in_threadpool(_call, access, "read_log", {"run_id": run_id, "after_seq": seq})
+                except AmlError as exc:
+                    yield _error_event(exc)
+                    return
+                for chunk in chunks:
+                    seq = chunk.seq
+                    yield _event("log", to_wire(chunk), event_id=str(chunk.seq))
+                now = time.monotonic()
+                if chunks:
+                    quiet_since = now
+                elif run.status.is_terminal:
+                    yield _event("end", json.dumps({"run_id": run_id, "status": run.status.value}))
+                    return
+                if now >= deadline:
+                    yield _event("timeout", json.dumps({"timeout": timeout}))
+                    return
+                if now - quiet_since >= KEEPALIVE:
+                    quiet_since = now
+                    yield b": keep-alive\n\n"
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(min(WATCH_INTERVAL, max(0.0, deadline - now)))
+                try:
+                    run = await run_in_threadpool(_call, access, "get_run", {"run_id": run_id})
+                except AmlError as exc:
+                    yield _error_event(exc)
+                    return
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=_STREAM_HEADERS)
