@@ -33,6 +33,8 @@ PROP_HOST = "local.host"
 
 class LocalComputeTarget(AbstractComputeTarget):
     kind = "local"
+    # The module started as the run's detached supervisor (the docker target starts its own).
+    supervisor_module = SUPERVISOR_MODULE
 
     def validate(self, run_config: RunConfiguration, source_directory: Path) -> None:
         super().validate(run_config, source_directory)
@@ -54,7 +56,7 @@ class LocalComputeTarget(AbstractComputeTarget):
         with os.fdopen(fd, "w") as handle:
             json.dump(launch.run_config, handle, indent=2, sort_keys=True)
         command = [
-            sys.executable, "-m", SUPERVISOR_MODULE,
+            sys.executable, "-m", self.supervisor_module,
             "--run-id", launch.run_id,
             "--workspace", launch.workspace,
             "--principal", launch.principal,
@@ -141,8 +143,7 @@ class LocalComputeTarget(AbstractComputeTarget):
             carrier = self.workspace.store.get_run(carrier.parent_run_id)
         return carrier
 
-    @staticmethod
-    def _supervisor_alive(carrier: RunRecord) -> bool | None:
+    def _supervisor_alive(self, carrier: RunRecord) -> bool | None:
         props = carrier.properties
-        module = (SUPERVISOR_MODULE, LEGACY_SUPERVISOR_MODULE)  # runs started before the rename
+        module = (self.supervisor_module, LEGACY_SUPERVISOR_MODULE)  # runs started before the rename
         return alive_here(props.get(PROP_PID), props.get(PROP_HOST), (module, carrier.run_id))

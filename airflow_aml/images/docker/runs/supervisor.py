@@ -1,0 +1,198 @@
+"""The supervisor of a docker run: the local supervisor, with the script in a container.
+
+Started detached by ``DockerComputeTarget.submit`` as ``python -m
+airflow_aml.images.docker.runs.supervisor`` on the submitting machine. It downloads and extracts the
+snapshot and finalizes the run exactly as the local supervisor does (it *is* that supervisor,
+:class:`~airflow_aml.compute.run_supervisor.Supervisor`); two steps differ:
+
+- the environment is an image (:mod:`.image`), not a virtualenv;
+- the script runs in a container (:mod:`.container`) with the service URI and the run's run token
+  in its environment, its output followed into the run log, cancel and the time limit stopping
+  it, and ``outputs/`` copied out of it for the upload. The run's status follows the container's
+  exit code.
+
+A supervisor that finds the run's container already there (it was started again for the run)
+follows that container instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from airflow_aml.compute.logstream import LogBatcher, Tail
+from airflow_aml.compute.phases import CONTROL, control
+from airflow_aml.compute.run_supervisor import Supervisor, run_dir
+from airflow_aml.compute.run_supervisor import main as supervisor_main
+from airflow_aml.compute.script import ScriptOutcome
+from airflow_aml.config import (
+    ENV_HOME,
+    ENV_PARENT_RUN_ID,
+    ENV_PRINCIPAL,
+    ENV_RUN_ID,
+    ENV_RUN_TOKEN,
+    ENV_STORE_URI,
+    ENV_WORKSPACE,
+)
+from airflow_aml.images.docker.engine import docker_api_client
+from airflow_aml.images.docker.runs.config import DockerComputeConfig
+from airflow_aml.images.docker.runs.container import (
+    copy_outputs,
+    create_container,
+    find_container,
+    is_running,
+    remove_container,
+    started_at,
+    stream_logs,
+)
+from airflow_aml.images.docker.runs.image import ensure_environment_image, ensure_run_image, image_requirements
+from airflow_aml.runconfig import RunConfiguration
+
+log = logging.getLogger(__name__)
+
+DOCKER_SUPERVISOR_MODULE = "airflow_aml.images.docker.runs.supervisor"
+TARGET_CONFIG_FILE = "compute_target.json"  # in the run's folder, written by the target's submit
+CONTAINER_HOME = "/tmp/aml"
+_STATE_POLL_SECONDS = 0.25
+
+
+class DockerSupervisor(Supervisor):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        path = run_dir(self.run_id) / TARGET_CONFIG_FILE
+        settings = json.loads(path.read_text()) if path.is_file() else {}
+        self.target_config = DockerComputeConfig.parse(settings)
+        self.options = self.target_config.build_options()
+
+    def prepare_environment(self, config: RunConfiguration, work: Path, batcher: LogBatcher) -> str:
+        """The environment image's tag (stands for the interpreter the local supervisor returns)."""
+        requirements, python = image_requirements(config.environment, work)
+        api = docker_api_client(self.options)
+        try:
+            return ensure_environment_image(api, self.options, requirements=requirements, python=python,
+                                            log=lambda line: batcher.line(CONTROL, line))
+        finally:
+            api.close()
+
+    def run_script(
+        self,
+        run_id: str,
+        config: RunConfiguration,
+        interpreter: str,
+        work: Path,
+        batcher: LogBatcher,
+        *,
+        parent_run_id: str | None = None,
+    ) -> ScriptOutcome:
+        api = docker_api_client(self.options)
+        try:
+            return self._run_in_container(api, run_id, config, interpreter, work, batcher, parent_run_id)
+        finally:
+            api.close()
+
+    def _run_in_container(
+        self, api: Any, run_id: str, config: RunConfiguration, env_image: str, work: Path,
+        batcher: LogBatcher, parent_run_id: str | None,
+    ) -> ScriptOutcome:
+        info = find_container(api, run_id)
+        if info is not None:
+            container_id = str(info["Id"])
+            control(batcher, f"Reattaching to container {container_id[:12]} of run {run_id}")
+        else:
+            image = ensure_run_image(api, self.options, env_image=env_image, work=work,
+                                     log=lambda line: batcher.line(CONTROL, line))
+            self.check_cancel(run_id)
+            container_id = create_container(
+                api, self.target_config, image=image, command=["python", config.script, *config.arguments],
+                environment=self.container_environment(run_id, config, parent_run_id),
+                workspace=self.workspace, run_id=run_id,
+            )
+            control(batcher, f"Starting container {container_id[:12]} from {image}: python "
+                    + " ".join([config.script, *config.arguments]))
+            api.start(container_id)
+            info = api.inspect_container(container_id)
+        self.mark_running(run_id)
+        begun = started_at(info) or time.time()
+        tail = Tail(max_lines=20)
+        followers = [
+            threading.Thread(target=stream_logs, args=(api, container_id, "stdout", batcher), daemon=True),
+            threading.Thread(target=stream_logs, args=(api, container_id, "stderr", batcher, tail), daemon=True),
+        ]
+        for thread in followers:
+            thread.start()
+        outcome = ScriptOutcome(exit_code=None)
+        try:
+            outcome.canceled, outcome.timed_out = self._watch(api, container_id, run_id, config, begun)
+            if outcome.canceled or outcome.timed_out:
+                api.stop(container_id, timeout=self.target_config.stop_timeout)
+            state = api.wait(container_id)
+            outcome.exit_code = int(state.get("StatusCode", -1))
+            for thread in followers:
+                thread.join(timeout=10)
+            outcome.stderr_tail = tail.lines()
+            if (api.inspect_container(container_id).get("State") or {}).get("OOMKilled"):
+                outcome.stderr_tail.append(f"The container ran out of memory (limit {self.target_config.memory})")
+            outcome.duration = time.time() - begun
+            if copy_outputs(api, container_id, work):
+                control(batcher, "Copied outputs/ out of the container")
+        finally:
+            remove_container(api, container_id)
+        return outcome
+
+    def _watch(self, api: Any, container_id: str, run_id: str, config: RunConfiguration,
+               begun: float) -> tuple[bool, bool]:
+        """Wait for the container to end; (canceled, timed_out) when it has to be stopped."""
+        limit = config.max_run_duration_seconds
+        next_poll = time.monotonic() + self.poll_interval
+        while is_running(api.inspect_container(container_id)):
+            if self.stop.is_set():
+                return True, False
+            if limit and time.time() - begun >= limit:
+                return False, True
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + self.poll_interval
+                if self._cancel_requested(run_id):
+                    return True, False
+            self.stop.wait(_STATE_POLL_SECONDS)
+        return False, False
+
+    def _cancel_requested(self, run_id: str) -> bool:
+        try:
+            return self.store.get_run(run_id).cancel_requested
+        except Exception:
+            log.warning("Could not poll cancel flag of run %s", run_id, exc_info=True)
+            return False
+
+    def container_environment(self, run_id: str, config: RunConfiguration,
+                              parent_run_id: str | None) -> dict[str, str]:
+        """The script's environment: the run configuration's variables, then the run's identity:
+        the service URI and the run token (the target refuses workspaces that are not served, so
+        no database URI can get here), and a home inside the container."""
+        identity = self.identity(run_id, parent_run_id)
+        env = dict(config.environment_variables)
+        env.update({
+            ENV_RUN_ID: run_id,
+            ENV_WORKSPACE: self.workspace,
+            ENV_STORE_URI: identity[ENV_STORE_URI],
+            ENV_PRINCIPAL: identity[ENV_PRINCIPAL],
+            ENV_HOME: CONTAINER_HOME,
+            "PYTHONUNBUFFERED": "1",
+        })
+        if ENV_RUN_TOKEN in identity:
+            env[ENV_RUN_TOKEN] = identity[ENV_RUN_TOKEN]
+        if parent_run_id is not None:
+            env[ENV_PARENT_RUN_ID] = parent_run_id
+        return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    return supervisor_main(argv, supervisor_class=DockerSupervisor)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The ``docker`` compute target against the real engine (``source scripts/docker-service.sh``).
+
+A served workspace (the test service on 127.0.0.1), a target registered with limits, runs whose
+scripts log metrics over HTTP from inside their container. The engine tests FAIL under CI=true or
+AML_TEST_DOCKER=1 when the engine or the base image is missing, and are skipped elsewhere (as the
+image builder's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_aml.entities import RunStatus
+from airflow_aml.exceptions import DockerEngineUnavailableError, RunConfigurationError
+from airflow_aml.images.docker import DEFAULT_BASE_IMAGE, docker_api_client
+from airflow_aml.images.docker.runs.container import LABEL_RUN_ID, find_container
+from airflow_aml.runconfig import RunConfiguration
+from airflow_aml.runs import Run
+from airflow_aml.workspace import Workspace
+from tests.unit.compute.test_local_e2e import wait_for, wait_for_log
+from tests.unit.service.served import Served, serve
+
+pytestmark = pytest.mark.slow
+
+TARGET = "docker-local"
+TIMEOUT = 300.0  # the first run of a machine builds the environment image (pip install)
+
+
+def _docker_required() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes") or os.environ.get("AML_TEST_DOCKER") == "1"
+
+
+@pytest.fixture(scope="module")
+def docker_api() -> Iterator[Any]:
+    """The engine and the base image: FAIL under CI / AML_TEST_DOCKER=1, skip elsewhere."""
+    from docker.errors import ImageNotFound
+
+    def unavailable(reason: str) -> None:
+        if _docker_required():
+            pytest.fail(f"{reason} (CI=true or AML_TEST_DOCKER=1: Docker is required)", pytrace=False)
+        pytest.skip(f"{reason}; as root, `source scripts/docker-service.sh` starts one and makes the base image")
+
+    try:
+        api = docker_api_client(timeout=30)
+    except DockerEngineUnavailableError as exc:
+        unavailable(f"No Docker engine: {exc}")
+    try:
+        api.inspect_image(DEFAULT_BASE_IMAGE)
+    except ImageNotFound:
+        api.close()
+        unavailable(f"Base image {DEFAULT_BASE_IMAGE} missing: run docker/build-base-image.sh")
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def served(aml_home: Path, tmp_path: Path) -> Iterator[Served]:
+    with serve(f"sqlite:///{tmp_path / 'service.db'}") as running:
+        yield running
+
+
+@pytest.fixture
+def ws(docker_api: Any, served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.delenv("AML_PRINCIPAL", raising=False)  # the token says who we are
+    workspace = Workspace.create("demo", store_uri=served.uri_for("alice"), datastore_root=tmp_path / "datastore")
+    workspace.register_compute_target(TARGET, kind="docker", config={"cpus": 1, "memory": "512m", "stop_timeout": 2})
+    return workspace
+
+
+def write(folder: Path, name: str, code: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(textwrap.dedent(code))
+    return folder
+
+
+def control_log(run: Run) -> str:
+    return "".join(c.text for c in run.read_log() if c.stream == "control")
+
+
+TRAIN = """
+    import json, os, sys
+    from airflow_aml.runtime.run import Run
+    run = Run.get_context()
+    for epoch in range(5):
+        run.log("loss", 1.0 / (epoch + 1))
+    run.log("accuracy", 0.93)
+    os.makedirs("outputs/model", exist_ok=True)
+    with open("outputs/model/weights.txt", "w") as f:
+        f.write("w=1,2,3")
+    print(json.dumps({k: os.environ.get(k) for k in
+                      ("AML_STORE_URI", "AML_TOKEN", "AML_RUN_TOKEN", "AML_SECRET_KEY")}))
+    def read(*paths):  # cgroup v2, else v1 (engines on older kernels)
+        for path in paths:
+            if os.path.exists(path.split("+")[0]):
+                return " ".join(open(p).read().strip() for p in path.split("+"))
+    print("cgroup-memory", read("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+    print("cgroup-cpu", read("/sys/fs/cgroup/cpu.max",
+                             "/sys/fs/cgroup/cpu/cpu.cfs_quota_us+/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
+    print("training on", sys.executable, file=sys.stderr)
+"""
+
+
+def test_a_training_script_logs_metrics_and_outputs_from_its_container(
+    ws: Workspace, docker_api: Any, tmp_path: Path
+) -> None:
+    src = write(tmp_path / "src", "train.py", TRAIN)
+    run = ws.experiment("iris").submit(src, RunConfiguration(script="train.py", target=TARGET))
+    record = wait_for(run, timeout=TIMEOUT)
+    assert record.status is RunStatus.COMPLETED, f"{record.error}\n{run.get_log_text()}"
+
+    metrics = run.get_metrics()
+    assert metrics["loss"] == [1.0, 0.5, 1 / 3, 0.25, 0.2]
+    assert metrics["accuracy"] == 0.93
+    assert "outputs/model/weights.txt" in run.get_file_names()
+    assert ws.get_default_datastore().read_bytes(f"runs/{run.id}/outputs/model/weights.txt") == b"w=1,2,3"
+
+    stdout = wait_for_log(run, "AML_STORE_URI")
+    env = json.loads(next(line for line in stdout.splitlines() if "AML_STORE_URI" in line))
+    # The service URI and a run token; never a database URI, the submitter's token or the key.
+    assert env["AML_STORE_URI"].startswith("http://127.0.0.1:") and "@" not in env["AML_STORE_URI"]
+    assert env["AML_RUN_TOKEN"].startswith("aml_run_")
+    assert env["AML_TOKEN"] is None and env["AML_SECRET_KEY"] is None
+    # The limits of the target's config, as the container's cgroup has them.
+    assert f"cgroup-memory {512 * 1024 * 1024}" in stdout
+    assert "cgroup-cpu 100000 100000" in stdout
+    stderr = "".join(c.text for c in run.read_log() if c.stream == "stderr")
+    assert "training on /opt/aml/venv/bin/python" in stderr
+    control = control_log(run)
+    assert "Starting container" in control and "Run Completed" in control
+    # The container is gone once the run ended; the label finds nothing.
+    assert find_container(docker_api, run.id) is None
+
+
+def test_a_second_run_with_the_same_environment_builds_nothing(ws: Workspace, tmp_path: Path) -> None:
+    src = write(tmp_path / "src", "train.py", TRAIN)
+    config = RunConfiguration(script="train.py", target=TARGET)
+    first = ws.experiment("iris").submit(src, config)
+    assert wait_for(first, timeout=TIMEOUT).status is RunStatus.COMPLETED, first.get_log_text()
+    second = ws.experiment("iris").submit(src, config)
+    assert wait_for(second, timeout=TIMEOUT).status is RunStatus.COMPLETED, second.get_log_text()
+    log = control_log(second)
+    assert "Using cached environment image aml-run-env:" in log
+    assert "Using cached run image aml-run:" in log
+    assert "Building" not in log
+    # New source, same environment: only the snapshot layer is built.
+    write(src, "train.py", TRAIN + "    print('changed')\n")
+    third = ws.experiment("iris").submit(src, config)
+    assert wait_for(third, timeout=TIMEOUT).status is RunStatus.COMPLETED, third.get_log_text()
+    log = control_log(third)
+    assert "Using cached environment image" in log and "Building run image aml-run:" in log
+
+
+SLEEPER = """
+    import time
+    print("started", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_cancel_stops_the_container(ws: Workspace, docker_api: Any, tmp_path: Path) -> None:
+    src = write(tmp_path / "src", "sleep.py", SLEEPER)
+    run = ws.experiment("iris").submit(src, RunConfiguration(script="sleep.py", target=TARGET))
+    wait_for_log(run, "started", timeout=TIMEOUT)
+    info = find_container(docker_api, run.id)
+    assert info is not None and info["Config"]["Labels"][LABEL_RUN_ID] == run.id
+    assert info["Config"]["Labels"]["airflow-aml.workspace"] == "demo"
+    started = time.monotonic()
+    run.cancel()
+    record = wait_for(run, timeout=60)
+    assert record.status is RunStatus.CANCELED, run.get_log_text()
+    assert time.monotonic() - started < 30
+    assert find_container(docker_api, run.id) is None
+
+
+def test_max_duration_stops_the_container_and_fails_the_run(ws: Workspace, docker_api: Any, tmp_path: Path) -> None:
+    src = write(tmp_path / "src", "sleep.py", SLEEPER)
+    config = RunConfiguration(script="sleep.py", target=TARGET, max_run_duration_seconds=3)
+    run = ws.experiment("iris").submit(src, config)
+    record = wait_for(run, timeout=TIMEOUT)
+    assert record.status is RunStatus.FAILED
+    assert "exceeded max_run_duration_seconds=3" in (record.error or "")
+    assert find_container(docker_api, run.id) is None
+
+
+def test_a_failing_script_fails_the_run_with_its_exit_code(ws: Workspace, tmp_path: Path) -> None:
+    src = write(tmp_path / "src", "fail.py", """
+        import sys
+        print("bad input", file=sys.stderr)
+        sys.exit(3)
+    """)
+    run = ws.experiment("iris").submit(src, RunConfiguration(script="fail.py", target=TARGET))
+    record = wait_for(run, timeout=TIMEOUT)
+    assert record.status is RunStatus.FAILED
+    assert "exited with code 3" in (record.error or "") and "bad input" in (record.error or "")
+
+
+def test_an_unserved_workspace_is_refused_naming_the_service(workspace: Workspace, tmp_path: Path) -> None:
+    workspace.register_compute_target(TARGET, kind="docker", config={})
+    src = write(tmp_path / "src", "train.py", "print(1)\n")
+    with pytest.raises(RunConfigurationError, match="airflow-aml service"):
+        workspace.experiment("iris").submit(src, RunConfiguration(script="train.py", target=TARGET))
+    assert list(workspace.experiment("iris").get_runs()) == []
