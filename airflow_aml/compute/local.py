@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import quote
@@ -47,6 +48,15 @@ class LocalComputeTarget(AbstractComputeTarget):
                 ) from exc
 
     def submit(self, launch: RunLaunch) -> None:
+        proc = self.start_supervisor(launch)
+        try:
+            self.workspace.store.add_run_properties(launch.run_id, {PROP_PID: str(proc.pid), PROP_HOST: this_host()})
+        except Exception:
+            # The run goes on without it; only cancel's SIGTERM shortcut and waiters need the pid.
+            log.warning("Could not record the supervisor pid of run %s", launch.run_id, exc_info=True)
+
+    def start_supervisor(self, launch: RunLaunch) -> subprocess.Popen[bytes]:
+        """Start the run's detached supervisor; fails the run (and raises) when it cannot start."""
         store = self.workspace.store
         folder = run_dir(launch.run_id)
         folder.mkdir(parents=True, exist_ok=True)
@@ -80,11 +90,7 @@ class LocalComputeTarget(AbstractComputeTarget):
             raise AmlError(error) from exc
         log.info("Started supervisor pid %s for run %s (log: %s)", proc.pid, launch.run_id,
                  folder / "supervisor.log")
-        try:
-            store.add_run_properties(launch.run_id, {PROP_PID: str(proc.pid), PROP_HOST: this_host()})
-        except Exception:
-            # The run goes on without it; only cancel's SIGTERM shortcut and waiters need the pid.
-            log.warning("Could not record the supervisor pid of run %s", launch.run_id, exc_info=True)
+        return proc
 
     def _credentials(self, launch: RunLaunch) -> tuple[str, str | None]:
         """The store URI and run token the supervisor and script act with.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import textwrap
 import time
 from collections.abc import Iterator
@@ -18,14 +19,17 @@ from typing import Any
 
 import pytest
 
+from airflow_aml.compute import build_compute_target
+from airflow_aml.compute.local import PROP_PID
 from airflow_aml.entities import RunStatus
 from airflow_aml.exceptions import DockerEngineUnavailableError, RunConfigurationError
 from airflow_aml.images.docker import DEFAULT_BASE_IMAGE, docker_api_client
 from airflow_aml.images.docker.runs.container import LABEL_RUN_ID, find_container
+from airflow_aml.images.docker.runs.supervisor import supervisor_holds_lock
 from airflow_aml.runconfig import RunConfiguration
 from airflow_aml.runs import Run
 from airflow_aml.workspace import Workspace
-from tests.unit.compute.test_local_e2e import wait_for, wait_for_log
+from tests.unit.compute.test_local_e2e import alive, wait_for, wait_for_log
 from tests.unit.service.served import Served, serve
 
 pytestmark = pytest.mark.slow
@@ -208,3 +212,45 @@ def test_an_unserved_workspace_is_refused_naming_the_service(workspace: Workspac
     with pytest.raises(RunConfigurationError, match="airflow-aml service"):
         workspace.experiment("iris").submit(src, RunConfiguration(script="train.py", target=TARGET))
     assert list(workspace.experiment("iris").get_runs()) == []
+
+
+def test_a_killed_supervisor_is_replaced_by_one_that_reattaches_to_the_container(
+    ws: Workspace, docker_api: Any, tmp_path: Path
+) -> None:
+    src = write(tmp_path / "src", "slow.py", """
+        import os, time
+        from airflow_aml.runtime.run import Run
+        run = Run.get_context()
+        print("started", flush=True)
+        time.sleep(6)
+        run.log("after_kill", 1.0)
+        os.makedirs("outputs", exist_ok=True)
+        open("outputs/late.txt", "w").write("late")
+        print("finished", flush=True)
+    """)
+    run = ws.experiment("iris").submit(src, RunConfiguration(script="slow.py", target=TARGET))
+    wait_for_log(run, "started", timeout=TIMEOUT)
+    container = find_container(docker_api, run.id)
+    assert container is not None
+    first_pid = int(ws.store.get_run(run.id).properties[PROP_PID])
+    os.kill(first_pid, signal.SIGKILL)  # as the OOM killer or a reboot of the supervisor would
+    deadline = time.monotonic() + 10
+    while alive(first_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(first_pid)
+
+    target = build_compute_target(ws, TARGET)
+    assert target.worker_alive(ws.store.get_run(run.id)) is True  # the container still runs
+    deadline = time.monotonic() + 20
+    while not supervisor_holds_lock(run.id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert supervisor_holds_lock(run.id)  # a new supervisor carries the run
+    assert target.worker_alive(ws.store.get_run(run.id)) is True
+    record = wait_for(run, timeout=60)
+    assert record.status is RunStatus.COMPLETED, f"{record.error}\n{run.get_log_text()}"
+    assert not supervisor_holds_lock(run.id)  # the new supervisor ended too
+    assert run.get_metrics()["after_kill"] == 1.0
+    assert ws.get_default_datastore().read_bytes(f"runs/{run.id}/outputs/late.txt") == b"late"
+    assert f"Reattaching to container {container['Id'][:12]}" in control_log(run)
+    assert "finished" in wait_for_log(run, "finished")
+    assert find_container(docker_api, run.id) is None

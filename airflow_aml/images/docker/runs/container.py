@@ -102,16 +102,16 @@ def started_at(info: Mapping[str, Any]) -> float | None:
 
 
 def stream_logs(api: docker.APIClient, container_id: str, stream: str, batcher: LogBatcher,
-                tail: Tail | None = None) -> None:
+                tail: Tail | None = None, *, since: float | None = None) -> None:
     """Follow one output stream of the container into the run log until the container ends.
 
-    Runs in a thread of its own per stream. From the start of the container's output: a
-    supervisor that reattaches sends the lines again rather than losing any.
+    Runs in a thread of its own per stream. ``since`` (a POSIX time): only output from then on,
+    for a supervisor that reattaches (else all of it).
     """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     try:
         chunks = api.logs(container_id, stdout=stream == "stdout", stderr=stream == "stderr",
-                          stream=True, follow=True)
+                          stream=True, follow=True, **({"since": since} if since is not None else {}))
         for chunk in chunks:
             text = decoder.decode(chunk)
             if text:

@@ -17,6 +17,7 @@ follows that container instead of starting a second one.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import sys
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_aml.compute.heartbeat import Heartbeat
 from airflow_aml.compute.logstream import LogBatcher, Tail
 from airflow_aml.compute.phases import CONTROL, control
 from airflow_aml.compute.run_supervisor import Supervisor, run_dir
@@ -39,6 +41,7 @@ from airflow_aml.config import (
     ENV_STORE_URI,
     ENV_WORKSPACE,
 )
+from airflow_aml.entities import RunRecord, RunStatus
 from airflow_aml.images.docker.engine import docker_api_client
 from airflow_aml.images.docker.runs.config import DockerComputeConfig
 from airflow_aml.images.docker.runs.container import (
@@ -58,7 +61,22 @@ log = logging.getLogger(__name__)
 DOCKER_SUPERVISOR_MODULE = "airflow_aml.images.docker.runs.supervisor"
 TARGET_CONFIG_FILE = "compute_target.json"  # in the run's folder, written by the target's submit
 CONTAINER_HOME = "/tmp/aml"
+LOCK_FILE = "docker-supervisor.lock"  # in the run's folder: held by the run's live supervisor
 _STATE_POLL_SECONDS = 0.25
+
+
+def supervisor_holds_lock(run_id: str) -> bool:
+    """Whether a supervisor on this machine holds the run's lock (it is alive and carries the run)."""
+    path = run_dir(run_id) / LOCK_FILE
+    if not path.is_file():
+        return False
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 class DockerSupervisor(Supervisor):
@@ -100,28 +118,41 @@ class DockerSupervisor(Supervisor):
         batcher: LogBatcher, parent_run_id: str | None,
     ) -> ScriptOutcome:
         info = find_container(api, run_id)
-        if info is not None:
-            container_id = str(info["Id"])
-            control(batcher, f"Reattaching to container {container_id[:12]} of run {run_id}")
-        else:
-            image = ensure_run_image(api, self.options, env_image=env_image, work=work,
-                                     log=lambda line: batcher.line(CONTROL, line))
-            self.check_cancel(run_id)
-            container_id = create_container(
-                api, self.target_config, image=image, command=["python", config.script, *config.arguments],
-                environment=self.container_environment(run_id, config, parent_run_id),
-                workspace=self.workspace, run_id=run_id,
-            )
-            control(batcher, f"Starting container {container_id[:12]} from {image}: python "
-                    + " ".join([config.script, *config.arguments]))
+        if info is not None:  # started by an earlier supervisor of this run: follow that one
+            control(batcher, f"Reattaching to container {str(info['Id'])[:12]} of run {run_id}")
+            return self._follow(api, info, run_id, config, work, batcher)
+        image = ensure_run_image(api, self.options, env_image=env_image, work=work,
+                                 log=lambda line: batcher.line(CONTROL, line))
+        self.check_cancel(run_id)
+        container_id = create_container(
+            api, self.target_config, image=image, command=["python", config.script, *config.arguments],
+            environment=self.container_environment(run_id, config, parent_run_id),
+            workspace=self.workspace, run_id=run_id,
+        )
+        control(batcher, f"Starting container {container_id[:12]} from {image}: python "
+                + " ".join([config.script, *config.arguments]))
+        try:
             api.start(container_id)
-            info = api.inspect_container(container_id)
+        except BaseException:
+            remove_container(api, container_id)
+            raise
+        return self._follow(api, api.inspect_container(container_id), run_id, config, work, batcher)
+
+    def _follow(
+        self, api: Any, info: dict[str, Any], run_id: str, config: RunConfiguration, work: Path,
+        batcher: LogBatcher, *, logs_since: float | None = None,
+    ) -> ScriptOutcome:
+        """Watch the started container to its end: its output into the run log, cancel and the
+        time limit, then its exit code and ``outputs/`` (copied into ``work``); removes it."""
+        container_id = str(info["Id"])
         self.mark_running(run_id)
         begun = started_at(info) or time.time()
         tail = Tail(max_lines=20)
         followers = [
-            threading.Thread(target=stream_logs, args=(api, container_id, "stdout", batcher), daemon=True),
-            threading.Thread(target=stream_logs, args=(api, container_id, "stderr", batcher, tail), daemon=True),
+            threading.Thread(target=stream_logs, args=(api, container_id, "stdout", batcher),
+                             kwargs={"since": logs_since}, daemon=True),
+            threading.Thread(target=stream_logs, args=(api, container_id, "stderr", batcher, tail),
+                             kwargs={"since": logs_since}, daemon=True),
         ]
         for thread in followers:
             thread.start()
@@ -143,6 +174,63 @@ class DockerSupervisor(Supervisor):
         finally:
             remove_container(api, container_id)
         return outcome
+
+    # ------------------------------------------------------------------ a supervisor started again
+    def run(self) -> int:
+        """Carry the run; when its container is already there (the run's first supervisor was
+        killed), follow that container to the run's end instead of preparing anything again.
+
+        One supervisor at a time per run (a lock file in the run's folder): a second one started
+        for the same run exits at once.
+        """
+        folder = run_dir(self.run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / LOCK_FILE, "w")  # noqa: SIM115 - held for the process's life
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("Another supervisor carries run %s; exiting", self.run_id)
+            return 0
+        record = self.store.get_run(self.run_id)
+        if record.status.is_terminal:
+            return 0
+        api = docker_api_client(self.options)
+        try:
+            info = find_container(api, self.run_id) if record.parent_run_id is None else None
+            if info is None:
+                return super().run()
+            with Heartbeat(self.store, self.run_id):
+                return self._reattach(api, info, record)
+        finally:
+            api.close()
+
+    def _reattach(self, api: Any, info: dict[str, Any], record: RunRecord) -> int:
+        run_id = self.run_id
+        batcher = LogBatcher(self.store, run_id)
+        try:
+            config = RunConfiguration.from_dict(self.run_config if self.run_config is not None
+                                                else record.run_config, source=f"run configuration of run {run_id!r}")
+            work = run_dir(run_id) / "work"
+            work.mkdir(parents=True, exist_ok=True)
+            control(batcher, f"Reattaching to container {str(info['Id'])[:12]} of run {run_id} "
+                    "(its earlier supervisor is gone)")
+            # Output from about where the earlier supervisor stopped: its last heartbeat.
+            since = record.heartbeat_at.timestamp() if record.heartbeat_at else None
+            driver_log = run_dir(run_id) / "driver_log.txt"
+            with open(driver_log, "a", encoding="utf-8") as mirror:
+                batcher.set_mirror(mirror)
+                try:
+                    outcome = self._follow(api, info, run_id, config, work, batcher, logs_since=since)
+                finally:
+                    batcher.flush()
+                    batcher.set_mirror(None)
+            status = self.finalize(run_id, config, outcome, work, driver_log, batcher)
+        except BaseException as exc:
+            log.exception("Supervisor of run %s failed", run_id)
+            status = self.end(run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", batcher=batcher)
+        finally:
+            batcher.close()
+        return 0 if status is RunStatus.COMPLETED else 1
 
     def _watch(self, api: Any, container_id: str, run_id: str, config: RunConfiguration,
                begun: float) -> tuple[bool, bool]:

@@ -11,9 +11,11 @@ What differs from ``local``:
 
 - the workspace must be served (``airflow-aml service``): the container gets the service URI and
   a run token, never a database URI or the submitter's token;
-- ``cancel`` also stops the container itself, so a cancel works while the supervisor is gone;
+- ``cancel`` also stops the container itself when the supervisor is gone;
 - ``worker_alive`` is true while the supervisor *or* the run's container (found by its labels)
-  runs, so a waiter or a retried Airflow task keeps following a run whose container still works.
+  runs, so a waiter or a retried Airflow task keeps following a run whose container still works;
+  when the supervisor is dead and the container is there, it starts a new supervisor that
+  reattaches to the container (by label) and finalizes the run.
 """
 
 from __future__ import annotations
@@ -29,13 +31,17 @@ from airflow_aml.compute import register_compute_kind
 from airflow_aml.compute.base import RunLaunch
 from airflow_aml.compute.local import LocalComputeTarget
 from airflow_aml.compute.run_supervisor import run_dir
-from airflow_aml.context import WorkspaceContext
+from airflow_aml.context import DATASTORE_PROPERTY, SNAPSHOT_NAME, WorkspaceContext, run_file
 from airflow_aml.entities import ComputeTargetRecord, RunRecord
 from airflow_aml.exceptions import AmlError, RunConfigurationError
 from airflow_aml.images.docker.engine import docker_api_client
 from airflow_aml.images.docker.runs.config import DockerComputeConfig
-from airflow_aml.images.docker.runs.container import find_container, is_running
-from airflow_aml.images.docker.runs.supervisor import DOCKER_SUPERVISOR_MODULE, TARGET_CONFIG_FILE
+from airflow_aml.images.docker.runs.container import find_container, is_running, remove_container
+from airflow_aml.images.docker.runs.supervisor import (
+    DOCKER_SUPERVISOR_MODULE,
+    TARGET_CONFIG_FILE,
+    supervisor_holds_lock,
+)
 from airflow_aml.runconfig import RunConfiguration
 
 log = logging.getLogger(__name__)
@@ -86,29 +92,56 @@ class DockerComputeTarget(LocalComputeTarget):
         super().submit(launch)
 
     def cancel(self, run_id: str) -> None:
-        super().cancel(run_id)  # the flag, and SIGTERM to the supervisor that stops the container
         record = self.workspace.store.get_run(run_id)
-        if record.status.is_terminal:
-            return
-        # The supervisor is gone (or not ours to signal): stop the container itself. The run's end
-        # is then recorded by a supervisor that follows it, or by the waiters' lost-run check.
-        if super().worker_alive(record) is not True:
-            self._stop_container(run_id)
+        # Without a live supervisor here nobody stops the container on the flag: stop it first
+        # (the local target then records the run Canceled).
+        if (not record.status.is_terminal and super().worker_alive(record) is False
+                and not supervisor_holds_lock(run_id)):
+            self._stop_container(run_id, remove=True)
+        super().cancel(run_id)  # the flag, and SIGTERM to a live supervisor, which stops the container
 
     def worker_alive(self, record: RunRecord) -> bool | None:
+        """True while the supervisor or the run's container runs. A container found running with
+        its supervisor dead (SIGKILL, OOM) gets a new supervisor, which follows it to the end."""
         verdict = super().worker_alive(record)
-        if verdict is True:
+        if verdict is True or record.status.is_terminal:
+            return verdict
+        if supervisor_holds_lock(record.run_id):  # a reattached supervisor (its pid is not recorded)
             return True
         try:
             api = docker_api_client(self.settings.build_options(), timeout=10)
         except AmlError:
             return verdict  # no engine to ask: what the supervisor check said
         try:
-            return True if is_running(find_container(api, record.run_id)) else verdict
+            info = find_container(api, record.run_id)
         finally:
             api.close()
+        if info is None:
+            return verdict
+        if verdict is False and record.parent_run_id is None and self._reattach(record):
+            return True  # carried again (an exited container too: the new supervisor finalizes it)
+        return True if is_running(info) else verdict
 
-    def _stop_container(self, run_id: str) -> None:
+    def _reattach(self, record: RunRecord) -> bool:
+        """Start a supervisor for a run whose container outlived its supervisor; it finds the
+        container by label and follows it (a second one started meanwhile exits on its lock)."""
+        log.info("Run %s: its supervisor is gone but its container is there; starting one to follow it",
+                 record.run_id)
+        try:
+            # Not submit: the run's properties keep the first supervisor's pid (they are immutable);
+            # the new one is known by the lock it holds.
+            self.start_supervisor(RunLaunch(
+                workspace=record.workspace, store_uri=self.workspace.store_uri, run_id=record.run_id,
+                principal=record.submitted_by, run_config=dict(record.run_config),
+                snapshot_path=run_file(record.run_id, SNAPSHOT_NAME),
+                datastore=record.properties.get(DATASTORE_PROPERTY, ""),
+            ))
+        except Exception:
+            log.warning("Could not start a supervisor to follow run %s", record.run_id, exc_info=True)
+            return False
+        return True
+
+    def _stop_container(self, run_id: str, *, remove: bool = False) -> None:
         try:
             api = docker_api_client(self.settings.build_options(), timeout=30)
         except AmlError:
@@ -116,9 +149,11 @@ class DockerComputeTarget(LocalComputeTarget):
             return
         try:
             info = find_container(api, run_id)
-            if is_running(info):
-                assert info is not None
-                api.stop(info["Id"], timeout=self.settings.stop_timeout)
+            if info is not None:
+                if is_running(info):
+                    api.stop(info["Id"], timeout=self.settings.stop_timeout)
+                if remove:
+                    remove_container(api, info["Id"])
         finally:
             api.close()
 
