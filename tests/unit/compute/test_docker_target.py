@@ -26,7 +26,7 @@ from airflow_aml.exceptions import DockerEngineUnavailableError, RunConfiguratio
 from airflow_aml.images.docker import DEFAULT_BASE_IMAGE, docker_api_client
 from airflow_aml.images.docker.runs.container import LABEL_RUN_ID, find_container
 from airflow_aml.images.docker.runs.supervisor import supervisor_holds_lock
-from airflow_aml.runconfig import RunConfiguration
+from airflow_aml.runconfig import RunConfiguration, SweepSpec
 from airflow_aml.runs import Run
 from airflow_aml.workspace import Workspace
 from tests.unit.compute.test_local_e2e import alive, wait_for, wait_for_log
@@ -254,3 +254,24 @@ def test_a_killed_supervisor_is_replaced_by_one_that_reattaches_to_the_container
     assert f"Reattaching to container {container['Id'][:12]}" in control_log(run)
     assert "finished" in wait_for_log(run, "finished")
     assert find_container(docker_api, run.id) is None
+
+
+def test_a_sweep_runs_each_child_in_a_container_of_its_own(ws: Workspace, tmp_path: Path) -> None:
+    src = write(tmp_path / "src", "point.py", """
+        import os, sys
+        from airflow_aml.runtime.run import Run
+        run = Run.get_context()
+        run.log("lr", float(sys.argv[-1]))
+        os.makedirs("outputs", exist_ok=True)
+        open("outputs/parent.txt", "w").write(os.environ["AML_PARENT_RUN_ID"])
+    """)
+    config = RunConfiguration(script="point.py", target=TARGET, sweep=SweepSpec(grid={"lr": (0.1, 0.2)}))
+    parent = ws.experiment("sweep").submit(src, config)
+    record = wait_for(parent, timeout=TIMEOUT)
+    assert record.status is RunStatus.COMPLETED, f"{record.error}\n{parent.get_log_text()}"
+    children = list(parent.get_children())
+    assert sorted(child.get_metrics()["lr"] for child in children) == [0.1, 0.2]
+    datastore = ws.get_default_datastore()
+    for child in children:
+        assert datastore.read_bytes(f"runs/{child.id}/outputs/parent.txt").decode() == parent.id
+        assert "Starting container" in control_log(child)
