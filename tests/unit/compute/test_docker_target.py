@@ -275,3 +275,34 @@ def test_a_sweep_runs_each_child_in_a_container_of_its_own(ws: Workspace, tmp_pa
     for child in children:
         assert datastore.read_bytes(f"runs/{child.id}/outputs/parent.txt").decode() == parent.id
         assert "Starting container" in control_log(child)
+
+
+def test_a_retried_submit_follows_the_running_container_instead_of_starting_another(
+    ws: Workspace, docker_api: Any, tmp_path: Path
+) -> None:
+    # What a retried Airflow task does: the same idempotency key finds the earlier, unfinished run.
+    src = write(tmp_path / "src", "sleep.py", SLEEPER)
+    config = RunConfiguration(script="sleep.py", target=TARGET)
+    first = ws.experiment("iris").submit(src, config, idempotency_key="dag.task.run1")
+    wait_for_log(first, "started", timeout=TIMEOUT)
+    container = find_container(docker_api, first.id)
+    again = ws.experiment("iris").submit(src, config, idempotency_key="dag.task.run1")
+    assert again.id == first.id
+    assert container is not None and find_container(docker_api, first.id)["Id"] == container["Id"]
+    running = docker_api.containers(filters={"label": [f"{LABEL_RUN_ID}={first.id}"]})
+    assert len(running) == 1
+    first.cancel()
+    assert wait_for(first, timeout=60).status is RunStatus.CANCELED
+
+
+def test_the_memory_limit_fails_a_script_that_exceeds_it(ws: Workspace, tmp_path: Path) -> None:
+    ws.register_compute_target("docker-small", kind="docker", config={"memory": "64m"})
+    src = write(tmp_path / "src", "hog.py", """
+        blocks = [bytearray(16 * 1024 * 1024) for _ in range(32)]  # 512 MiB, touched
+        print("allocated", len(blocks))
+    """)
+    run = ws.experiment("iris").submit(src, RunConfiguration(script="hog.py", target="docker-small"))
+    record = wait_for(run, timeout=TIMEOUT)
+    assert record.status is RunStatus.FAILED
+    assert "killed by signal SIGKILL" in (record.error or "") or "exited with code 137" in (record.error or "")
+    assert "ran out of memory (limit 64m)" in (record.error or "")

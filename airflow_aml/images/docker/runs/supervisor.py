@@ -1,7 +1,7 @@
 """The supervisor of a docker run: the local supervisor, with the script in a container.
 
-Started detached by ``DockerComputeTarget.submit`` as ``python -m
-airflow_aml.images.docker.runs.supervisor`` on the submitting machine. It downloads and extracts the
+Started detached by ``DockerComputeTarget.submit`` as ``python -m airflow_aml.images.docker.runs``
+(the package's ``__main__``) on the submitting machine. It downloads and extracts the
 snapshot and finalizes the run exactly as the local supervisor does (it *is* that supervisor,
 :class:`~airflow_aml.compute.run_supervisor.Supervisor`); two steps differ:
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import sys
 import threading
 import time
 from pathlib import Path
@@ -58,7 +57,7 @@ from airflow_aml.runconfig import RunConfiguration
 
 log = logging.getLogger(__name__)
 
-DOCKER_SUPERVISOR_MODULE = "airflow_aml.images.docker.runs.supervisor"
+DOCKER_SUPERVISOR_MODULE = "airflow_aml.images.docker.runs"  # its __main__
 TARGET_CONFIG_FILE = "compute_target.json"  # in the run's folder, written by the target's submit
 CONTAINER_HOME = "/tmp/aml"
 LOCK_FILE = "docker-supervisor.lock"  # in the run's folder: held by the run's live supervisor
@@ -280,7 +279,3 @@ class DockerSupervisor(Supervisor):
 
 def main(argv: list[str] | None = None) -> int:
     return supervisor_main(argv, supervisor_class=DockerSupervisor)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
