@@ -13,6 +13,7 @@ import os
 import signal
 import textwrap
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from airflow_aml.exceptions import DockerEngineUnavailableError, RunConfiguratio
 from airflow_aml.images.docker import DEFAULT_BASE_IMAGE, docker_api_client
 from airflow_aml.images.docker.runs.container import LABEL_RUN_ID, find_container
 from airflow_aml.images.docker.runs.supervisor import supervisor_holds_lock
-from airflow_aml.runconfig import RunConfiguration, SweepSpec
+from airflow_aml.runconfig import EnvironmentSpec, RunConfiguration, SweepSpec
 from airflow_aml.runs import Run
 from airflow_aml.workspace import Workspace
 from tests.unit.compute.test_local_e2e import alive, wait_for, wait_for_log
@@ -306,3 +307,49 @@ def test_the_memory_limit_fails_a_script_that_exceeds_it(ws: Workspace, tmp_path
     assert record.status is RunStatus.FAILED
     assert "killed by signal SIGKILL" in (record.error or "") or "exited with code 137" in (record.error or "")
     assert "ran out of memory (limit 64m)" in (record.error or "")
+
+
+def test_the_airflow_operator_runs_on_the_docker_target_unchanged(
+    ws: Workspace, served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_aml.operators.run import AmlSubmitRunOperator
+    from tests.unit.conftest import make_context
+
+    monkeypatch.setenv("AIRFLOW_CONN_AML_SERVED", json.dumps(
+        {"conn_type": "aml_workspace", "host": served.url, "schema": "demo", "password": served.token("alice")}))
+    src = write(tmp_path / "src", "train.py", TRAIN)
+    op = AmlSubmitRunOperator(task_id="train", experiment_name="iris", source_directory=str(src), script="train.py",
+                              compute_target=TARGET, aml_conn_id="aml_served", poll_interval=0.2)
+    run_id = op.execute(make_context())
+    run = ws.get_run(run_id)
+    assert run.status is RunStatus.COMPLETED
+    assert run.get_metrics()["accuracy"] == 0.93
+    assert "outputs/model/weights.txt" in run.get_file_names()
+
+
+def test_cancel_during_the_environment_build_cancels_the_run(
+    ws: Workspace, docker_api: Any, tmp_path: Path
+) -> None:
+    # A requirement set no other run has (its hash is new): the build really runs, pip downloading.
+    marker = f"six!=0.0.{uuid.uuid4().int % 10**9}"
+    src = write(tmp_path / "src", "train.py", "print('never')\n")
+    env = EnvironmentSpec(kind="virtualenv", pip=("scikit-learn==1.5.2", marker))
+    run = ws.experiment("iris").submit(src, RunConfiguration(script="train.py", target=TARGET, environment=env))
+    deadline = time.monotonic() + TIMEOUT
+    while "Building environment image" not in control_log(run):
+        assert time.monotonic() < deadline and not ws.store.get_run(run.id).status.is_terminal, control_log(run)
+        time.sleep(0.2)
+    tag = control_log(run).split("Building environment image ")[1].split(":", 2)[:2]
+    time.sleep(2)
+    started = time.monotonic()
+    run.cancel()
+    record = wait_for(run, timeout=120)
+    assert record.status is RunStatus.CANCELED, control_log(run)
+    assert time.monotonic() - started < 60
+    assert "never" not in run.get_log_text()
+    assert "Canceled before the script started" in control_log(run)
+    assert "Supervisor error" not in control_log(run)
+    from docker.errors import ImageNotFound
+
+    with pytest.raises(ImageNotFound):
+        docker_api.inspect_image(":".join(tag))

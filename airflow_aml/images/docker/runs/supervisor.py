@@ -28,7 +28,7 @@ from typing import Any
 from airflow_aml.compute.heartbeat import Heartbeat
 from airflow_aml.compute.logstream import LogBatcher, Tail
 from airflow_aml.compute.phases import CONTROL, control
-from airflow_aml.compute.run_supervisor import Supervisor, run_dir
+from airflow_aml.compute.run_supervisor import Interrupted, Supervisor, run_dir
 from airflow_aml.compute.run_supervisor import main as supervisor_main
 from airflow_aml.compute.script import ScriptOutcome
 from airflow_aml.config import (
@@ -89,10 +89,18 @@ class DockerSupervisor(Supervisor):
     def prepare_environment(self, config: RunConfiguration, work: Path, batcher: LogBatcher) -> str:
         """The environment image's tag (stands for the interpreter the local supervisor returns)."""
         requirements, python = image_requirements(config.environment, work)
+
+        def log_line(line: str) -> None:
+            # A cancel (SIGTERM) during a long pip install: leave the build at its next log line;
+            # closing the connection makes the engine abandon it.
+            if self.stop.is_set():
+                raise Interrupted()
+            batcher.line(CONTROL, line)
+
         api = docker_api_client(self.options)
         try:
             return ensure_environment_image(api, self.options, requirements=requirements, python=python,
-                                            log=lambda line: batcher.line(CONTROL, line))
+                                            log=log_line)
         finally:
             api.close()
 
