@@ -18,14 +18,15 @@ import time
 from pathlib import Path
 
 from airflow_aml.entities import RunStatus
-from airflow_aml.runconfig import RunConfiguration
+from airflow_aml.runconfig import EnvironmentSpec, RunConfiguration
 from airflow_aml.workspace import Workspace
 from tests.unit.service.served import serve
 
 
-def measure(ws: Workspace, src: Path, target: str) -> dict[str, float]:
+def measure(ws: Workspace, src: Path, target: str, environment: EnvironmentSpec) -> dict[str, float]:
     started = time.monotonic()
-    run = ws.experiment("cost").submit(src, RunConfiguration(script="hi.py", target=target))
+    config = RunConfiguration(script="hi.py", target=target, environment=environment)
+    run = ws.experiment("cost").submit(src, config)
     times = {"submit": time.monotonic() - started}
     while True:
         status = ws.store.get_run(run.id).status
@@ -43,7 +44,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", default="docker")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--pip", action="append", default=[],
+                        help="a requirement of a virtualenv environment (repeatable; default: kind current). "
+                             "A new one, e.g. 'six!=0.0.<random>', makes the warm-up a cold build")
     args = parser.parse_args()
+    environment = EnvironmentSpec(kind="virtualenv", pip=tuple(args.pip)) if args.pip else EnvironmentSpec()
     with tempfile.TemporaryDirectory(prefix="aml-cost-") as tmp, serve(f"sqlite:///{tmp}/service.db") as served:
         ws = Workspace.create("cost", store_uri=served.uri_for("bench"), datastore_root=Path(tmp) / "datastore")
         target = f"{args.kind}-bench"
@@ -51,9 +56,9 @@ def main() -> None:
         src = Path(tmp) / "src"
         src.mkdir()
         (src / "hi.py").write_text("print('hi')\n")
-        warm = measure(ws, src, target)
+        warm = measure(ws, src, target, environment)
         print(f"warm-up (builds caches): {json.dumps({k: round(v, 2) for k, v in warm.items()})}")
-        results = [measure(ws, src, target) for _ in range(args.runs)]
+        results = [measure(ws, src, target, environment) for _ in range(args.runs)]
         for i, result in enumerate(results, 1):
             print(f"run {i}: {json.dumps({k: round(v, 2) for k, v in result.items()})}")
         medians = {key: round(statistics.median(r[key] for r in results), 2) for key in results[0]}
