@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -83,13 +84,14 @@ class DockerComputeTarget(LocalComputeTarget):
                 f"Compute target {self.name!r} needs the docker Python package: pip install 'airflow-aml[docker]'"
             ) from exc
 
-    def submit(self, launch: RunLaunch) -> None:
+    def start_supervisor(self, launch: RunLaunch) -> subprocess.Popen[bytes]:
+        """The local target's supervisor start, with this target's settings beside the run config."""
         folder = run_dir(launch.run_id)
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / TARGET_CONFIG_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(self.settings.model_dump(mode="json"), handle, indent=2, sort_keys=True)
-        super().submit(launch)
+        return super().start_supervisor(launch)
 
     def cancel(self, run_id: str) -> None:
         record = self.workspace.store.get_run(run_id)
