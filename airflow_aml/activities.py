@@ -108,6 +108,8 @@ class WorkerCheck:
 
 ProgressCallback = Callable[[ActivityRecord], None]
 
+LONG_POLL = 20.0  # seconds a waiter with nothing else to watch lets one long-poll wait
+
 
 class ActivityWaiter:
     """Follows one activity: ``poll()`` looks once, ``wait()`` looks until it ends.
@@ -177,10 +179,30 @@ class ActivityWaiter:
                     f"{activity.status.value} after {timeout:g} s ({activity.message or 'no message'})",
                     activity_id=activity.activity_id,
                 )
-            sleep = poll_interval if deadline is None else max(0.0, min(poll_interval, deadline - time.monotonic()))
-            time.sleep(sleep)
+            # Nothing but the activity to watch (no log to stream, no worker to check here): on a
+            # served workspace one long-poll may wait for the next change much longer than a poll.
+            self._pause(activity, poll_interval, deadline, only_activity=on_poll is None and self.worker is None)
 
     # ------------------------------------------------------------------ helpers
+    def _pause(
+        self, activity: ActivityRecord, poll_interval: float, deadline: float | None, *, only_activity: bool,
+    ) -> None:
+        """Wait until the next look: ``poll_interval`` (never past ``deadline``), a sleep. On a
+        served workspace the service's long-poll instead, which answers as soon as the activity
+        changes, and may wait up to ``LONG_POLL`` when there is nothing else to look at."""
+        client = self.ctx.service_client
+        longest = LONG_POLL if client is not None and only_activity else poll_interval
+        seconds = longest if deadline is None else max(0.0, min(longest, deadline - time.monotonic()))
+        if client is None or seconds <= 0:
+            time.sleep(seconds)
+            return
+        started = time.monotonic()
+        try:
+            client.wait_activity(activity.activity_id, after=activity.updated_at, timeout=seconds)
+        except AmlError:
+            # A service without the long-poll (older), or a refusal the next poll reports itself.
+            time.sleep(max(0.0, seconds - (time.monotonic() - started)))
+
     def _read(self) -> ActivityRecord:
         activity = get_activity(self.ctx, self.activity_id)
         seen = (activity.status, activity.progress, activity.message)

@@ -24,7 +24,7 @@ from airflow_aml import config
 from airflow_aml.activities import DEPLOYMENT_KINDS, ActivityKind, ActivityWaiter, ProgressCallback, WorkerCheck
 from airflow_aml.activities import get_activity as _get_activity
 from airflow_aml.activities import list_activities as _list_activities
-from airflow_aml.compute import compute_kinds
+from airflow_aml.compute import check_compute_config, compute_kinds
 from airflow_aml.context import DATASTORE_PROPERTY, DEFAULT_DATASTORE, SNAPSHOT_NAME, WorkspaceContext, run_prefix
 from airflow_aml.datastores import SECRET_KEYS, SECRET_SUFFIX, AbstractDatastore, build_datastore
 from airflow_aml.deployments import Deployment
@@ -136,6 +136,7 @@ class Workspace(WorkspaceContext):
             raise ValidationError(
                 f"Unknown compute kind {kind!r} for target {name!r}; valid: {', '.join(compute_kinds())}"
             )
+        check_compute_config(kind, dict(config or {}))
         return self.store.register_compute_target(
             self.name, name, kind=kind, config=dict(config or {}), overwrite=overwrite
         )

@@ -251,6 +251,32 @@ def activity_show(
     )
 
 
+@activity_app.command("wait")
+def activity_wait(
+    activity_id: Annotated[str, typer.Argument(help="Activity id (a run's activity has the run's id).")],
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=0, metavar="SECONDS", help="Give up waiting after this many seconds (exit 1)."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Wait until an activity ends, printing its progress on stderr; exit 1 unless it succeeded."""
+    from airflow_aml.entities import ActivityStatus
+
+    ws = state().workspace()
+
+    def show(a: Any) -> None:
+        typer.echo(f"{a.status.value:<10} {a.progress:>4.0%}  {a.message}".rstrip(), err=True)
+
+    final = ws.wait_for_activity(activity_id, timeout=timeout, on_progress=show)
+    if want_json(json_output):
+        print_json(final)
+    elif final.error:
+        typer.echo(f"Activity {final.activity_id}: {final.error}", err=True)
+    if final.status is not ActivityStatus.SUCCEEDED:
+        raise typer.Exit(1)
+
+
 @activity_app.command("list")
 def activity_list(
     target: Annotated[

@@ -4,14 +4,16 @@ uvicorn's worker processes each import the app anew, so the app is built by a fa
 (``airflow_aml.service.app:app_from_environment``) that reads the store URI from
 ``$AML_SERVICE_STORE_URI``, set here before uvicorn starts.
 
-The service speaks plain HTTP: bearer tokens cross the wire as they are. So it binds to loopback
-unless ``--allow-remote`` says that a TLS-terminating proxy stands in front of it.
+Without ``--ssl-certfile`` the service speaks plain HTTP: bearer tokens cross the wire as they
+are. So it then binds to loopback unless ``--allow-remote`` says that a TLS-terminating proxy
+stands in front of it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -70,23 +72,38 @@ def service(
         typer.Option("--allow-remote", help="Listen on a non-loopback address (put a TLS proxy in front)."),
     ] = False,
     log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help="uvicorn's log level.")] = "info",
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option("--ssl-certfile", metavar="PEM", exists=True, dir_okay=False,
+                     help="Serve HTTPS with this certificate (chain) file."),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option("--ssl-keyfile", metavar="PEM", exists=True, dir_okay=False,
+                     help="The certificate's private key (default: in the certificate file)."),
+    ] = None,
 ) -> None:
     """Serve the workspace over HTTP (REST API under /api/v1, OpenAPI at /openapi.json)."""
     import uvicorn
 
     from airflow_aml.service.app import ENV_SERVICE_STORE_URI
 
-    if not is_loopback(host) and not allow_remote:
+    if ssl_keyfile is not None and ssl_certfile is None:
+        raise ValidationError("--ssl-keyfile needs --ssl-certfile")
+    tls = ssl_certfile is not None
+    if not is_loopback(host) and not allow_remote and not tls:
         raise ValidationError(
-            f"Refusing to listen on {host!r}: the service speaks plain HTTP and tokens would cross the network "
-            "in clear. Serve it behind a TLS-terminating proxy and pass --allow-remote"
+            f"Refusing to listen on {host!r}: without --ssl-certfile the service speaks plain HTTP and tokens "
+            "would cross the network in clear. Pass --ssl-certfile (and --ssl-keyfile), or serve it behind a "
+            "TLS-terminating proxy and pass --allow-remote"
         )
     uri = _service_store_uri(store_uri)
     os.environ[ENV_SERVICE_STORE_URI] = uri  # read by the factory in every worker
     shown_host = f"[{host}]" if ":" in host else host
     plural = "s" if workers != 1 else ""
-    typer.echo(f"Workspace service on http://{shown_host}:{port} ({workers} worker{plural}), store {redact(uri)}")
-    if not is_loopback(host):
+    scheme = "https" if tls else "http"
+    typer.echo(f"Workspace service on {scheme}://{shown_host}:{port} ({workers} worker{plural}), store {redact(uri)}")
+    if not is_loopback(host) and not tls:
         info(
             "Warning: a shared workspace must be reached over TLS only (a reverse proxy in front of this port); "
             "keep the database and secret.key readable only by the service's user."
@@ -100,4 +117,6 @@ def service(
         log_level=log_level,
         lifespan="off",
         server_header=False,
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )

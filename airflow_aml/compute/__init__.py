@@ -3,10 +3,16 @@
 ``build_compute_target(workspace, "gpu-box")`` looks the name up in the workspace's store and
 builds the class registered for its kind. The name ``local`` always works, registered or not: it
 is the target every workspace has. A new kind is one class registered with
-``register_compute_kind``.
+``register_compute_kind``. Kinds that need more than this package (``docker``, in
+``airflow_aml.images.docker.runs``, beside the image builder it reuses) are imported by name on
+first use, so that importing ``airflow_aml.compute`` stays light and free of import cycles.
 """
 
 from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
 
 from airflow_aml.compute.base import AbstractComputeTarget, RunLaunch
 from airflow_aml.compute.local import LocalComputeTarget
@@ -20,6 +26,7 @@ __all__ = [
     "LocalComputeTarget",
     "RunLaunch",
     "build_compute_target",
+    "check_compute_config",
     "compute_kinds",
     "known_compute_kinds",
     "register_compute_kind",
@@ -28,6 +35,8 @@ __all__ = [
 DEFAULT_COMPUTE_TARGET = "local"
 
 _KINDS: dict[str, type[AbstractComputeTarget]] = {"local": LocalComputeTarget}
+# Built-in kinds registered by importing their module (which calls register_compute_kind).
+_BUILTIN_MODULES = {"docker": "airflow_aml.images.docker.runs"}
 
 
 def register_compute_kind(kind: str, cls: type[AbstractComputeTarget]) -> None:
@@ -38,7 +47,22 @@ def register_compute_kind(kind: str, cls: type[AbstractComputeTarget]) -> None:
 
 
 def compute_kinds() -> list[str]:
-    return sorted(_KINDS)
+    return sorted({*_KINDS, *_BUILTIN_MODULES})
+
+
+def compute_kind(kind: str) -> type[AbstractComputeTarget] | None:
+    """The class of ``kind`` (importing a built-in kind's module the first time); None if unknown."""
+    if kind not in _KINDS and kind in _BUILTIN_MODULES:
+        importlib.import_module(_BUILTIN_MODULES[kind])  # registers the kind
+    return _KINDS.get(kind)
+
+
+def check_compute_config(kind: str, config: Mapping[str, Any]) -> None:
+    """Refuse a bad configuration of a ``kind`` target when it is registered (ValidationError)."""
+    cls = compute_kind(kind)
+    if cls is None:
+        raise ValidationError(f"Unknown compute kind {kind!r}; valid: {', '.join(compute_kinds())}")
+    cls.check_config(config)
 
 
 known_compute_kinds = compute_kinds  # the name ``Workspace.register_compute_target`` uses
@@ -61,7 +85,7 @@ def build_compute_target(
         record = _lookup(workspace, name_or_record)
         if record is None:  # the implicit local target
             return LocalComputeTarget(workspace, None)
-    cls = _KINDS.get(record.kind)
+    cls = compute_kind(record.kind)
     if cls is None:
         raise ValidationError(
             f"Compute target {record.name!r} in workspace {record.workspace!r} has unknown kind "

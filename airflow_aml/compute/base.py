@@ -9,6 +9,7 @@ returns, the run reports its own progress through the store.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,12 @@ class AbstractComputeTarget(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(workspace={self.workspace.name!r}, name={self.name!r})"
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> None:
+        """Refuse a bad target configuration (ValidationError); called when a target is registered.
+        The base accepts any: ``local`` has no settings."""
+        return None
 
     @abc.abstractmethod
     def submit(self, launch: RunLaunch) -> None:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import quote
@@ -33,6 +34,8 @@ PROP_HOST = "local.host"
 
 class LocalComputeTarget(AbstractComputeTarget):
     kind = "local"
+    # The module started as the run's detached supervisor (the docker target starts its own).
+    supervisor_module = SUPERVISOR_MODULE
 
     def validate(self, run_config: RunConfiguration, source_directory: Path) -> None:
         super().validate(run_config, source_directory)
@@ -45,6 +48,15 @@ class LocalComputeTarget(AbstractComputeTarget):
                 ) from exc
 
     def submit(self, launch: RunLaunch) -> None:
+        proc = self.start_supervisor(launch)
+        try:
+            self.workspace.store.add_run_properties(launch.run_id, {PROP_PID: str(proc.pid), PROP_HOST: this_host()})
+        except Exception:
+            # The run goes on without it; only cancel's SIGTERM shortcut and waiters need the pid.
+            log.warning("Could not record the supervisor pid of run %s", launch.run_id, exc_info=True)
+
+    def start_supervisor(self, launch: RunLaunch) -> subprocess.Popen[bytes]:
+        """Start the run's detached supervisor; fails the run (and raises) when it cannot start."""
         store = self.workspace.store
         folder = run_dir(launch.run_id)
         folder.mkdir(parents=True, exist_ok=True)
@@ -54,7 +66,7 @@ class LocalComputeTarget(AbstractComputeTarget):
         with os.fdopen(fd, "w") as handle:
             json.dump(launch.run_config, handle, indent=2, sort_keys=True)
         command = [
-            sys.executable, "-m", SUPERVISOR_MODULE,
+            sys.executable, "-m", self.supervisor_module,
             "--run-id", launch.run_id,
             "--workspace", launch.workspace,
             "--principal", launch.principal,
@@ -78,11 +90,7 @@ class LocalComputeTarget(AbstractComputeTarget):
             raise AmlError(error) from exc
         log.info("Started supervisor pid %s for run %s (log: %s)", proc.pid, launch.run_id,
                  folder / "supervisor.log")
-        try:
-            store.add_run_properties(launch.run_id, {PROP_PID: str(proc.pid), PROP_HOST: this_host()})
-        except Exception:
-            # The run goes on without it; only cancel's SIGTERM shortcut and waiters need the pid.
-            log.warning("Could not record the supervisor pid of run %s", launch.run_id, exc_info=True)
+        return proc
 
     def _credentials(self, launch: RunLaunch) -> tuple[str, str | None]:
         """The store URI and run token the supervisor and script act with.
@@ -141,8 +149,7 @@ class LocalComputeTarget(AbstractComputeTarget):
             carrier = self.workspace.store.get_run(carrier.parent_run_id)
         return carrier
 
-    @staticmethod
-    def _supervisor_alive(carrier: RunRecord) -> bool | None:
+    def _supervisor_alive(self, carrier: RunRecord) -> bool | None:
         props = carrier.properties
-        module = (SUPERVISOR_MODULE, LEGACY_SUPERVISOR_MODULE)  # runs started before the rename
+        module = (self.supervisor_module, LEGACY_SUPERVISOR_MODULE)  # runs started before the rename
         return alive_here(props.get(PROP_PID), props.get(PROP_HOST), (module, carrier.run_id))

@@ -144,8 +144,7 @@ class Supervisor:
             work = self.extract(zip_path, run_id, batcher)
             self.activity(run_id, progress=PROGRESS_ENVIRONMENT, message="Preparing environment")
             control(batcher, f"Preparing Python environment ({config.environment.kind})")
-            interpreter = prepare_python(config.environment, work, stop=self.stop,
-                                         log_fn=lambda line: batcher.line(CONTROL, line))
+            interpreter = self.prepare_environment(config, work, batcher)
             self.check_cancel(run_id)
             if config.sweep is not None:
                 status = run_sweep(self, record, config, interpreter, zip_path, batcher)
@@ -216,28 +215,50 @@ class Supervisor:
             batcher.set_mirror(mirror)
             try:
                 self.check_cancel(run_id)
-                command = [interpreter, config.script, *config.arguments]
-                env = build_script_env(
-                    os.environ,
-                    config.environment_variables,
-                    self.identity(run_id, parent_run_id),
-                    venv=Path(interpreter).parent.parent if config.environment.kind == "virtualenv" else None,
-                )
-                self.store.update_run_status(run_id, RunStatus.RUNNING)
-                self.activity(run_id, status=ActivityStatus.RUNNING, progress=PROGRESS_RUNNING, message="Running")
-                control(batcher, "Starting script: " + " ".join([Path(interpreter).name, config.script,
-                                                                 *config.arguments]))
-                outcome = ScriptRunner(
-                    self.store, run_id, command=command, cwd=work, env=env, batcher=batcher,
-                    stop_event=self.stop, max_duration=config.max_run_duration_seconds,
-                    poll_interval=self.poll_interval, kill_grace=self.kill_grace,
-                ).run()
+                outcome = self.run_script(run_id, config, interpreter, work, batcher, parent_run_id=parent_run_id)
             except Interrupted:
                 outcome = ScriptOutcome(exit_code=None, canceled=True)
             finally:
                 batcher.flush()
                 batcher.set_mirror(None)
         return self.finalize(run_id, config, outcome, work, driver_log, batcher)
+
+    # The two steps another compute kind replaces (the docker target runs the script in a container).
+    def prepare_environment(self, config: RunConfiguration, work: Path, batcher: LogBatcher) -> str:
+        """What ``run_script`` runs the script with (here an interpreter), built when needed."""
+        return prepare_python(config.environment, work, stop=self.stop,
+                              log_fn=lambda line: batcher.line(CONTROL, line))
+
+    def run_script(
+        self,
+        run_id: str,
+        config: RunConfiguration,
+        interpreter: str,
+        work: Path,
+        batcher: LogBatcher,
+        *,
+        parent_run_id: str | None = None,
+    ) -> ScriptOutcome:
+        """Run the script in ``work`` until it ends, is canceled or runs out of time; marks the run
+        Running once the script starts. ``./outputs`` of ``work`` is what ``finalize`` uploads."""
+        command = [interpreter, config.script, *config.arguments]
+        env = build_script_env(
+            os.environ,
+            config.environment_variables,
+            self.identity(run_id, parent_run_id),
+            venv=Path(interpreter).parent.parent if config.environment.kind == "virtualenv" else None,
+        )
+        self.mark_running(run_id)
+        control(batcher, "Starting script: " + " ".join([Path(interpreter).name, config.script, *config.arguments]))
+        return ScriptRunner(
+            self.store, run_id, command=command, cwd=work, env=env, batcher=batcher,
+            stop_event=self.stop, max_duration=config.max_run_duration_seconds,
+            poll_interval=self.poll_interval, kill_grace=self.kill_grace,
+        ).run()
+
+    def mark_running(self, run_id: str) -> None:
+        self.store.update_run_status(run_id, RunStatus.RUNNING)
+        self.activity(run_id, status=ActivityStatus.RUNNING, progress=PROGRESS_RUNNING, message="Running")
 
     def finalize(
         self,
@@ -371,7 +392,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, supervisor_class: type[Supervisor] | None = None) -> int:
+    """``supervisor_class``: a subclass that runs the script elsewhere (the docker target's)."""
     args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter hides our lines
@@ -386,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     run_config = None
     if args.run_config_file:
         run_config = json.loads(Path(args.run_config_file).read_text())
-    supervisor = Supervisor(
+    supervisor = (supervisor_class or Supervisor)(
         store, workspace=args.workspace, run_id=args.run_id, store_uri=args.store_uri, principal=principal,
         datastore=open_datastore, snapshot_path=args.snapshot_path, run_config=run_config,
     )

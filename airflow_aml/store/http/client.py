@@ -10,11 +10,13 @@ the same key and the SDK follows the first one.
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
@@ -75,6 +77,7 @@ class ServiceClient:
     def request(
         self, verb: str, path: str, *, params: Mapping[str, Any] | None = None, content: bytes | None = None,
         json_body: bool = False, headers: Mapping[str, str] | None = None, retry_post: bool = False,
+        timeout: httpx.Timeout | None = None,
     ) -> httpx.Response:
         """The answer to one call (after retries); our exception for an error answer."""
         all_headers = dict(headers or {})
@@ -83,8 +86,14 @@ class ServiceClient:
         retryable = verb in _IDEMPOTENT or retry_post
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                response = self._http.request(verb, path, params=params, content=content, headers=all_headers)
+                response = self._http.request(verb, path, params=params, content=content, headers=all_headers,
+                                              timeout=timeout or self._http.timeout)
             except httpx.ConnectError as exc:  # never reached the service: always safe to retry
+                if _is_certificate_error(exc):  # retrying cannot fix a certificate
+                    raise StoreError(
+                        f"The workspace service at {self.base_url} presented a certificate this client does not "
+                        f"trust ({exc}): set SSL_CERT_FILE to the CA bundle that signed it"
+                    ) from exc
                 if attempt == _ATTEMPTS:
                     raise StoreError(f"The workspace service at {self.base_url} is unreachable: {exc}") from exc
             except httpx.TransportError as exc:
@@ -98,6 +107,17 @@ class ServiceClient:
             time.sleep(min(0.2 * 2 ** (attempt - 1), 3.0))
         raise AssertionError("unreachable")
 
+    def wait_activity(self, activity_id: str, *, after: datetime, timeout: float) -> dict[str, Any]:
+        """The activity (as JSON) once it changed after ``after`` or ended, or after ``timeout``
+        seconds: the service's long-poll (``GET /activities/{id}/wait``)."""
+        answer = self.request(
+            "GET", f"/activities/{quote(activity_id, safe='')}/wait",
+            params={"after": after.isoformat(), "timeout": f"{timeout:.3f}"},
+            timeout=httpx.Timeout(timeout + TIMEOUT.read, connect=TIMEOUT.connect),  # type: ignore[operator]
+        )
+        result: dict[str, Any] = answer.json()
+        return result
+
     @contextmanager
     def stream(self, path: str) -> Iterator[httpx.Response]:
         """A streamed GET (downloads); our exception for an error answer."""
@@ -110,6 +130,14 @@ class ServiceClient:
     def upload(self, path: str, content: Iterator[bytes] | bytes, *, headers: Mapping[str, str]) -> httpx.Response:
         return check(self._http.put(path, content=content, headers=dict(headers),
                                     timeout=httpx.Timeout(300.0, connect=5.0)))
+
+
+def _is_certificate_error(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
 
 
 def check(response: httpx.Response) -> httpx.Response:

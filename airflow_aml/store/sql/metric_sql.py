@@ -1,5 +1,6 @@
 """SQL for "the latest value of a scalar metric": the value at the highest step, ties broken by
-the latest timestamp, then by insertion order. Computed in the database, never by loading rows.
+the latest timestamp, then by insertion order. ``latest_metrics`` holds it per (run, name), kept by
+``log_batch`` (``metrics.py``); these read it there, never by loading metric rows.
 """
 
 from __future__ import annotations
@@ -9,12 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, literal, select
-from sqlalchemy.orm import aliased
 
-from airflow_aml.entities import MetricKind
-from airflow_aml.store.sql.tables import MetricRow, RunRow
-
-_LATEST_FIRST = (MetricRow.step.desc(), MetricRow.timestamp.desc(), MetricRow.id.desc())
+from airflow_aml.store.sql.tables import LatestMetricRow, RunRow
 
 
 def _comparable(value: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
@@ -27,32 +24,24 @@ def _comparable(value: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
 
 def latest_scalar_value(dialect: str, metric: str) -> ColumnElement[Any]:
     """Correlated scalar subquery: the latest value of ``metric`` for the enclosing ``RunRow``
-    (NULL when the run has none, or its latest value is NaN). One index probe per run
-    thanks to ix_metrics_run_id_name_step."""
-    m = aliased(MetricRow)
+    (NULL when the run has none, or its latest value is NaN): one primary-key lookup in
+    ``latest_metrics`` per run."""
     latest = (
-        select(m.value)
-        .where(m.run_id == RunRow.run_id, m.name == metric, m.kind == MetricKind.SCALAR.value)
-        .order_by(m.step.desc(), m.timestamp.desc(), m.id.desc())
-        .limit(1)
+        select(LatestMetricRow.value)
+        .where(LatestMetricRow.run_id == RunRow.run_id, LatestMetricRow.name == metric)
         .correlate(RunRow)
         .scalar_subquery()
     )
     return _comparable(latest, dialect)
 
 
+def comparable_latest(dialect: str) -> ColumnElement[Any]:
+    """``latest_metrics.value`` as filters and orderings compare it (NaN as NULL)."""
+    return _comparable(LatestMetricRow.value, dialect)
+
+
 def latest_scalar_values(run_ids: Sequence[str]) -> Select[tuple[str, str, float | None]]:
     """(run_id, name, value) of the latest value of every scalar metric of ``run_ids``."""
-    ranked = (
-        select(
-            MetricRow.run_id,
-            MetricRow.name,
-            MetricRow.value,
-            func.row_number()
-            .over(partition_by=(MetricRow.run_id, MetricRow.name), order_by=_LATEST_FIRST)
-            .label("rank"),
-        )
-        .where(MetricRow.run_id.in_(list(run_ids)), MetricRow.kind == MetricKind.SCALAR.value)
-        .subquery()
+    return select(LatestMetricRow.run_id, LatestMetricRow.name, LatestMetricRow.value).where(
+        LatestMetricRow.run_id.in_(list(run_ids))
     )
-    return select(ranked.c.run_id, ranked.c.name, ranked.c.value).where(ranked.c.rank == 1)

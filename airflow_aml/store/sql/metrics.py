@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from airflow_aml.entities import LogChunk, Metric, MetricKind
@@ -14,10 +16,11 @@ from airflow_aml.exceptions import InvalidMetricError, RunNotFoundError
 from airflow_aml.store.sql.core import SqlCore, chunked
 from airflow_aml.store.sql.metric_sql import latest_scalar_values
 from airflow_aml.store.sql.records import log_chunk_record, metric_record
-from airflow_aml.store.sql.tables import MetricRow, RunLogChunkRow, RunRow
+from airflow_aml.store.sql.tables import LatestMetricRow, MetricRow, RunLogChunkRow, RunRow
 from airflow_aml.store.sql.types import check_json
 
 METRICS = MetricRow.__table__
+LATEST = LatestMetricRow.__table__
 METRIC_COLUMNS = (
     MetricRow.name,
     MetricRow.value,
@@ -34,14 +37,35 @@ class MetricStore(SqlCore):
         # Built before the transaction: a bad payload fails before the write lock is taken.
         rows = [_metric_values(run_id, metric) for metric in metrics]
 
+        latest = _latest_per_name(rows)
+
         def tx(session: Session) -> None:
             # Terminal runs still accept metrics: buffered ones may arrive after the status flip.
-            self._require_run(session, run_id)
+            owner = session.execute(
+                select(RunRow.workspace, RunRow.experiment).where(RunRow.run_id == run_id)
+            ).one_or_none()
+            if owner is None:
+                raise RunNotFoundError(f"Run '{run_id}' not found")
             if rows:
                 # Core executemany on the table, not the ORM bulk path: several times faster.
                 session.execute(insert(METRICS), rows)
+            if latest:
+                values = [{**row, "workspace": owner.workspace, "experiment": owner.experiment} for row in latest]
+                session.execute(self._upsert_latest(), values)
 
         self._write(tx)
+
+    def _upsert_latest(self) -> Any:
+        """INSERT .. ON CONFLICT (run_id, name) DO UPDATE when the new value is the later one:
+        a higher step, or the same step at the same or a later time (ties: the later write wins,
+        as the later-inserted metric row does)."""
+        statement = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(LATEST)
+        new, old = statement.excluded, LATEST.c
+        return statement.on_conflict_do_update(
+            index_elements=[old.run_id, old.name],
+            set_={"step": new.step, "value": new.value, "timestamp": new.timestamp},
+            where=or_(new.step > old.step, and_(new.step == old.step, new.timestamp >= old.timestamp)),
+        )
 
     def get_metrics(self, run_id: str, names: Sequence[str] | None = None) -> list[Metric]:
         def tx(session: Session) -> list[Metric]:
@@ -100,6 +124,19 @@ class MetricStore(SqlCore):
             return [log_chunk_record(row) for row in rows]
 
         return self._read(tx)
+
+
+def _latest_per_name(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per scalar metric name of one batch, its row that ``latest_metrics`` may take: the highest
+    (step, timestamp), the last of the batch on a tie (it is inserted last)."""
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["kind"] != MetricKind.SCALAR.value:
+            continue
+        current = best.get(row["name"])
+        if current is None or (row["step"], row["timestamp"]) >= (current["step"], current["timestamp"]):
+            best[row["name"]] = row
+    return [{key: row[key] for key in ("run_id", "name", "step", "value", "timestamp")} for row in best.values()]
 
 
 def _metric_values(run_id: str, metric: Metric) -> dict[str, object]:

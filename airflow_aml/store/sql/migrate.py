@@ -30,7 +30,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest revision in migrations/versions. Kept as a constant so that opening an up-to-date
 # store (every run's supervisor and script does) reads one row instead of importing Alembic and
 # parsing the migration scripts; a test keeps it equal to Alembic's head.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 
 # Arbitrary constant shared by every airflow-aml process ("AMLM" in ASCII).
 _PG_MIGRATION_LOCK_KEY = 0x414D4C4D

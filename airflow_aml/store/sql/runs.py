@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,7 @@ from airflow_aml.names import validate_display_name, validate_tags
 from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
 from airflow_aml.store.sql.metric_sql import latest_scalar_value
 from airflow_aml.store.sql.records import Attributes, empty_attributes, run_record
-from airflow_aml.store.sql.tables import PARAM, PROPERTY, TAG, RunAttributeRow, RunRow
+from airflow_aml.store.sql.tables import PARAM, PROPERTY, TAG, LatestMetricRow, RunAttributeRow, RunRow
 from airflow_aml.store.sql.types import check_json
 
 _CONDITION_OPS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
@@ -273,17 +273,68 @@ class RunStore(SqlCore):
 
     # ----------------------------------------------------------------- search
     def search_runs(self, workspace: str, query: RunQuery) -> list[RunRecord]:
-        stmt = self._search_statement(workspace, query)
+        if query.max_results is not None and query.max_results < 0:
+            raise ValidationError(f"max_results must be >= 0, got {query.max_results}")
+        top_n = query.order_by_metric is not None and query.max_results is not None
+        stmt = None if top_n else self._search_statement(workspace, query)
 
         def tx(session: Session) -> list[RunRecord]:
             self._require_workspace(session, workspace)
             # Column rows (attribute access by column name, as run_record reads them) rather than
             # ORM instances: a search returns thousands of runs and never modifies them.
-            return self._run_records(session, session.execute(stmt).all())  # type: ignore[arg-type]
+            rows = self._top_n_rows(session, workspace, query) if stmt is None else session.execute(stmt).all()
+            return self._run_records(session, rows)  # type: ignore[arg-type]
 
         return self._read(tx)
 
+    def _top_n_rows(self, session: Session, workspace: str, query: RunQuery) -> list[Any]:
+        """The first ``max_results`` runs by a metric, in two index-ordered reads: the runs that
+        have a value, walked in value order through ``ix_latest_metrics_rank`` (the scan stops
+        after N matches, however many runs the experiment has), then, if fewer than N, the runs
+        without one (NULL sorts last), newest first. The same order as ``_search_statement``."""
+        limit, metric = int(query.max_results or 0), str(query.order_by_metric)
+        if limit == 0:
+            return []
+        latest = LatestMetricRow
+        value = latest.value
+        has_value = [value.is_not(None)]
+        if self._dialect == "postgresql":  # NaN counts as no value (it is NULL on SQLite)
+            has_value.append(value != float("nan"))
+        scope = [latest.workspace == workspace]
+        if query.experiment is not None:
+            scope.append(latest.experiment == query.experiment)
+        ranked = (
+            self._filtered(workspace, query)
+            .join(latest, and_(latest.run_id == RunRow.run_id, latest.name == metric))
+            .where(*scope, *has_value)
+            .order_by(value.desc() if query.descending else value.asc(), RunRow.created_at.desc(),
+                      RunRow.run_id.desc())
+            .limit(limit)
+        )
+        rows = list(session.execute(ranked).all())
+        if len(rows) < limit:
+            unranked = (
+                self._filtered(workspace, query)
+                .where(latest_scalar_value(self._dialect, metric).is_(None))
+                .order_by(RunRow.created_at.desc(), RunRow.run_id.desc())
+                .limit(limit - len(rows))
+            )
+            rows.extend(session.execute(unranked).all())
+        return rows
+
     def _search_statement(self, workspace: str, query: RunQuery) -> Select[Any]:
+        stmt = self._filtered(workspace, query)
+        if query.order_by_metric is not None:
+            value = latest_scalar_value(self._dialect, query.order_by_metric)
+            ordered = value.desc() if query.descending else value.asc()
+            stmt = stmt.order_by(ordered.nulls_last())
+        stmt = stmt.order_by(RunRow.created_at.desc(), RunRow.run_id.desc())
+        if query.max_results is not None:
+            stmt = stmt.limit(query.max_results)
+        return stmt
+
+    def _filtered(self, workspace: str, query: RunQuery) -> Select[Any]:
+        """The runs of the search's filters, unordered."""
         stmt = select(*RunRow.__table__.columns).where(RunRow.workspace == workspace)
         if query.experiment is not None:
             stmt = stmt.where(RunRow.experiment == query.experiment)
@@ -311,15 +362,6 @@ class RunStore(SqlCore):
                 )
             # A run without the metric (or whose latest value is NaN) matches no condition.
             stmt = stmt.where(compare(latest_scalar_value(self._dialect, condition.metric), condition.value))
-        if query.order_by_metric is not None:
-            value = latest_scalar_value(self._dialect, query.order_by_metric)
-            ordered = value.desc() if query.descending else value.asc()
-            stmt = stmt.order_by(ordered.nulls_last())
-        stmt = stmt.order_by(RunRow.created_at.desc(), RunRow.run_id.desc())
-        if query.max_results is not None:
-            if query.max_results < 0:
-                raise ValidationError(f"max_results must be >= 0, got {query.max_results}")
-            stmt = stmt.limit(query.max_results)
         return stmt
 
     def find_run_by_idempotency_key(self, workspace: str, key: str) -> list[RunRecord]:

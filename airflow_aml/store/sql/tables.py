@@ -130,6 +130,26 @@ class MetricRow(Base):
     payload: Mapped[dict[str, Any] | None] = mapped_column(JsonText())
 
 
+class LatestMetricRow(Base):
+    """The latest value of each scalar metric of each run (migration 0006), kept by ``log_batch``
+    in the same transaction as the metric rows: searches filter on it with one key lookup per run
+    and order by it through ``ix_latest_metrics_rank``, so a top-N by a metric reads N index
+    entries instead of every run of the experiment. ``workspace``/``experiment`` are the run's
+    (never changed), copied here for that index."""
+
+    __tablename__ = "latest_metrics"
+    __table_args__ = (Index("ix_latest_metrics_rank", "workspace", "experiment", "name", "value"),)
+
+    run_id: Mapped[str] = mapped_column(NAME, ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(NAME, primary_key=True)
+    workspace: Mapped[str] = mapped_column(NAME)
+    experiment: Mapped[str] = mapped_column(NAME)
+    step: Mapped[int] = mapped_column(BigInteger)
+    # NULL for NaN (on SQLite, as in metrics; PostgreSQL stores NaN, and queries map it to NULL).
+    value: Mapped[float | None] = mapped_column(Double)
+    timestamp: Mapped[float] = mapped_column(Double)
+
+
 class RunLogChunkRow(Base):
     __tablename__ = "run_log_chunks"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from airflow_aml.cli import app
-from airflow_aml.entities import RunStatus
+from airflow_aml.entities import ActivityStatus, RunStatus
 from airflow_aml.workspace import Workspace
 from tests.unit.cli.helpers import WS, Invoke, assert_one_line_error, finished_run
 
@@ -377,6 +378,34 @@ def test_activity_list_and_show(invoke: Invoke, ws: Workspace) -> None:
     assert json.loads(invoke("activity", "list", "--target", "other", "--json").stdout) == []
     shown = invoke("activity", "show", activity.activity_id)
     assert shown.exit_code == 0 and "Building" in shown.stdout and "image_build" in shown.stdout
+
+
+def test_activity_wait_prints_progress_and_exits_by_the_end(invoke: Invoke, ws: Workspace) -> None:
+
+    done = ws.store.create_activity(WS, kind="export", target_id="x", message="Queued")
+
+    def progress() -> None:
+        time.sleep(0.3)
+        ws.store.update_activity(done.activity_id, status=ActivityStatus.RUNNING, progress=0.5, message="half way")
+        time.sleep(1.5)  # longer than a poll (1 s)
+        ws.store.update_activity(done.activity_id, status=ActivityStatus.SUCCEEDED, progress=1.0, message="done")
+
+    writer = threading.Thread(target=progress)
+    writer.start()
+    result = invoke("activity", "wait", done.activity_id, "--timeout", "30")
+    writer.join()
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0].split() == ["NotStarted", "0%", "Queued"] and lines[-1].split() == ["Succeeded", "100%", "done"]
+    assert any("half way" in line for line in lines)
+
+    failed = ws.store.create_activity(WS, kind="export", target_id="y")
+    ws.store.update_activity(failed.activity_id, status=ActivityStatus.FAILED, error="disk full")
+    result = invoke("activity", "wait", failed.activity_id, "--json")
+    assert result.exit_code == 1 and json.loads(result.stdout)["error"] == "disk full"
+    still = ws.store.create_activity(WS, kind="export", target_id="z")
+    timed_out = invoke("activity", "wait", still.activity_id, "--timeout", "0.2")
+    assert timed_out.exit_code == 1 and "still NotStarted after 0.2 s" in timed_out.stderr
 
 
 # ------------------------------------------------------------------------------------------ errors

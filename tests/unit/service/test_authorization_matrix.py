@@ -282,6 +282,15 @@ OTHER_ROUTES: dict[str, Row] = {
     f"GET {API_PREFIX}/workspaces/{{workspace}}/secrets/{{name}}": Row(
         Action.READ_SECRETS, "own", lambda env, c: Call("GET", f"{_W}/secrets/s1")),
     f"DELETE {API_PREFIX}/workspaces/{{workspace}}/secrets/{{name}}": Row(Action.MANAGE, "no", _delete_secret),
+    # following an activity (follow_routes): reads as GET /activities/{id}, run tokens on their
+    # own run's activities; timeout 0 so that the call answers at once.
+    f"GET {API_PREFIX}/activities/{{activity_id}}/wait": Row(
+        Action.READ, "own", lambda env, c: Call("GET", f"/activities/{_activity(env)}/wait",
+                                                params={"after": "2000-01-01T00:00:00Z", "timeout": 0})),
+    f"GET {API_PREFIX}/activities/{{activity_id}}/events": Row(
+        Action.READ, "own", lambda env, c: Call("GET", f"/activities/{_activity(env)}/events", params={"timeout": 0})),
+    f"GET {API_PREFIX}/runs/{{run_id}}/logs/events": Row(
+        Action.READ, "own", lambda env, c: Call("GET", f"/runs/{env.child_run()}/logs/events", params={"timeout": 0})),
     # tokens (token_routes): one's own personal tokens, whatever one's roles; run tokens for a
     # run one may write to.
     f"GET {API_PREFIX}/whoami": Row(ANY, "any", lambda env, c: Call("GET", "/whoami")),

@@ -38,7 +38,7 @@ def _execute(uri: str, sql: str) -> None:
 def test_empty_database_gets_the_schema_at_head(sql_store_uri: str) -> None:
     store = SqlStore(sql_store_uri)
     store.close()
-    assert _revision(sql_store_uri) == migrate.head_revision() == "0005"
+    assert _revision(sql_store_uri) == migrate.head_revision() == "0006"
     SqlStore(sql_store_uri).close()  # opening again is a no-op
 
 
@@ -58,15 +58,15 @@ def test_migrations_match_the_table_definitions(store: SqlStore) -> None:
 def _migrations_with_a_next_revision(tmp_path: Path) -> Path:
     folder = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "0006_extra.py").write_text(
+    (folder / "versions" / "0007_extra.py").write_text(
         textwrap.dedent(
             '''
             """Test-only next revision."""
             import sqlalchemy as sa
             from alembic import op
 
-            revision = "0006"
-            down_revision = "0005"
+            revision = "0007"
+            down_revision = "0006"
             branch_labels = None
             depends_on = None
 
@@ -93,17 +93,17 @@ def test_older_revision_is_refused_with_the_upgrade_command(
     store.close()
     # What a newer airflow-aml would ship: a next migration and the head constant naming it.
     monkeypatch.setattr(migrate, "MIGRATIONS_DIR", _migrations_with_a_next_revision(tmp_path))
-    monkeypatch.setattr(migrate, "SCHEMA_HEAD", "0006")
+    monkeypatch.setattr(migrate, "SCHEMA_HEAD", "0007")
 
     with pytest.raises(SchemaOutOfDateError) as caught:
         SqlStore(sql_store_uri)
     message = str(caught.value)
     command = f"airflow-aml db upgrade --store-uri {display_uri(normalize_uri(sql_store_uri))}"
-    assert command in message and "'0005'" in message and "'0006'" in message
-    assert _revision(sql_store_uri) == "0005"  # refused, not migrated behind the user's back
+    assert command in message and "'0006'" in message and "'0007'" in message
+    assert _revision(sql_store_uri) == "0006"  # refused, not migrated behind the user's back
 
-    assert upgrade(sql_store_uri) == "0006"
-    assert _revision(sql_store_uri) == "0006"
+    assert upgrade(sql_store_uri) == "0007"
+    assert _revision(sql_store_uri) == "0007"
     reopened = SqlStore(sql_store_uri)
     assert reopened.get_workspace("ws").name == "ws"  # data kept across the migration
     reopened.close()
@@ -111,7 +111,7 @@ def test_older_revision_is_refused_with_the_upgrade_command(
     with engine.connect() as conn:
         assert "extra" in {c["name"] for c in inspect(conn).get_columns("workspaces")}
     engine.dispose()
-    assert upgrade(sql_store_uri) == "0006"  # idempotent
+    assert upgrade(sql_store_uri) == "0007"  # idempotent
 
 
 def test_unknown_revision_is_refused(sql_store_uri: str) -> None:
@@ -125,13 +125,13 @@ def test_unknown_revision_is_refused(sql_store_uri: str) -> None:
 
 
 def test_upgrade_creates_an_empty_database(sql_store_uri: str) -> None:
-    assert upgrade(sql_store_uri) == "0005"
-    assert _revision(sql_store_uri) == "0005"
+    assert upgrade(sql_store_uri) == "0006"
+    assert _revision(sql_store_uri) == "0006"
 
 
 def test_a_0001_database_upgrades_to_the_image_registry(sql_store_uri: str) -> None:
-    """0002-0005 add the image and deployment tables, the attempt index and the token table to a
-    first-release database, keeping its data."""
+    """0002-0006 add the image and deployment tables, the attempt index, the token table and the
+    latest-metrics table to a first-release database, keeping its data."""
     from alembic import command
 
     engine = create_engine(normalize_uri(sql_store_uri))
@@ -144,9 +144,9 @@ def test_a_0001_database_upgrades_to_the_image_registry(sql_store_uri: str) -> N
             ))
     finally:
         engine.dispose()
-    with pytest.raises(SchemaOutOfDateError, match="'0001'.*'0005'"):
+    with pytest.raises(SchemaOutOfDateError, match="'0001'.*'0006'"):
         SqlStore(sql_store_uri)
-    assert upgrade(sql_store_uri) == "0005"
+    assert upgrade(sql_store_uri) == "0006"
     store = SqlStore(sql_store_uri)
     try:
         assert store.get_workspace("ws").created_by == "alice"

@@ -99,6 +99,16 @@ def test_order_by_metric(runs: SqlStore) -> None:
     assert _ids(runs, order_by_metric="acc", tags={"team": "a"}, descending=False) == ["r2", "r5", "r1"]
 
 
+@pytest.mark.parametrize("descending", [True, False])
+@pytest.mark.parametrize("scope", [{}, {"experiment": "exp-a"}, {"tags": {"team": "a"}}, {"top_level_only": True}])
+def test_top_n_by_metric_is_a_prefix_of_the_full_order(runs: SqlStore, descending: bool, scope: dict) -> None:
+    """A top-N (two index-ordered reads: runs with a value, then those without) returns exactly
+    the first N of the full ordering, whichever side of the boundary N falls on."""
+    full = _ids(runs, order_by_metric="acc", descending=descending, **scope)
+    for limit in range(len(full) + 2):
+        assert _ids(runs, order_by_metric="acc", descending=descending, max_results=limit, **scope) == full[:limit]
+
+
 def test_max_results(runs: SqlStore) -> None:
     assert _ids(runs, max_results=3) == ["r6", "r5", "r4"]
     assert _ids(runs, max_results=0) == []
@@ -111,9 +121,9 @@ def test_unknown_workspace(runs: SqlStore) -> None:
         runs.search_runs("nope", RunQuery())
 
 
-@sql_only  # counts SQL statements
-def test_search_is_one_statement_without_loading_metrics(runs: SqlStore) -> None:
-    """The filtering and ordering happen in SQL: no statement reads whole metric series."""
+@sql_only  # reads SQL statements
+def test_search_reads_latest_values_not_metric_series(runs: SqlStore) -> None:
+    """Filters and orderings read latest_metrics (one row per run and name), never the metrics."""
     statements: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
@@ -122,11 +132,12 @@ def test_search_is_one_statement_without_loading_metrics(runs: SqlStore) -> None
     event.listen(runs._engine, "before_cursor_execute", record)
     try:
         _ids(runs, order_by_metric="acc", metric_conditions=(MetricCondition("acc", ">", 0),), max_results=1)
+        _ids(runs, order_by_metric="acc", metric_conditions=(MetricCondition("acc", ">", 0),))
+        runs.get_latest_scalar_metrics(["r1", "r2"])
     finally:
         event.remove(runs._engine, "before_cursor_execute", record)
-    metric_reads = [s for s in statements if "FROM metrics" in s]
-    assert metric_reads and all("LIMIT" in s for s in metric_reads)
-    assert not any(s.lstrip().startswith("SELECT metrics.") for s in statements)
+    assert any("latest_metrics" in s for s in statements)
+    assert not any("FROM metrics" in s or "JOIN metrics" in s for s in statements)
 
 
 def _selects_of_search(store: SqlStore, query: RunQuery) -> list[str]:
