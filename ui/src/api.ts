@@ -26,7 +26,8 @@ export class ApiError extends Error {
 }
 
 export async function api<T>(path: string, init: { method?: string; body?: unknown; query?: Record<string, string> } = {}): Promise<T> {
-  const url = new URL(path.replace(/^\//, ""), API_BASE);
+  // "./" first: a bare "runs:latest-scalar-metrics" would parse as a URL of scheme "runs:".
+  const url = new URL("./" + path.replace(/^\//, ""), API_BASE);
   for (const [key, value] of Object.entries(init.query ?? {})) url.searchParams.set(key, value);
   const headers: Record<string, string> = { Accept: "application/json" };
   const token = storedToken();

@@ -14,12 +14,12 @@ html.dark .aml-ui, .aml-ui.aml-dark { --bg: #1a202c; --fg: #e2e8f0; --muted: #a0
 body.aml-standalone { margin: 0; }
 .aml-ui a { color: var(--accent); text-decoration: none; } .aml-ui a:hover { text-decoration: underline; }
 .aml-ui h1 { font-size: 20px; margin: 4px 0 12px; } .aml-ui h2 { font-size: 16px; margin: 20px 0 8px; }
-.aml-crumbs { color: var(--muted); margin-bottom: 8px; } .aml-crumbs a + span::before, .aml-crumbs span + a::before { content: " / "; color: var(--muted); }
+.aml-crumbs { color: var(--muted); margin-bottom: 8px; } .aml-crumbs > * + *::before { content: " / "; color: var(--muted); display: inline-block; white-space: pre; }
 .aml-tabs { display: flex; gap: 16px; border-bottom: 1px solid var(--line); margin-bottom: 12px; }
 .aml-tabs a { padding: 6px 2px; } .aml-tabs a.active { border-bottom: 2px solid var(--accent); font-weight: 600; }
 .aml-table { border-collapse: collapse; width: 100%; } .aml-table th, .aml-table td { text-align: left; padding: 6px 10px;
   border-bottom: 1px solid var(--line); vertical-align: top; } .aml-table th { background: var(--head); font-weight: 600; white-space: nowrap; }
-.aml-table th button { all: unset; cursor: pointer; } .aml-table tr.aml-child td:first-child { padding-left: 28px; }
+.aml-table th button { all: unset; cursor: pointer; } .aml-table tr.aml-child td:first-child { padding-left: 52px; }
 .aml-table td.num { font-variant-numeric: tabular-nums; }
 .aml-fold { all: unset; cursor: pointer; width: 1.2em; display: inline-block; color: var(--muted); }
 .aml-status { display: inline-block; padding: 0 8px; border-radius: 10px; color: #fff; font-size: 12px; background: var(--wait); }

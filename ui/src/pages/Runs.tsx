@@ -52,6 +52,8 @@ export function RunsPage({ workspace, experiment }: { workspace: string; experim
         <span>{experiment}</span>
       </div>
       <h1>Runs of {experiment}</h1>
+      {/* aria-busy while a new order loads: the previous rows stay on screen until then */}
+      <div data-testid="runs-view" aria-busy={table.loading}>
       <Show loaded={table}>
         {({ runs, latest, metricNames }) => {
           const metric = chosen && metricNames.includes(chosen) ? chosen : sort.metric ?? metricNames[0] ?? null;
@@ -120,6 +122,7 @@ export function RunsPage({ workspace, experiment }: { workspace: string; experim
           );
         }}
       </Show>
+      </div>
     </>
   );
 }
