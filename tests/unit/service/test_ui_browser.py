@@ -56,12 +56,15 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             parent.log_param("search", "grid")
             for step in range(STEPS):
                 parent.log("accuracy", 0.5 + step / 100, step=step)
+            model_file = home / "model.pkl"
+            model_file.write_bytes(b"not really a model")
             children = []
             for index in range(4):
                 child = parent.child_run(f"trial-{index}")
                 child.log_param("lr", 10.0 ** -(index + 1))
                 for step in range(STEPS):
                     child.log("loss", (index + 1) / (step + 1), step=step)
+                child.upload_file("outputs/model.pkl", model_file)
                 child.flush()
                 child.complete()
                 children.append(child)
@@ -69,10 +72,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             parent.flush()
             parent.complete()
             baseline("baseline-b", 0.7)
-            model_file = home / "model.pkl"
-            model_file.write_bytes(b"not really a model")
             ws.register_model("classifier", path=model_file, tags={"stage": "dev"})
-            ws.register_model("classifier", path=model_file, tags={"stage": "prod"})
+            # Version 2 from the best trial's outputs: the models list links back to that run.
+            ws.register_model("classifier", run_id=children[0].id, run_path="outputs/model.pkl", tags={"stage": "prod"})
             yield Demo(served=served, parent_id=parent.id, child_ids=[child.id for child in children])
 
 
@@ -177,7 +179,11 @@ def test_models_list_shows_every_version(browser: Browser, demo: Demo) -> None:
     expect(models.locator("tr[data-model='classifier:2']")).to_contain_text("stage: prod")
     expect(models.locator("tr[data-model='classifier:1']")).to_contain_text("stage: dev")
     expect(models.locator("tbody tr")).to_have_count(2)
+    models.locator("tr[data-model='classifier:2']").get_by_role("link").click()  # its lineage: the run
+    expect(page.get_by_role("heading", level=1)).to_contain_text("trial-0")
     assert page.locator(".aml-ui button.aml-button").count() == 0  # no write buttons for a Reader
+    page.go_back()
+    expect(models).to_be_visible()
     shot(page, "ui-models")
     page.close()
 
