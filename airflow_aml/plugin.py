@@ -1,4 +1,5 @@
-"""The Airflow plugin: the workspace service mounted in Airflow's api-server at ``/aml``.
+"""The Airflow plugin: the workspace service mounted in Airflow's api-server at ``/aml``, and its UI
+in Airflow's navigation ("ML workspace", a ``react_apps`` entry loading ``/aml/ui/aml-ui.js``).
 
 Requests are authenticated as Airflow's signed-in user (``airflow_aml.service.airflow_auth``);
 the store is ``$AML_STORE_URI``, else the embedded default (``config.default_store_uri()``).
@@ -25,6 +26,30 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "/aml"
+UI_ROUTE = "ml_workspace"  # the page Airflow's UI shows the workspace UI at: /plugin/ml_workspace
+
+
+def _under_base_url(path: str) -> str:
+    """``path`` under the api-server's ``[api] base_url`` (a deployment behind a path prefix)."""
+    from urllib.parse import urlparse
+
+    from airflow.configuration import conf
+
+    base = conf.get("api", "base_url", fallback="/") or "/"
+    return (urlparse(base).path if "://" in base else base).rstrip("/") + path
+
+
+def react_app() -> dict[str, Any]:
+    """The workspace UI in Airflow's navigation: Airflow's UI import()s the bundle the service
+    serves (``service/ui_routes.py``) and renders the component it registers."""
+    return {
+        "name": "ML workspace",
+        "bundle_url": _under_base_url(f"{URL_PREFIX}/ui/aml-ui.js"),
+        "destination": "nav",
+        "url_route": UI_ROUTE,
+        "icon": _under_base_url(f"{URL_PREFIX}/ui/icon.svg"),
+        "icon_dark_mode": _under_base_url(f"{URL_PREFIX}/ui/icon-dark.svg"),
+    }
 
 
 def build_service_app() -> ASGIApp:
@@ -67,3 +92,4 @@ class LazyServiceApp:
 class AmlPlugin(AirflowPlugin):
     name = "airflow_aml"
     fastapi_apps: list[Any] = [{"app": LazyServiceApp(), "url_prefix": URL_PREFIX, "name": "ML workspace"}]
+    react_apps: list[Any] = [react_app()]

@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 source scripts/services.sh
 source scripts/docker-service.sh
+source scripts/chromium.sh
 ruff check airflow_aml tests dags_examples examples benchmarks
 lint-imports --no-cache  # the layer contracts of pyproject.toml [tool.importlinter]
 pytest -q -p no:cacheprovider "$@"

@@ -5,9 +5,9 @@
 
 Everything under ``/api/v1`` needs a token (deny by default); ``/openapi.json`` is readable
 without one. The routes: the metadata store (``store_routes``, built from one table), datastore
-objects (``file_routes``), secret values (``secret_routes``), tokens (``token_routes``), and
-MLflow's tracking API for the ``mlflow`` client (``service.mlflow``, under
-``/api/v1/workspaces/<ws>/mlflow``).
+objects (``file_routes``), secret values (``secret_routes``), tokens (``token_routes``), MLflow's
+tracking API for the ``mlflow`` client (``service.mlflow``, under ``/api/v1/workspaces/<ws>/mlflow``),
+and the workspace UI's static files at ``/ui/`` (``ui_routes``).
 CORS is off (no middleware): browsers reach the service only from its own origin.
 """
 
@@ -33,6 +33,7 @@ from airflow_aml.service.secret_routes import secret_router
 from airflow_aml.service.store_routes import store_router
 from airflow_aml.service.token_routes import token_router
 from airflow_aml.service.tokens import TokenAuthenticator
+from airflow_aml.service.ui_routes import ui_routes
 from airflow_aml.store import get_store
 from airflow_aml.store.http.endpoints import API_PREFIX
 from airflow_aml.store.http.errors import error_body
@@ -69,6 +70,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.router.routes.extend(_api_routes())
+    app.router.routes.extend(ui_routes())  # static files, no token: the data calls carry the credentials
     app.add_middleware(BodyLimit, max_json_bytes=MAX_JSON_BYTES)
     return app
 

@@ -71,3 +71,27 @@ def test_the_real_build_uses_the_store_uri_and_airflows_authenticator(
     app = plugin.build_service_app()
     state = app.state.aml  # type: ignore[attr-defined]
     assert state.store_uri == uri and state.authenticator is airflow_authenticator
+
+
+def test_the_plugin_puts_the_workspace_ui_in_airflows_navigation() -> None:
+    [app] = plugin.AmlPlugin.react_apps
+    assert app["name"] == "ML workspace" and app["destination"] == "nav" and app["url_route"] == "ml_workspace"
+    # The bundle and icons are the service's static files, under the plugin's mount.
+    assert app["bundle_url"] == "/aml/ui/aml-ui.js"
+    assert app["icon"] == "/aml/ui/icon.svg" and app["icon_dark_mode"] == "/aml/ui/icon-dark.svg"
+    for name in ("aml-ui.js", "icon.svg", "icon-dark.svg"):
+        assert (ROOT / "airflow_aml" / "service" / "ui_static" / name).is_file(), name
+
+
+def test_airflows_plugin_manager_accepts_the_react_app() -> None:
+    """Airflow's own response model for the /plugins API validates the entry (fields and types)."""
+    from airflow.api_fastapi.core_api.datamodels.plugins import ReactAppResponse
+
+    [app] = plugin.AmlPlugin.react_apps
+    assert ReactAppResponse.model_validate(app).bundle_url == "/aml/ui/aml-ui.js"
+
+
+def test_the_ui_urls_follow_airflows_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.com/team-a/")
+    app = plugin.react_app()
+    assert app["bundle_url"] == "/team-a/aml/ui/aml-ui.js" and app["icon"] == "/team-a/aml/ui/icon.svg"

@@ -1,0 +1,121 @@
+// Every data call goes to the service's /api/v1 with the user's credentials: inside Airflow the
+// browser sends Airflow's `_token` cookie (same origin); standalone, a personal access token kept
+// in sessionStorage (asked for once per browser tab) travels as a bearer token.
+
+// The API sits next to the bundle's folder: /ui/aml-ui.js -> /api/v1, /aml/ui/aml-ui.js -> /aml/api/v1.
+export const API_BASE = new URL(/* @vite-ignore */ "../api/v1/", import.meta.url);
+const TOKEN_KEY = "airflow-aml-token";
+
+export function storedToken(): string | null {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+export function storeToken(token: string | null): void {
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export async function api<T>(path: string, init: { method?: string; body?: unknown; query?: Record<string, string> } = {}): Promise<T> {
+  // "./" first: a bare "runs:latest-scalar-metrics" would parse as a URL of scheme "runs:".
+  const url = new URL("./" + path.replace(/^\//, ""), API_BASE);
+  for (const [key, value] of Object.entries(init.query ?? {})) url.searchParams.set(key, value);
+  const headers: Record<string, string> = { Accept: "application/json" };
+  const token = storedToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (init.body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(url, {
+    method: init.method ?? "GET",
+    headers,
+    credentials: "same-origin",
+    body: init.body === undefined ? undefined : JSON.stringify(init.body),
+  });
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = data?.error ?? {};
+    throw new ApiError(response.status, error.code ?? "HTTPError", error.message ?? response.statusText);
+  }
+  return data as T;
+}
+
+export type Page<T> = { items: T[]; next_cursor: string | null };
+
+/** Every item of a paginated listing (the service pages with ?cursor=). */
+export async function listAll<T>(path: string): Promise<T[]> {
+  const items: T[] = [];
+  let cursor: string | null = null;
+  do {
+    const page: Page<T> = await api<Page<T>>(path, { query: cursor ? { cursor } : {} });
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return items;
+}
+
+// The records, as the service serialises airflow_aml.entities.
+export type Workspace = { name: string; description: string; created_by: string; created_at: string };
+export type Experiment = { workspace: string; name: string; created_at: string };
+export type RunStatus =
+  | "Queued" | "Preparing" | "Running" | "Finalizing" | "CancelRequested" | "Completed" | "Failed" | "Canceled";
+export const TERMINAL: ReadonlySet<RunStatus> = new Set(["Completed", "Failed", "Canceled"]);
+export type Run = {
+  run_id: string;
+  workspace: string;
+  experiment: string;
+  parent_run_id: string | null;
+  status: RunStatus;
+  created_at: string;
+  start_time: string | null;
+  end_time: string | null;
+  submitted_by: string;
+  compute_target: string | null;
+  display_name: string | null;
+  error: string | null;
+  tags: Record<string, string>;
+  properties: Record<string, string>;
+  params: Record<string, string>;
+};
+export type Metric = { name: string; value: number | null; step: number; timestamp: number; kind: "scalar" | "row" | "image" };
+export type LogChunk = { seq: number; stream: string; text: string; timestamp: number };
+export type Model = {
+  workspace: string; name: string; version: number; created_at: string; created_by: string;
+  description: string; run_id: string | null; tags: Record<string, string>;
+};
+
+export type RunQuery = {
+  experiment?: string;
+  parent_run_id?: string;
+  top_level_only?: boolean;
+  order_by_metric?: string | null;
+  descending?: boolean;
+  max_results?: number;
+};
+
+export async function searchRuns(workspace: string, query: RunQuery): Promise<Run[]> {
+  const items: Run[] = [];
+  let cursor: string | null = null;
+  do {
+    const page: Page<Run> = await api<Page<Run>>(`workspaces/${enc(workspace)}/runs:search`, {
+      method: "POST", body: { query }, query: cursor ? { cursor } : {},
+    });
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return items;
+}
+
+export function latestMetrics(runIds: string[]): Promise<Record<string, Record<string, number>>> {
+  if (runIds.length === 0) return Promise.resolve({});
+  return api("runs:latest-scalar-metrics", { method: "POST", body: { run_ids: runIds } });
+}
+
+export const enc = encodeURIComponent;
