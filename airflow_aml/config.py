@@ -33,6 +33,22 @@ ENV_RUN_TOKEN = "AML_RUN_TOKEN"
 IDENTITY_VARIABLES = (ENV_RUN_ID, ENV_WORKSPACE, ENV_STORE_URI, ENV_PRINCIPAL, ENV_HOME, ENV_PARENT_RUN_ID,
                       ENV_TOKEN, ENV_RUN_TOKEN)
 
+# The MLflow tracking API of a workspace on the service (airflow_aml.service.mlflow serves it), and
+# what a run launched on a served workspace gets so that the mlflow client logs into that run.
+MLFLOW_API_PATH = "/api/v1/workspaces/{workspace}/mlflow"
+MLFLOW_RUN_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME")
+
+
+def mlflow_environment(service_url: str, *, workspace: str, experiment: str, run_id: str,
+                       run_token: str) -> dict[str, str]:
+    """``mlflow.start_run()`` in the run's script then resumes our run, with the run token."""
+    from urllib.parse import quote
+
+    uri = service_url.rstrip("/") + MLFLOW_API_PATH.format(workspace=quote(workspace, safe=""))
+    values = (uri, run_token, run_id, experiment)
+    return dict(zip(MLFLOW_RUN_VARIABLES, values, strict=True))
+
+
 _RESOLVED_HOMES: dict[str, Path] = {}
 
 

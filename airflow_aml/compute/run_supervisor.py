@@ -56,6 +56,7 @@ from airflow_aml.config import (
     ENV_WORKSPACE,
     aml_home,
     current_principal,
+    mlflow_environment,
 )
 from airflow_aml.context import OUTPUTS_DIR, WorkspaceContext, run_file, run_prefix
 from airflow_aml.datastores.base import AbstractDatastore
@@ -314,6 +315,11 @@ class Supervisor:
         # children too). build_script_env drops any inherited one before setting this.
         if run_token := os.environ.get(ENV_RUN_TOKEN):
             identity[ENV_RUN_TOKEN] = run_token
+            # The mlflow client too: MLFLOW_TRACKING_URI etc. point it at this run on the service.
+            identity.update(mlflow_environment(
+                self.store_uri, workspace=self.workspace, experiment=self.store.get_run(run_id).experiment,
+                run_id=run_id, run_token=run_token,
+            ))
         if parent_run_id is not None:
             identity[ENV_PARENT_RUN_ID] = parent_run_id
         return identity

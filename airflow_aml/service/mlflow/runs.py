@@ -41,10 +41,20 @@ def update_run(call: MlflowCall) -> dict[str, Any]:
     if status:
         if status not in wire.FROM_MLFLOW_STATUS:
             raise MlflowError(f"Invalid run status {status!r}: one of {', '.join(wire.FROM_MLFLOW_STATUS)}")
-        call.store_call("update_run_status", run_id=run_id, status=wire.FROM_MLFLOW_STATUS[status])
+        if not _owned_by_its_compute_target(call, run_id):
+            call.store_call("update_run_status", run_id=run_id, status=wire.FROM_MLFLOW_STATUS[status])
     if call.fields.get("run_name"):
         call.store_call("set_run_tags", run_id=run_id, tags={wire.RUN_NAME_TAG: str(call.fields["run_name"])})
     return {"run_info": wire.run_info(call.store_call("get_run", run_id=run_id))}
+
+
+def _owned_by_its_compute_target(call: MlflowCall, run_id: str) -> bool:
+    """A script launched by one of our compute targets ends its run through its supervisor, which
+    still uploads outputs and records the exit code: the script's own ``mlflow.end_run()`` (its
+    run token's call) must not end the run first. Anyone else's status change is made."""
+    if not call.access.identity.is_run_token:
+        return False
+    return bool(call.store_call("get_run", run_id=run_id).compute_target)
 
 
 def get_run(call: MlflowCall) -> dict[str, Any]:

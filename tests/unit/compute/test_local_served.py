@@ -81,6 +81,38 @@ def test_a_run_logs_through_the_service_with_a_run_token(served_ws: Workspace, t
     assert "Run Completed" in control
 
 
+def test_an_mlflow_script_logs_into_its_run_with_the_run_token(served_ws: Workspace, tmp_path: Path) -> None:
+    """A script written for the mlflow client, submitted unchanged: the target sets MLFLOW_* so that
+    mlflow.start_run() resumes this run on the service; its end_run() does not end the run before
+    the supervisor has collected outputs/ (the supervisor records the end)."""
+    src = tmp_path / "src"
+    write(src, "train.py", """
+        import os
+        import mlflow
+        with mlflow.start_run() as active:
+            mlflow.log_param("C", "1.0")
+            mlflow.log_metric("acc", 0.5, step=0)
+            mlflow.log_metric("acc", 0.75, step=1)
+            mlflow.set_tag("via", "mlflow")
+            with open("report.txt", "w") as f:
+                f.write("report")
+            mlflow.log_artifact("report.txt")
+        os.makedirs("outputs", exist_ok=True)
+        with open("outputs/after_end_run.txt", "w") as f:
+            f.write("still collected")
+        print("mlflow run", active.info.run_id == os.environ["AML_RUN_ID"],
+              os.environ["MLFLOW_TRACKING_TOKEN"] == os.environ["AML_RUN_TOKEN"], flush=True)
+    """)
+    run = served_ws.experiment("mlflow-exp").submit(src, RunConfiguration(script="train.py"))
+    record = wait_for(run, timeout=180)
+    assert record.status is RunStatus.COMPLETED, f"{record.error}\n{run.get_log_text()}"
+    assert "mlflow run True True" in run.get_log_text()
+    assert run.get_metrics()["acc"] == [0.5, 0.75]
+    assert record.params == {"C": "1.0"} and record.tags["via"] == "mlflow"
+    assert {"outputs/report.txt", "outputs/after_end_run.txt"} <= set(run.get_file_names())
+    assert [r.id for r in served_ws.experiment("mlflow-exp").get_runs()] == [run.id]  # no second run
+
+
 def test_a_canceled_scripts_queued_metrics_arrive(served_ws: Workspace, tmp_path: Path) -> None:
     src = tmp_path / "src"
     write(src, "loop.py", """

@@ -39,6 +39,7 @@ from airflow_aml.config import (
     ENV_RUN_TOKEN,
     ENV_STORE_URI,
     ENV_WORKSPACE,
+    MLFLOW_RUN_VARIABLES,
 )
 from airflow_aml.entities import RunRecord, RunStatus
 from airflow_aml.images.docker.engine import docker_api_client
@@ -280,6 +281,7 @@ class DockerSupervisor(Supervisor):
         })
         if ENV_RUN_TOKEN in identity:
             env[ENV_RUN_TOKEN] = identity[ENV_RUN_TOKEN]
+        env.update({name: identity[name] for name in MLFLOW_RUN_VARIABLES if name in identity})
         if parent_run_id is not None:
             env[ENV_PARENT_RUN_ID] = parent_run_id
         return env

@@ -132,3 +132,23 @@ def test_a_run_token_logs_into_its_own_run(tracking: Tracking, monkeypatch: pyte
     with pytest.raises(MlflowException) as refused:
         MlflowClient().log_metric(other.id, "loss", 1.0)
     assert refused.value.error_code == "PERMISSION_DENIED"
+
+
+def test_a_launched_runs_end_belongs_to_its_supervisor(tracking: Tracking, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A script on one of our compute targets ends its mlflow run before its supervisor has
+    collected outputs/: the run token's end_run() leaves the run Running; anyone else's ends it."""
+    from airflow_aml.service.tokens import mint_run_token
+
+    record = tracking.workspace.store.create_run(
+        workspace=WS, experiment="launched", submitted_by="alice", status=RunStatus.RUNNING, compute_target="local")
+    token, _ = mint_run_token(tracking.served.tokens, principal="alice", workspace=WS, run_id=record.run_id,
+                              secrets_allowed=[])
+    owner_token = os.environ["MLFLOW_TRACKING_TOKEN"]
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    monkeypatch.setenv("MLFLOW_RUN_ID", record.run_id)
+    with mlflow.start_run():
+        mlflow.log_metric("loss", 0.5)
+    assert tracking.workspace.get_run(record.run_id).status is RunStatus.RUNNING
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", owner_token)
+    MlflowClient().set_terminated(record.run_id, "KILLED")
+    assert tracking.workspace.get_run(record.run_id).status is RunStatus.CANCELED
