@@ -23,6 +23,7 @@ from airflow_aml.entities import RunStatus
 from airflow_aml.exceptions import ValidationError
 from airflow_aml.runconfig import RunConfiguration
 from airflow_aml.workspace import Workspace
+from tests.unit.compute.spark_cluster import standalone_cluster
 from tests.unit.compute.test_local_e2e import alive, wait_for, wait_for_log
 from tests.unit.service.served import Served, serve
 
@@ -174,3 +175,25 @@ def test_cancel_kills_the_driver_jvm_and_the_python_driver(workspace: Workspace,
     assert record.status is RunStatus.CANCELED, run.get_log_text()
     assert time.monotonic() - requested < 30
     assert not alive(python_pid) and not alive(jvm_pid)
+
+
+@pytest.mark.slow
+def test_a_run_on_a_standalone_cluster_uses_its_worker(workspace: Workspace, tmp_path: Path) -> None:
+    """Master and worker started here (two JVMs), the executor on the worker: the slow one."""
+    with standalone_cluster(tmp_path / "cluster") as cluster:
+        workspace.register_compute_target("spark-cluster", kind="spark", config={
+            "master": cluster.master_url, "executor_memory": "512m", "conf": {"spark.cores.max": "1"}})
+        src = write(tmp_path / "src", TRAIN)
+        started = time.monotonic()
+        run = workspace.experiment("spark").submit(src, RunConfiguration(script="train.py", target="spark-cluster"))
+        record = wait_for(run, timeout=TIMEOUT)
+        elapsed = time.monotonic() - started
+        assert record.status is RunStatus.COMPLETED, f"{record.error}\n{run.get_log_text()}"
+        print(f"spark standalone run: submit -> Completed in {elapsed:.1f}s")
+        assert run.get_metrics()["sum_of_squares"] == 285.0
+        result = json.loads(workspace.get_default_datastore().read_bytes(f"runs/{run.id}/outputs/result.json"))
+        assert result == {"total": 285, "master": cluster.master_url}
+        # The master saw the application (with an executor on its worker) and saw it finish.
+        apps = cluster.state()["completedapps"]
+        assert [app["name"] for app in apps] == ["aml-test"]
+        assert apps[0]["state"] == "FINISHED"
