@@ -197,3 +197,24 @@ def test_a_run_on_a_standalone_cluster_uses_its_worker(workspace: Workspace, tmp
         apps = cluster.state()["completedapps"]
         assert [app["name"] for app in apps] == ["aml-test"]
         assert apps[0]["state"] == "FINISHED"
+
+
+@pytest.mark.slow
+def test_max_duration_stops_spark_submit_and_fails_the_run(workspace: Workspace, tmp_path: Path) -> None:
+    # No SparkSession: the launcher JVM and the Python driver only, the cheapest JVM start.
+    src = write(tmp_path / "src", {"nap.py": """
+        import os, time
+        print("napping", os.getpid(), os.getppid(), flush=True)
+        time.sleep(600)
+    """})
+    workspace.register_compute_target(TARGET, kind="spark", config={"master": "local[1]", "stop_timeout": 2})
+    config = RunConfiguration(script="nap.py", target=TARGET, max_run_duration_seconds=15)
+    run = workspace.experiment("spark").submit(src, config)
+    record = wait_for(run, timeout=TIMEOUT)
+    assert record.status is RunStatus.FAILED, run.get_log_text()
+    assert "exceeded max_run_duration_seconds=15" in (record.error or "")
+    # Stopped while it ran (not before it started), the Python driver and the launcher JVM with it.
+    stdout = wait_for_log(run, "napping", timeout=5)
+    python_pid, jvm_pid = (int(p) for p in stdout.split("napping", 1)[1].split()[:2])
+    assert not alive(python_pid) and not alive(jvm_pid)
+    assert record.duration_seconds is not None and record.duration_seconds < 45
