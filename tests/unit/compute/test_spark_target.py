@@ -177,26 +177,70 @@ def test_cancel_kills_the_driver_jvm_and_the_python_driver(workspace: Workspace,
     assert not alive(python_pid) and not alive(jvm_pid)
 
 
+TRAIN_ML = {
+    "train_ml.py": """
+        import csv, json, os
+        from pyspark.ml.classification import LogisticRegression
+        from pyspark.ml.feature import VectorAssembler
+        from pyspark.sql import SparkSession
+        from airflow_aml.runtime.run import Run
+
+        run = Run.get_context()
+        spark = SparkSession.builder.appName("aml-train-ml").getOrCreate()
+        with open("data.csv") as f:
+            rows = [(float(r["x1"]), float(r["x2"]), float(r["label"])) for r in csv.DictReader(f)]
+        frame = VectorAssembler(inputCols=["x1", "x2"], outputCol="features").transform(
+            spark.createDataFrame(rows, ["x1", "x2", "label"]))
+        train, test = frame.randomSplit([0.75, 0.25], seed=7)
+        model = LogisticRegression(maxIter=20).fit(train)
+        for step, loss in enumerate(model.summary.objectiveHistory):
+            run.log("objective", loss, step=step)
+        accuracy = model.evaluate(test).accuracy
+        run.log("accuracy", accuracy)
+        # An absolute path: the executors (on this machine's worker) write the model's parts there.
+        model.write().overwrite().save(os.path.abspath("outputs/model"))
+        with open("outputs/summary.json", "w") as f:
+            json.dump({"accuracy": accuracy, "master": spark.sparkContext.master}, f)
+        spark.stop()
+    """,
+}
+
+
+def two_blobs(rows: int = 200) -> str:
+    """A separable dataset: label 1 when x1 + x2 > 1 (deterministic, no numpy needed)."""
+    lines = ["x1,x2,label"]
+    for i in range(rows):
+        x1, x2 = (i * 37 % 100) / 100, (i * 61 % 100) / 100
+        lines.append(f"{x1},{x2},{int(x1 + x2 > 1)}")
+    return "\n".join(lines) + "\n"
+
+
 @pytest.mark.slow
-def test_a_run_on_a_standalone_cluster_uses_its_worker(workspace: Workspace, tmp_path: Path) -> None:
+def test_a_pyspark_ml_model_trained_on_a_standalone_cluster_is_registered(workspace: Workspace, tmp_path: Path) -> None:
     """Master and worker started here (two JVMs), the executor on the worker: the slow one."""
     with standalone_cluster(tmp_path / "cluster") as cluster:
         workspace.register_compute_target("spark-cluster", kind="spark", config={
             "master": cluster.master_url, "executor_memory": "512m", "conf": {"spark.cores.max": "1"}})
-        src = write(tmp_path / "src", TRAIN)
+        src = write(tmp_path / "src", {**TRAIN_ML, "data.csv": two_blobs()})
         started = time.monotonic()
-        run = workspace.experiment("spark").submit(src, RunConfiguration(script="train.py", target="spark-cluster"))
+        run = workspace.experiment("spark").submit(src, RunConfiguration(script="train_ml.py", target="spark-cluster"))
         record = wait_for(run, timeout=TIMEOUT)
         elapsed = time.monotonic() - started
         assert record.status is RunStatus.COMPLETED, f"{record.error}\n{run.get_log_text()}"
-        print(f"spark standalone run: submit -> Completed in {elapsed:.1f}s")
-        assert run.get_metrics()["sum_of_squares"] == 285.0
-        result = json.loads(workspace.get_default_datastore().read_bytes(f"runs/{run.id}/outputs/result.json"))
-        assert result == {"total": 285, "master": cluster.master_url}
-        # The master saw the application (with an executor on its worker) and saw it finish.
+        print(f"spark standalone run (pyspark.ml): submit -> Completed in {elapsed:.1f}s")
+        # The master ran the application (its executor on our worker) and saw it finish.
         apps = cluster.state()["completedapps"]
-        assert [app["name"] for app in apps] == ["aml-test"]
-        assert apps[0]["state"] == "FINISHED"
+        assert [(app["name"], app["state"]) for app in apps] == [("aml-train-ml", "FINISHED")]
+    metrics = run.get_metrics()
+    assert metrics["accuracy"] >= 0.9
+    assert len(metrics["objective"]) >= 2 and metrics["objective"][-1] < metrics["objective"][0]
+    summary = json.loads(workspace.get_default_datastore().read_bytes(f"runs/{run.id}/outputs/summary.json"))
+    assert summary["master"] == cluster.master_url
+    names = run.get_file_names()
+    assert "outputs/model/metadata/_SUCCESS" in names, names
+    assert any(n.startswith("outputs/model/data/") and n.endswith(".parquet") for n in names), names
+    model = workspace.register_model("spark-logreg", run_id=run.id, run_path="outputs/model")
+    assert model.version == 1 and model.record.run_id == run.id
 
 
 @pytest.mark.slow
