@@ -3,9 +3,10 @@
 ``build_compute_target(workspace, "gpu-box")`` looks the name up in the workspace's store and
 builds the class registered for its kind. The name ``local`` always works, registered or not: it
 is the target every workspace has. A new kind is one class registered with
-``register_compute_kind``. Kinds that need more than this package (``docker``, in
-``airflow_aml.images.docker.runs``, beside the image builder it reuses) are imported by name on
-first use, so that importing ``airflow_aml.compute`` stays light and free of import cycles.
+``register_compute_kind``. Built-in kinds beyond ``local`` (``docker``, in
+``airflow_aml.images.docker.runs`` beside the image builder it reuses; ``spark``, in
+``airflow_aml.compute.spark``) are imported by name on first use, so that importing
+``airflow_aml.compute`` stays light and free of import cycles.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ DEFAULT_COMPUTE_TARGET = "local"
 
 _KINDS: dict[str, type[AbstractComputeTarget]] = {"local": LocalComputeTarget}
 # Built-in kinds registered by importing their module (which calls register_compute_kind).
-_BUILTIN_MODULES = {"docker": "airflow_aml.images.docker.runs"}
+_BUILTIN_MODULES = {"docker": "airflow_aml.images.docker.runs", "spark": "airflow_aml.compute.spark"}
 
 
 def register_compute_kind(kind: str, cls: type[AbstractComputeTarget]) -> None:

@@ -44,6 +44,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", default="docker")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--config", type=json.loads, default={},
+                        help='the target\'s config as JSON, e.g. \'{"master": "local[1]"}\' for --kind spark')
     parser.add_argument("--pip", action="append", default=[],
                         help="a requirement of a virtualenv environment (repeatable; default: kind current). "
                              "A new one, e.g. 'six!=0.0.<random>', makes the warm-up a cold build")
@@ -52,7 +54,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="aml-cost-") as tmp, serve(f"sqlite:///{tmp}/service.db") as served:
         ws = Workspace.create("cost", store_uri=served.uri_for("bench"), datastore_root=Path(tmp) / "datastore")
         target = f"{args.kind}-bench"
-        ws.register_compute_target(target, kind=args.kind, config={})
+        ws.register_compute_target(target, kind=args.kind, config=args.config)
         src = Path(tmp) / "src"
         src.mkdir()
         (src / "hi.py").write_text("print('hi')\n")
