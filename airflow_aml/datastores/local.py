@@ -242,6 +242,22 @@ class LocalDatastore(AbstractDatastore):
     @contextlib.contextmanager
     def open_read(self, path: str) -> Iterator[IO[bytes]]:
         rel, data_file, meta_file = self._resolve(path)
+        for _ in range(2):
+            # Without a lock file no write ever committed, so _locked holds nothing; if the first
+            # writers committed meanwhile, the object and its record may come from two of them:
+            # read the pair again, now under the lock.
+            lock_existed = os.path.exists(self._lock_path)
+            raw, record = self._open_with_record(path, rel, data_file, meta_file)
+            if lock_existed or not os.path.exists(self._lock_path):
+                break
+            raw.close()
+        reader = _VerifyingReader(raw, datastore=self.name, path=rel, record=record)
+        try:
+            yield cast(IO[bytes], reader)
+        finally:
+            reader.close()
+
+    def _open_with_record(self, path: str, rel: str, data_file: str, meta_file: str) -> tuple[io.FileIO, _Record]:
         with self._locked(exclusive=False):
             # Open the object and read its record under one shared lock: the pair is consistent
             # even if a writer replaces both a moment later (we keep reading the old inode).
@@ -267,11 +283,7 @@ class LocalDatastore(AbstractDatastore):
             except BaseException:
                 raw.close()
                 raise
-        reader = _VerifyingReader(raw, datastore=self.name, path=rel, record=record)
-        try:
-            yield cast(IO[bytes], reader)
-        finally:
-            reader.close()
+        return raw, record
 
     @contextlib.contextmanager
     def open_write(self, path: str) -> Iterator[IO[bytes]]:

@@ -120,7 +120,10 @@ def test_a_script_with_run_batch_gets_lists_and_a_failing_batch_is_retried_one_b
     responses, _ = _burst(app, bodies)
     assert [response.json() for response in responses] == [{"echo": i} for i in range(12)]
     calls = [json.loads(line) for line in (bundle / "app/calls.jsonl").read_text().splitlines()]
-    assert sum(call.get("batch", 0) for call in calls) == 12 and len(calls) < 12
+    # Every request answered once; a request that arrives alone (a loaded machine spreads the
+    # burst out) may go to run() instead of a batch of one, but some were batched together.
+    assert sum(call.get("batch", 0) + call.get("run", 0) for call in calls) == 12
+    assert any(call.get("batch", 0) > 1 for call in calls) and len(calls) < 12
 
     app = create_app(bundle, config)
     bodies = [json.dumps(body).encode() for body in ({"x": 1}, {"x": 2, "crash": True}, {"x": 3})]
