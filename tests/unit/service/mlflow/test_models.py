@@ -14,7 +14,12 @@ from sklearn.linear_model import LogisticRegression
 from tests.unit.service.mlflow.conftest import Tracking
 
 # MLflow's own advice while it saves a model without a signature (colored, hence the leading .*).
-pytestmark = pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning"),
+    # log_model infers the model's requirements by walking loaded modules; when Airflow is loaded
+    # (other tests of the run), touching its deprecated attributes warns. Not this code's warning.
+    pytest.mark.filterwarnings("ignore:The `airflow.:Warning"),
+]
 
 
 def _train() -> LogisticRegression:
