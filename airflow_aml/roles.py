@@ -69,6 +69,7 @@ STORE_ACTIONS: dict[str, StoreAccess] = {
     "request_cancel": Action.WRITE,
     "set_snapshot": Action.WRITE,
     "set_run_tags": Action.WRITE,
+    "delete_run_tags": Action.WRITE,
     "add_run_properties": Action.WRITE,
     "log_params": Action.WRITE,
     "search_runs": Action.READ,

@@ -268,6 +268,10 @@ class Run:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self.workspace.store.set_run_tags(self.id, {k: str(v) for k, v in tags.items()})
 
+    def remove_tags(self, *keys: str) -> None:
+        """Delete the named tags, all or none (a key the run has no tag of is a NotFoundError)."""
+        self.workspace.store.delete_run_tags(self.id, list(keys))
+
     def add_properties(self, properties: Mapping[str, Any]) -> None:
         self.workspace.store.add_run_properties(self.id, {k: str(v) for k, v in properties.items()})
 

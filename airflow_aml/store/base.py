@@ -130,6 +130,11 @@ class AbstractStore(abc.ABC):
         """Add or overwrite tags."""
 
     @abc.abstractmethod
+    def delete_run_tags(self, run_id: str, keys: Sequence[str]) -> None:
+        """Delete the tags named ``keys``, all or none: a key the run has no tag of is a
+        NotFoundError naming it, and nothing is deleted."""
+
+    @abc.abstractmethod
     def add_run_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
         """Add properties; properties are immutable, so overwriting one with another value is a
         ConflictError."""

@@ -1,5 +1,5 @@
 """MLflow's run calls on our runs: create, update, get, log-metric, log-parameter, set-tag,
-log-batch (with MLflow's limits), metrics get-history. Search is in ``run_search``."""
+delete-tag, log-batch (with MLflow's limits), metrics get-history. Search is in ``run_search``."""
 
 from __future__ import annotations
 
@@ -96,6 +96,11 @@ def set_tag(call: MlflowCall) -> dict[str, Any]:
     return {}
 
 
+def delete_tag(call: MlflowCall) -> dict[str, Any]:
+    call.store_call("delete_run_tags", run_id=call.run_id(), keys=[call.text("key")])
+    return {}
+
+
 def log_batch(call: MlflowCall) -> dict[str, Any]:
     """Params, then metrics, then tags, as MLflow's server writes them; each kind is one store
     call (atomic), the three together are not."""
@@ -162,6 +167,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/runs/log-metric", log_metric),
     ("POST", "/runs/log-parameter", log_param),
     ("POST", "/runs/set-tag", set_tag),
+    ("POST", "/runs/delete-tag", delete_tag),
     ("POST", "/runs/log-batch", log_batch),
     ("POST", "/runs/log-inputs", log_inputs),
     ("GET", "/metrics/get-history", get_metric_history),

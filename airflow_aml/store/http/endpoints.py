@@ -156,6 +156,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("request_cancel", "POST", _RUN + "/cancel", scope="run"),
     Endpoint("set_snapshot", "PUT", _RUN + "/snapshot-sha256", scope="run"),
     Endpoint("set_run_tags", "PATCH", _RUN + "/tags", scope="run"),
+    # POST: a DELETE has no body, and an empty list of keys cannot travel in a query string.
+    Endpoint("delete_run_tags", "POST", _RUN + "/tags:delete", scope="run"),
     Endpoint("add_run_properties", "PATCH", _RUN + "/properties", scope="run"),
     Endpoint("log_params", "PATCH", _RUN + "/params", scope="run"),
     # metrics and logs

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,7 @@ from airflow_aml.exceptions import (
     AlreadyExistsError,
     ConflictError,
     DuplicateAttemptError,
+    NotFoundError,
     RunNotFoundError,
     ValidationError,
 )
@@ -235,6 +236,22 @@ class RunStore(SqlCore):
                     index_elements=["run_id", "kind", "key"], set_={"value": stmt.excluded.value}
                 )
             )
+
+        self._write(tx)
+
+    def delete_run_tags(self, run_id: str, keys: Sequence[str]) -> None:
+        wanted = set(keys)
+
+        def tx(session: Session) -> None:
+            self._require_run(session, run_id)
+            if not wanted:
+                return
+            where = (RunAttributeRow.run_id == run_id, RunAttributeRow.kind == TAG, RunAttributeRow.key.in_(wanted))
+            found = set(session.scalars(select(RunAttributeRow.key).where(*where)))
+            missing = sorted(wanted - found)
+            if missing:
+                raise NotFoundError(f"Run '{run_id}' has no tag {', '.join(map(repr, missing))}")
+            session.execute(delete(RunAttributeRow).where(*where))
 
         self._write(tx)
 

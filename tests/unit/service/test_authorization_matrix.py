@@ -170,6 +170,7 @@ STORE_CALLS: dict[str, tuple[RunScope, Prepare]] = {
     "set_snapshot": ("own", lambda env, c: Call("PUT", f"/runs/{env.child_run()}/snapshot-sha256",
                                                  json={"sha256": "0" * 64})),
     "set_run_tags": ("own", lambda env, c: Call("PATCH", f"/runs/{env.child_run()}/tags", json=_TAGS)),
+    "delete_run_tags": ("own", lambda env, c: Call("POST", f"/runs/{_tagged_run(env)}/tags:delete", json={"keys": ["a"]})),
     "add_run_properties": ("own", lambda env, c: Call("PATCH", f"/runs/{env.child_run()}/properties",
                                                        json={"properties": {"a": "b"}})),
     "log_params": ("own", lambda env, c: Call("PATCH", f"/runs/{env.child_run()}/params", json={"params": {"a": "b"}})),
@@ -228,6 +229,12 @@ def _registered_datastore(env: Env) -> str:
     name = env.fresh("ds")
     env.store.register_datastore(WS, name, kind="local", config={"root": str(env.root / name)})
     return name
+
+
+def _tagged_run(env: Env) -> str:
+    run_id = env.child_run()
+    env.store.set_run_tags(run_id, {"a": "b"})
+    return run_id
 
 
 def _compute_target(env: Env) -> str:
@@ -339,6 +346,9 @@ MLFLOW_ROUTES: dict[str, Row] = {
     f"POST {_MLFLOW_PATH}/runs/set-tag": Row(
         Action.WRITE, "own", lambda env, c: Call("POST", f"{_ML}/runs/set-tag", json={
             "run_id": env.child_run(), "key": "t", "value": "1"})),
+    f"POST {_MLFLOW_PATH}/runs/delete-tag": Row(
+        Action.WRITE, "own", lambda env, c: Call("POST", f"{_ML}/runs/delete-tag", json={
+            "run_id": _tagged_run(env), "key": "a"})),
     f"POST {_MLFLOW_PATH}/runs/log-batch": Row(
         Action.WRITE, "own", lambda env, c: Call("POST", f"{_ML}/runs/log-batch", json={
             "run_id": env.child_run(), "metrics": [_mlflow_metric()], "params": [{"key": "p", "value": "1"}]})),

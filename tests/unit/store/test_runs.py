@@ -10,6 +10,7 @@ from airflow_aml.entities import RunStatus
 from airflow_aml.exceptions import (
     AlreadyExistsError,
     ConflictError,
+    NotFoundError,
     RunNotFoundError,
     ValidationError,
     WorkspaceNotFoundError,
@@ -93,6 +94,7 @@ def test_unknown_run_raises_everywhere_and_changes_nothing(store: SqlStore) -> N
         lambda: store.request_cancel("ghost"),
         lambda: store.set_snapshot("ghost", "0" * 64),
         lambda: store.set_run_tags("ghost", {"a": "b"}),
+        lambda: store.delete_run_tags("ghost", ["a"]),
         lambda: store.add_run_properties("ghost", {"a": "b"}),
         lambda: store.log_params("ghost", {"a": "b"}),
         lambda: store.log_batch("ghost", []),
@@ -159,6 +161,20 @@ def test_snapshot_and_tags(store: SqlStore) -> None:
     fetched = store.get_run(run.run_id)
     assert fetched.snapshot_sha256 == "f" * 64
     assert fetched.tags == {"a": "2", "b": "3"}
+
+
+def test_delete_run_tags_all_or_none(store: SqlStore) -> None:
+    new_workspace(store)
+    run = _run(store, tags={"a": "1", "b": "2", "c": "3"})
+    store.log_params(run.run_id, {"a": "param"})  # a param of the same key is not a tag
+    before = dump_tables(store)
+    with pytest.raises(NotFoundError, match="has no tag 'x'"):
+        store.delete_run_tags(run.run_id, ["a", "x"])
+    assert dump_tables(store) == before
+    store.delete_run_tags(run.run_id, ["a", "b"])
+    store.delete_run_tags(run.run_id, [])
+    fetched = store.get_run(run.run_id)
+    assert fetched.tags == {"c": "3"} and fetched.params == {"a": "param"}
 
 
 def test_properties_are_immutable(store: SqlStore) -> None:

@@ -152,3 +152,17 @@ def test_a_launched_runs_end_belongs_to_its_supervisor(tracking: Tracking, monke
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", owner_token)
     MlflowClient().set_terminated(record.run_id, "KILLED")
     assert tracking.workspace.get_run(record.run_id).status is RunStatus.CANCELED
+
+
+def test_delete_tag_removes_it_from_our_run(tracking: Tracking) -> None:
+    client = MlflowClient()
+    run_id = client.create_run(client.create_experiment("tags")).info.run_id
+    client.set_tag(run_id, "keep", "1")
+    client.set_tag(run_id, "drop", "2")
+    client.delete_tag(run_id, "drop")
+    tags = tracking.workspace.get_run(run_id).record.tags
+    assert tags["keep"] == "1" and "drop" not in tags
+    assert "drop" not in client.get_run(run_id).data.tags
+    with pytest.raises(MlflowException) as missing:
+        client.delete_tag(run_id, "drop")  # MLflow's server refuses a tag the run does not have
+    assert missing.value.error_code == "RESOURCE_DOES_NOT_EXIST"
