@@ -67,8 +67,8 @@ def run_file(run_id: str, name: str) -> str:
 # Store calls that name a run or an activity by id rather than a workspace: the guard looks up
 # which workspace the object is in (once per id: a run never moves) and refuses another one's.
 _RUN_ID_CALLS = frozenset({
-    "get_run", "update_run_status", "request_cancel", "set_snapshot", "set_run_tags", "delete_run_tags", "add_run_properties",
-    "beat_run_heartbeat",
+    "get_run", "update_run_status", "request_cancel", "set_snapshot", "set_run_tags", "delete_run_tags",
+    "add_run_properties", "beat_run_heartbeat",
     "log_params", "log_batch", "log_metric", "get_metrics", "append_log", "read_log",
 })
 _ACTIVITY_ID_CALLS = frozenset({"get_activity", "update_activity"})
