@@ -151,7 +151,7 @@ class GuardedStore:
             self._check_owned("run", kwargs["run_id"] if "run_id" in kwargs else args[0])
         elif method in _ACTIVITY_ID_CALLS:
             self._check_owned("activity", kwargs["activity_id"] if "activity_id" in kwargs else args[0])
-        elif method == "get_latest_scalar_metrics":
+        elif method in ("get_latest_scalar_metrics", "get_latest_metrics"):
             for run_id in kwargs.get("run_ids", args[0] if args else ()):
                 self._check_owned("run", run_id)
         elif method == "create_run" and kwargs.get("parent_run_id"):

@@ -80,6 +80,7 @@ STORE_ACTIONS: dict[str, StoreAccess] = {
     "log_metric": Action.WRITE,
     "get_metrics": Action.READ,
     "get_latest_scalar_metrics": Action.READ,
+    "get_latest_metrics": Action.READ,
     "append_log": Action.WRITE,
     "read_log": Action.READ,
     # datastores, compute targets, roles, secrets

@@ -75,7 +75,7 @@ class Access:
             if not parent:
                 raise self._refusal("search runs other than its own run's children")
             self.require_run(parent)
-        elif method == "get_latest_scalar_metrics":
+        elif method in ("get_latest_scalar_metrics", "get_latest_metrics"):
             for run_id in arguments.get("run_ids") or ():
                 self.require_run(str(run_id))
         elif method in ("get_activity", "update_activity"):

@@ -72,7 +72,7 @@ def call_store(endpoint: Endpoint, access: Access, arguments: dict[str, Any]) ->
         visible = set(workspaces_visible(access, [record.name for record in records]))
         return [record for record in records if record.name in visible]
     workspace, looked_up = _workspace_of(endpoint, access, arguments)
-    if workspace is None:  # get_latest_scalar_metrics of no runs
+    if workspace is None:  # get_latest_(scalar_)metrics of no runs
         return {}
     if endpoint.method == "register_datastore" and arguments.get("kind") == "local":
         arguments["config"] = confine_local_datastore(workspace, dict(arguments.get("config") or {}))

@@ -165,6 +165,11 @@ class AbstractStore(abc.ABC):
     def get_latest_scalar_metrics(self, run_ids: Sequence[str]) -> dict[str, dict[str, float]]:
         """{run_id: {metric name: value at the highest step}} for scalar metrics."""
 
+    @abc.abstractmethod
+    def get_latest_metrics(self, run_ids: Sequence[str]) -> dict[str, list[Metric]]:
+        """{run_id: the latest Metric (value, step, timestamp) of each scalar metric, by name}: what
+        MLflow shows as a run's metrics, for many runs in one call."""
+
     def log_metric(self, run_id: str, metric: Metric) -> None:
         self.log_batch(run_id, [metric])
 

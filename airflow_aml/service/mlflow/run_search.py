@@ -43,12 +43,16 @@ def search_runs(call: MlflowCall) -> dict[str, Any]:
         raise MlflowError(f"Invalid value for max_results: it must be at most {MAX_RESULTS}, not {limit}")
     if call.fields.get("run_view_type") == "DELETED_ONLY":
         return {}  # runs are never deleted here
-    candidates: list[tuple[RunRecord, dict[str, Metric]]] = []
+    records: list[RunRecord] = []
     for experiment_id in dict.fromkeys(experiment_ids):
         query = RunQuery(experiment=wire.experiment_name(experiment_id))
-        for record in call.store_call("search_runs", workspace=call.workspace, query=query):
-            latest = wire.latest_metrics(call.store_call("get_metrics", run_id=record.run_id))
-            candidates.append((record, latest))
+        records.extend(call.store_call("search_runs", workspace=call.workspace, query=query))
+    # The latest value of every metric of every run in one store call (the latest_metrics table),
+    # not one full metric history per run.
+    latest_of = call.store_call("get_latest_metrics", run_ids=[record.run_id for record in records]) if records else {}
+    candidates: list[tuple[RunRecord, dict[str, Metric]]] = [
+        (record, {metric.name: metric for metric in latest_of.get(record.run_id, [])}) for record in records
+    ]
     found = [item for item in candidates if matches(clauses, lookup(*item))]
     # MLflow's default order, also the tie-break of any order_by: newest start first, then run id.
     found.sort(key=lambda item: item[0].run_id)

@@ -165,6 +165,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("log_metric", "POST", _RUN + "/metric", scope="run"),
     Endpoint("get_metrics", "GET", _RUN + "/metrics", scope="run"),
     Endpoint("get_latest_scalar_metrics", "POST", "/runs:latest-scalar-metrics", scope="runs"),
+    Endpoint("get_latest_metrics", "POST", "/runs:latest-metrics", scope="runs"),
     Endpoint("append_log", "POST", _RUN + "/logs", scope="run"),
     Endpoint("read_log", "GET", _RUN + "/logs", scope="run"),
     # datastores and compute targets

@@ -96,6 +96,31 @@ class MetricStore(SqlCore):
 
         return self._read(tx)
 
+    def get_latest_metrics(self, run_ids: Sequence[str]) -> dict[str, list[Metric]]:
+        wanted = list(dict.fromkeys(run_ids))
+
+        def tx(session: Session) -> dict[str, list[Metric]]:
+            result: dict[str, list[Metric]] = {run_id: [] for run_id in wanted}
+            for chunk in chunked(wanted):
+                found = set(session.scalars(select(RunRow.run_id).where(RunRow.run_id.in_(list(chunk)))))
+                missing = [run_id for run_id in chunk if run_id not in found]
+                if missing:
+                    raise RunNotFoundError(f"Run '{missing[0]}' not found")
+                stmt = select(
+                    LatestMetricRow.run_id,
+                    LatestMetricRow.name,
+                    LatestMetricRow.value,
+                    LatestMetricRow.step,
+                    LatestMetricRow.timestamp,
+                ).where(LatestMetricRow.run_id.in_(list(chunk)))
+                for run_id, name, value, step, timestamp in session.execute(
+                    stmt.order_by(self._bytewise(LatestMetricRow.name))
+                ):
+                    result[run_id].append(Metric(name, math.nan if value is None else value, step, timestamp))
+            return result
+
+        return self._read(tx)
+
     # ----------------------------------------------------------------- logs
     def append_log(self, run_id: str, stream: str, text: str) -> None:
         def tx(session: Session) -> None:

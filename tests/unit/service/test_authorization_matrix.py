@@ -181,6 +181,8 @@ STORE_CALLS: dict[str, tuple[RunScope, Prepare]] = {
     "get_metrics": ("own", lambda env, c: Call("GET", f"/runs/{env.child_run()}/metrics")),
     "get_latest_scalar_metrics": ("own", lambda env, c: Call("POST", "/runs:latest-scalar-metrics",
                                                               json={"run_ids": [env.child_run()]})),
+    "get_latest_metrics": ("own", lambda env, c: Call("POST", "/runs:latest-metrics",
+                                                       json={"run_ids": [env.child_run()]})),
     "append_log": ("own", lambda env, c: Call("POST", f"/runs/{env.child_run()}/logs",
                                                json={"stream": "stdout", "text": "hi\n"})),
     "read_log": ("own", lambda env, c: Call("GET", f"/runs/{env.child_run()}/logs")),

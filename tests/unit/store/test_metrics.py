@@ -106,6 +106,24 @@ def test_get_latest_scalar_metrics(store: SqlStore, run_id: str) -> None:
     assert store.get_latest_scalar_metrics([]) == {}
 
 
+def test_get_latest_metrics_keep_step_and_time(store: SqlStore, run_id: str) -> None:
+    other = store.create_run(workspace=WS, experiment="exp", submitted_by="alice").run_id
+    store.log_batch(run_id, [scalar("loss", 0.3, 2, 1.0), scalar("loss", 0.2, 2, 2.0), scalar("acc", 0.9, 5, 1.0),
+                             scalar("acc", 0.1, 4, 99.0), scalar("gone", math.nan, 1),
+                             Metric("table", None, 10, 1.0, kind=MetricKind.ROW, payload={"a": 1})])
+    store.log_batch(run_id, [scalar("loss", 0.1, 1, 50.0)])  # an older step logged later changes nothing
+    latest = store.get_latest_metrics([run_id, other])
+    assert list(latest) == [run_id, other] and latest[other] == []
+    by_name = {metric.name: metric for metric in latest[run_id]}
+    assert [metric.name for metric in latest[run_id]] == ["acc", "gone", "loss"]
+    assert (by_name["loss"].value, by_name["loss"].step, by_name["loss"].timestamp) == (0.2, 2, 2.0)
+    assert (by_name["acc"].value, by_name["acc"].step, by_name["acc"].timestamp) == (0.9, 5, 1.0)
+    assert math.isnan(by_name["gone"].value) and by_name["gone"].kind is MetricKind.SCALAR
+    assert store.get_latest_metrics([]) == {}
+    with pytest.raises(RunNotFoundError):
+        store.get_latest_metrics([run_id, "ghost"])
+
+
 def test_many_metrics_in_one_batch(store: SqlStore, run_id: str) -> None:
     store.log_batch(run_id, [scalar(f"m{i % 7}", float(i), i) for i in range(5000)])
     assert len(store.get_metrics(run_id)) == 5000

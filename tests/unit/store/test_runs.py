@@ -100,6 +100,7 @@ def test_unknown_run_raises_everywhere_and_changes_nothing(store: SqlStore) -> N
         lambda: store.log_batch("ghost", []),
         lambda: store.get_metrics("ghost"),
         lambda: store.get_latest_scalar_metrics(["known", "ghost"]),
+        lambda: store.get_latest_metrics(["known", "ghost"]),
         lambda: store.append_log("ghost", "stdout", "x"),
         lambda: store.read_log("ghost"),
     ]
