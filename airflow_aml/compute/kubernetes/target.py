@@ -13,6 +13,7 @@ run's pod (found by label) is there.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ from airflow_aml.compute.run_supervisor import run_dir
 from airflow_aml.context import WorkspaceContext
 from airflow_aml.entities import ComputeTargetRecord, RunRecord
 from airflow_aml.exceptions import RunConfigurationError
-from airflow_aml.kubernetes.client import KubernetesClient, pod_phase
+from airflow_aml.kubernetes.client import HOOK_MODULE, KubernetesClient, pod_phase
 from airflow_aml.kubernetes.manifests import dns_name, run_selector
 from airflow_aml.runconfig import RunConfiguration
 
@@ -64,13 +65,8 @@ class KubernetesComputeTarget(LocalComputeTarget):
                 f"Compute target {self.name!r} (kubernetes) runs the image's Python: the environment cannot "
                 f"name an interpreter path ({run_config.environment.python!r})"
             )
-        try:
-            import kubernetes  # noqa: F401
-            from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook  # noqa: F401
-        except ImportError as exc:
-            raise RunConfigurationError(
-                f"Compute target {self.name!r} needs apache-airflow-providers-cncf-kubernetes"
-            ) from exc
+        if importlib.util.find_spec("kubernetes") is None or _find_spec(HOOK_MODULE) is None:
+            raise RunConfigurationError(f"Compute target {self.name!r} needs apache-airflow-providers-cncf-kubernetes")
 
     def start_supervisor(self, launch: RunLaunch) -> subprocess.Popen[bytes]:
         folder = run_dir(launch.run_id)
@@ -108,6 +104,13 @@ class KubernetesComputeTarget(LocalComputeTarget):
         if any(pod_phase(p) in ("Pending", "Running") for p in pods):
             return True
         return verdict
+
+
+def _find_spec(module: str) -> object | None:
+    try:
+        return importlib.util.find_spec(module)
+    except ImportError:  # a parent package (airflow) is missing
+        return None
 
 
 def register() -> None:

@@ -26,8 +26,12 @@ SECRET = "aml-run-run-k8s-0001-token"
 BASE = "/api/v1/namespaces/ml"
 
 
-def recording(name: str) -> Any:
-    return json.loads((RECORDINGS / name).read_text())
+def recording(name: str, *, pod: str = POD) -> Any:
+    """A recorded response; ``pod`` renames the recorded run's objects (a run id made by a test)."""
+    text = (RECORDINGS / name).read_text()
+    if pod != POD:
+        text = text.replace(POD, pod).replace("run-k8s-0001", pod.removeprefix("aml-run-"))
+    return json.loads(text)
 
 
 @dataclass
@@ -51,6 +55,8 @@ class Scenario:
     )
     existing_pod: bool = False  # the label selector finds the run's pod (a retry)
     secret_exists: bool = False  # create Secret answers 409
+    pod: str = POD  # the run's pod name (the secret is ``<pod>-token``)
+    adopt_names: bool = False  # take ``pod`` from the first created pod (a run id made by the SDK)
     requests: list[Request] = field(default_factory=list)
     deleted: bool = False
     reads: int = 0
@@ -86,18 +92,20 @@ def _handler(scenario: Scenario) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             request = self._record()
+            pod = scenario.pod
             if request.path == f"{BASE}/pods":
-                self._send(200, recording("pod_list_running.json" if scenario.existing_pod else "pod_list_empty.json"))
-            elif request.path == f"{BASE}/pods/{POD}/log":
+                listing = "pod_list_running.json" if scenario.existing_pod else "pod_list_empty.json"
+                self._send(200, recording(listing, pod=pod))
+            elif request.path == f"{BASE}/pods/{pod}/log":
                 self._send(200, (RECORDINGS / "pod_log.txt").read_bytes(), "text/plain")
-            elif request.path == f"{BASE}/pods/{POD}":
+            elif request.path == f"{BASE}/pods/{pod}":
                 if scenario.deleted:
-                    self._send(404, recording("status_404.json"))
+                    self._send(404, recording("status_404.json", pod=pod))
                     return
                 with scenario.lock:
                     state = scenario.pod_states[min(scenario.reads, len(scenario.pod_states) - 1)]
                     scenario.reads += 1
-                self._send(200, recording(state))
+                self._send(200, recording(state, pod=pod))
             else:
                 self._send(404, recording("status_404.json"))
 
@@ -105,11 +113,13 @@ def _handler(scenario: Scenario) -> type[BaseHTTPRequestHandler]:
             request = self._record()
             if request.path == f"{BASE}/secrets":
                 if scenario.secret_exists:
-                    self._send(409, recording("status_409.json"))
+                    self._send(409, recording("status_409.json", pod=scenario.pod))
                 else:
-                    self._send(201, recording("secret_created.json"))
+                    self._send(201, recording("secret_created.json", pod=scenario.pod))
             elif request.path == f"{BASE}/pods":
-                self._send(201, recording("pod_pending.json"))
+                if scenario.adopt_names:  # the pod name of a run the test did not name
+                    scenario.pod = request.body["metadata"]["name"]
+                self._send(201, recording("pod_pending.json", pod=scenario.pod))
             else:
                 self._send(404, recording("status_404.json"))
 
@@ -119,11 +129,11 @@ def _handler(scenario: Scenario) -> type[BaseHTTPRequestHandler]:
 
         def do_DELETE(self) -> None:
             request = self._record()
-            if request.path == f"{BASE}/pods/{POD}":
+            if request.path == f"{BASE}/pods/{scenario.pod}":
                 scenario.deleted = True
-                self._send(200, recording("pod_succeeded.json"))
-            elif request.path == f"{BASE}/secrets/{SECRET}":
-                self._send(200, recording("status_success.json"))
+                self._send(200, recording("pod_succeeded.json", pod=scenario.pod))
+            elif request.path == f"{BASE}/secrets/{scenario.pod}-token":
+                self._send(200, recording("status_success.json", pod=scenario.pod))
             else:
                 self._send(404, recording("status_404.json"))
 
