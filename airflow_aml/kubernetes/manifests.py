@@ -103,21 +103,17 @@ def run_pod(
     command: Sequence[str],
     environment: Mapping[str, str],
     secret_name: str | None,
-    secret_env: str,
+    secret_env: str | Sequence[str],
 ) -> Any:
-    """The run's Pod: one container running ``command``; ``secret_env`` read from ``secret_name``."""
+    """The run's Pod: one container running ``command``; the ``secret_env`` variables (every one that
+    carries the run token) read from ``secret_name``, never written into the manifest."""
     from kubernetes.client import models as k8s
 
     env = [k8s.V1EnvVar(name=name, value=value) for name, value in sorted(environment.items())]
+    names = [secret_env] if isinstance(secret_env, str) else list(secret_env)
     if secret_name is not None:
-        env.append(
-            k8s.V1EnvVar(
-                name=secret_env,
-                value_from=k8s.V1EnvVarSource(
-                    secret_key_ref=k8s.V1SecretKeySelector(name=secret_name, key=SECRET_TOKEN_KEY)
-                ),
-            )
-        )
+        ref = k8s.V1SecretKeySelector(name=secret_name, key=SECRET_TOKEN_KEY)
+        env.extend(k8s.V1EnvVar(name=n, value_from=k8s.V1EnvVarSource(secret_key_ref=ref)) for n in names)
     resources = None
     if settings.requests or settings.limits:
         resources = k8s.V1ResourceRequirements(

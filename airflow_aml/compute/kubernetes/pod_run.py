@@ -50,7 +50,7 @@ class PodRun:
         command: Sequence[str],
         environment: Mapping[str, str],
         run_token: str | None,
-        token_env: str,
+        token_env: str | Sequence[str],
         on_line: Callable[[str], None],
         on_running: Callable[[], None] = lambda: None,
         should_stop: Callable[[], bool] = lambda: False,

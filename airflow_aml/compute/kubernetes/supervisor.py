@@ -61,6 +61,9 @@ class KubernetesSupervisor(Supervisor):
         parent_run_id: str | None = None,
     ) -> ScriptOutcome:
         env, token = self.pod_environment(run_id, config, parent_run_id)
+        # Every variable carrying the token (AML_RUN_TOKEN, the mlflow client's) comes from the Secret.
+        token_names = [ENV_RUN_TOKEN, *sorted(n for n, v in env.items() if token and v == token)]
+        env = {n: v for n, v in env.items() if n not in token_names}
         settings = self.target_config
         pod = PodRun(
             KubernetesClient(settings.kubernetes_conn_id, settings.namespace),
@@ -70,7 +73,7 @@ class KubernetesSupervisor(Supervisor):
             command=[*POD_ENTRY, config.script, *config.arguments],
             environment=env,
             run_token=token,
-            token_env=ENV_RUN_TOKEN,
+            token_env=token_names,
             on_line=lambda line: batcher.line("stdout", line),
             on_running=lambda: self.mark_running(run_id),
             should_stop=lambda: self.stop.is_set() or self.store.get_run(run_id).cancel_requested,
