@@ -37,7 +37,11 @@ DEFAULT_COMPUTE_TARGET = "local"
 
 _KINDS: dict[str, type[AbstractComputeTarget]] = {"local": LocalComputeTarget}
 # Built-in kinds registered by importing their module (which calls register_compute_kind).
-_BUILTIN_MODULES = {"docker": "airflow_aml.images.docker.runs", "spark": "airflow_aml.compute.spark"}
+_BUILTIN_MODULES = {
+    "docker": "airflow_aml.images.docker.runs",
+    "spark": "airflow_aml.compute.spark",
+    "kubernetes": "airflow_aml.compute.kubernetes",
+}
 
 
 def register_compute_kind(kind: str, cls: type[AbstractComputeTarget]) -> None:

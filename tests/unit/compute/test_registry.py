@@ -76,7 +76,7 @@ def test_unknown_name_names_target_workspace_and_registered_ones() -> None:
 
 
 def test_unknown_kind_lists_known_kinds() -> None:
-    with pytest.raises(ValidationError, match=r"unknown kind 'quantum'.*known kinds: docker, local"):
+    with pytest.raises(ValidationError, match=r"unknown kind 'quantum'.*known kinds: docker, kubernetes, local, spark"):
         build_compute_target(FakeWorkspace(FakeStore()), target_record("q", "quantum"))
 
 
