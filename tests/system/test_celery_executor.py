@@ -64,7 +64,13 @@ def database() -> Iterator[str]:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    # The service (in this process) and the tasks share one AML_HOME: the deployment the DAG starts
+    # is a local process the service must find to stop it in teardown.
+    monkeypatch.setenv("AML_HOME", str(tmp_path / "aml"))
+    monkeypatch.setenv("AML_PROGRESS", "0")
+    for name in ("AML_STORE_URI", "AML_PRINCIPAL", "AML_TOKEN", "AML_RUN_TOKEN", "AIRFLOW_CONN_AML_DEFAULT"):
+        monkeypatch.delenv(name, raising=False)
     with serve(f"sqlite:///{tmp_path / 'service.db'}") as running:
         yield running
 
