@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 source scripts/services.sh
+source scripts/redis.sh
 source scripts/docker-service.sh
 source scripts/chromium.sh
 ruff check airflow_aml tests dags_examples examples benchmarks

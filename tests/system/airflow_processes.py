@@ -1,6 +1,8 @@
 """Airflow's real processes for system tests: api-server, scheduler, dag-processor, triggerer.
 
-What a user runs, on 127.0.0.1 only: the LocalExecutor, a SQLite metadata database, the simple
+What a user runs, on 127.0.0.1 only: the LocalExecutor and a SQLite metadata database by default
+(or another executor and database: ``executor=``, ``database_uri=``; ``start_celery_worker`` starts
+``airflow celery worker`` processes for the CeleryExecutor), the simple
 auth manager (every user an admin: the test gets its token from ``GET /auth/token``), and
 ``--skip-serve-logs`` for the scheduler and the triggerer (their log servers would listen on
 0.0.0.0:8793/8794). Task logs are read from the files under ``$AIRFLOW_HOME/logs`` instead.
@@ -56,42 +58,55 @@ class AirflowProcesses:
 
     PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
 
-    def __init__(self, home: Path, *, dags_folder: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        dags_folder: Path,
+        env: Mapping[str, str] | None = None,
+        executor: str = "LocalExecutor",
+        database_uri: str | None = None,
+    ) -> None:
         self.home = home
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.env = self._environment(dags_folder, env or {})
+        base = {
+            "AIRFLOW__CORE__EXECUTOR": executor,
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_uri or f"sqlite:///{home / 'airflow.db'}",
+        }
+        self.env = self._environment(dags_folder, {**base, **(env or {})})
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._token: str | None = None
 
     def _environment(self, dags_folder: Path, extra: Mapping[str, str]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
-        env.update({
-            "AIRFLOW_HOME": str(self.home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "8",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__BASE_URL": self.base_url,
-            "AIRFLOW__API__WORKERS": "1",
-            # One secret for every process: the api-server checks the tokens the workers present.
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__PARALLELISM": "8",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__BASE_URL": self.base_url,
+                "AIRFLOW__API__WORKERS": "1",
+                # One secret for every process: the api-server checks the tokens the workers present.
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(extra)
         return env
 
     # ------------------------------------------------------------------ processes
     def airflow(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True,
-                              text=True, timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
         if done.returncode != 0:
             raise AssertionError(f"airflow {' '.join(args)}: {done.stdout[-2000:]}{done.stderr[-3000:]}")
         return done
@@ -103,15 +118,51 @@ class AirflowProcesses:
             args = {"scheduler": ["--skip-serve-logs"], "triggerer": ["--skip-serve-logs"]}.get(name, [])
             log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it from here
             self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "airflow", name, *args], env={**self.env, **(env or {})},
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                [sys.executable, "-m", "airflow", name, *args],
+                env={**self.env, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
             log.close()
         if "api-server" in (names or self.PROCESSES):
             wait_for("api-server healthy", self._healthy, timeout=120)
 
+    def start_celery_worker(self, name: str, *, concurrency: int = 2, env: Mapping[str, str] | None = None) -> None:
+        """``airflow celery worker`` as ``celery@<name>``, stopped by ``stop()`` like the others.
+
+        ``--skip-serve-logs``: its log server would listen on 0.0.0.0:8793 (and two workers on one
+        machine would clash on it); task logs are read from the files instead."""
+        key = f"celery-worker-{name}"
+        assert key not in self.procs, f"{key} already runs"
+        log = open(self.home / f"{key}.log", "ab")  # noqa: SIM115 - the child owns it from here
+        self.procs[key] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "airflow",
+                "celery",
+                "worker",
+                "--celery-hostname",
+                f"{name}@%h",
+                "--concurrency",
+                str(concurrency),
+                "--skip-serve-logs",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+
     def stop(self, *names: str, timeout: float = 60) -> None:
-        for name in names or tuple(reversed(self.PROCESSES)):
+        workers = tuple(name for name in self.procs if name.startswith("celery-worker-"))
+        for name in names or (*workers, *reversed(self.PROCESSES)):
             proc = self.procs.pop(name, None)
             if proc is None or proc.poll() is not None:
                 continue
@@ -179,8 +230,13 @@ class AirflowProcesses:
         return self._token
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = httpx.request(method, f"{self.base_url}/api/v2{path}", timeout=30,
-                                 headers={"Authorization": f"Bearer {self.token}"}, **kwargs)
+        response = httpx.request(
+            method,
+            f"{self.base_url}/api/v2{path}",
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.token}"},
+            **kwargs,
+        )
         if response.status_code >= 400:
             raise AssertionError(f"{method} {path}: {response.status_code} {response.text[:1000]}")
         return response.json() if response.content else None
@@ -190,6 +246,7 @@ class AirflowProcesses:
             self.check_alive()
             known = {d["dag_id"] for d in self.api("GET", "/dags", params={"limit": 100})["dags"]}
             return set(dag_ids) <= known
+
         wait_for(f"DAGs {sorted(dag_ids)} parsed", parsed, timeout=timeout, interval=2)
 
     def unpause(self, dag_id: str) -> None:
@@ -215,17 +272,18 @@ class AirflowProcesses:
                     states[key] = state
                     pending.discard(key)
             return not pending
+
         wait_for(f"DAG runs {sorted(pending)} ended", all_ended, timeout=timeout, interval=2)
         return states
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})[
-            "task_instances"]
+            "task_instances"
+        ]
 
     def events(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """The audit log of a DAG run (``running``, ``deferred``, ``state mismatch`` ...)."""
-        return self.api("GET", "/eventLogs", params={"dag_id": dag_id, "run_id": run_id, "limit": 1000})[
-            "event_logs"]
+        return self.api("GET", "/eventLogs", params={"dag_id": dag_id, "run_id": run_id, "limit": 1000})["event_logs"]
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
         """The task's log file, every line's event text (the files are JSON lines)."""
@@ -246,5 +304,5 @@ def _address(hex_address: str) -> str:
     raw = bytes.fromhex(host)
     if len(raw) == 4:
         return f"{socket.inet_ntop(socket.AF_INET, raw[::-1])}:{int(port, 16)}"
-    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
     return f"[{socket.inet_ntop(socket.AF_INET6, words)}]:{int(port, 16)}"
