@@ -35,8 +35,8 @@ _HOOK_MODULE = "airflow.providers.docker.hooks.docker"
 def docker_api_client(options: DockerBuildOptions | None = None, *, timeout: float = 60) -> docker.APIClient:
     """A connected low-level ``docker.APIClient``.
 
-    The Airflow Docker provider's ``DockerHook`` when it is installed (it adds registry login from
-    ``docker_conn_id``), else the docker SDK from the environment (``DOCKER_HOST`` ...).
+    The Airflow Docker provider's ``DockerHook`` when a ``docker_conn_id`` is configured (registry
+    login from that connection), else the docker SDK from the environment (``DOCKER_HOST`` ...).
     Raises :class:`DockerEngineUnavailableError` when no engine answers.
     """
     options = options or DockerBuildOptions()
@@ -49,7 +49,14 @@ def docker_api_client(options: DockerBuildOptions | None = None, *, timeout: flo
         ) from exc
     import requests
 
-    hook_class = _docker_hook_class()
+    # The provider's hook only for a configured Airflow connection (registry login from it): without
+    # one the SDK does the same, and the worker processes need not import Airflow (seconds).
+    hook_class = _docker_hook_class() if options.docker_conn_id else None
+    if options.docker_conn_id and hook_class is None:
+        raise DockerImageError(
+            f"docker_conn_id {options.docker_conn_id!r} needs the Airflow Docker provider: "
+            "pip install 'airflow-aml[docker]'"
+        )
     try:
         if hook_class is not None:
             try:

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from airflow_aml.exceptions import ImageBuildError, ValidationError
+from airflow_aml.exceptions import DockerImageError, ImageBuildError, ValidationError
 from airflow_aml.images import docker as docker_builder
 from airflow_aml.images.builders import BuildResult, build_image_builder
 from airflow_aml.images.docker import (
@@ -392,7 +392,21 @@ def test_unreachable_engine_is_a_clear_error(tmp_path: Path) -> None:
         DockerImageBuilder(None, options).build(make_bundle(tmp_path), record(), lambda f, m: None, lambda line: None)
 
 
-def test_provider_hook_is_preferred_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_provider_hook_only_for_a_configured_connection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def no_hook(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("DockerHook used without a docker_conn_id")
+
+    module = types.ModuleType("airflow.providers.docker.hooks.docker")
+    module.DockerHook = no_hook  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "airflow.providers.docker.hooks.docker", module)
+    with pytest.raises(DockerEngineUnavailableError):  # the SDK tried the socket, not the hook
+        docker_api_client(DockerBuildOptions(docker_url=f"unix://{tmp_path}/no-docker.sock"), timeout=5)
+    module.DockerHook = None  # type: ignore[attr-defined]  # as if the provider were missing
+    with pytest.raises(DockerImageError, match=r"docker_conn_id 'registry' needs the Airflow Docker provider"):
+        docker_api_client(DockerBuildOptions(docker_conn_id="registry"), timeout=5)
+
+
+def test_provider_hook_is_used_for_a_docker_conn_id(monkeypatch: pytest.MonkeyPatch) -> None:
     created: dict[str, Any] = {}
 
     class FakeHook:
