@@ -15,11 +15,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from airflow_aml.compute import environments
 from airflow_aml.compute.base import AbstractComputeTarget, RunLaunch
-from airflow_aml.compute.run_supervisor import SUPERVISOR_MODULE, run_dir
+from airflow_aml.compute.run_supervisor import SUPERVISOR_MODULE, TARGET_CONFIG_FILE, run_dir
 from airflow_aml.entities import ActivityStatus, RunRecord, RunStatus
 from airflow_aml.exceptions import AmlError, EnvironmentBuildError, NotFoundError, RunConfigurationError
 from airflow_aml.processes import alive_here, spawn_detached, this_host, worker_environment
@@ -55,16 +56,20 @@ class LocalComputeTarget(AbstractComputeTarget):
             # The run goes on without it; only cancel's SIGTERM shortcut and waiters need the pid.
             log.warning("Could not record the supervisor pid of run %s", launch.run_id, exc_info=True)
 
+    def target_settings(self) -> dict[str, Any] | None:
+        """What a kind's supervisor reads back with ``read_target_settings`` (None: nothing)."""
+        return None
+
     def start_supervisor(self, launch: RunLaunch) -> subprocess.Popen[bytes]:
         """Start the run's detached supervisor; fails the run (and raises) when it cannot start."""
         store = self.workspace.store
         folder = run_dir(launch.run_id)
         folder.mkdir(parents=True, exist_ok=True)
         config_file = folder / "run_config.json"
-        # 0600: environment_variables may carry credentials the user did not mean to publish.
-        fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(launch.run_config, handle, indent=2, sort_keys=True)
+        _write_private_json(config_file, launch.run_config)
+        settings = self.target_settings()
+        if settings is not None:
+            _write_private_json(folder / TARGET_CONFIG_FILE, settings)
         command = [
             sys.executable, "-m", self.supervisor_module,
             "--run-id", launch.run_id,
@@ -153,3 +158,10 @@ class LocalComputeTarget(AbstractComputeTarget):
         props = carrier.properties
         module = (self.supervisor_module, LEGACY_SUPERVISOR_MODULE)  # runs started before the rename
         return alive_here(props.get(PROP_PID), props.get(PROP_HOST), (module, carrier.run_id))
+
+
+def _write_private_json(path: Path, data: Any) -> None:
+    # 0600: environment_variables and target settings may carry credentials not meant to be published.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)

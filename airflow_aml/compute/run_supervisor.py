@@ -85,6 +85,16 @@ def run_dir(run_id: str) -> Path:
     return aml_home() / "runs" / validate_name("run", run_id)
 
 
+# A compute kind's settings (its target's validated config), written beside the run config by
+# LocalComputeTarget.start_supervisor and read back by that kind's supervisor.
+TARGET_CONFIG_FILE = "compute_target.json"
+
+
+def read_target_settings(run_id: str) -> dict[str, Any]:
+    path = run_dir(run_id) / TARGET_CONFIG_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 class Supervisor:
     def __init__(
         self,

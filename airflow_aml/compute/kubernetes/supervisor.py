@@ -10,7 +10,6 @@ from a per-run Secret, never the database URI.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from airflow_aml.compute.kubernetes.config import KubernetesComputeConfig
 from airflow_aml.compute.kubernetes.pod_run import PodRun
 from airflow_aml.compute.logstream import LogBatcher
 from airflow_aml.compute.phases import CONTROL, control
-from airflow_aml.compute.run_supervisor import Supervisor, run_dir
+from airflow_aml.compute.run_supervisor import Supervisor, read_target_settings
 from airflow_aml.compute.run_supervisor import main as supervisor_main
 from airflow_aml.compute.script import ScriptOutcome
 from airflow_aml.config import (
@@ -36,7 +35,6 @@ from airflow_aml.kubernetes.client import KubernetesClient
 from airflow_aml.runconfig import RunConfiguration
 
 KUBERNETES_SUPERVISOR_MODULE = "airflow_aml.compute.kubernetes"  # its __main__
-TARGET_CONFIG_FILE = "compute_target.json"
 POD_HOME = "/tmp/aml"
 POD_ENTRY = ["python", "-m", "airflow_aml.compute.kubernetes.pod"]
 
@@ -44,8 +42,7 @@ POD_ENTRY = ["python", "-m", "airflow_aml.compute.kubernetes.pod"]
 class KubernetesSupervisor(Supervisor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        path = run_dir(self.run_id) / TARGET_CONFIG_FILE
-        self.target_config = KubernetesComputeConfig.parse(json.loads(path.read_text()) if path.is_file() else {})
+        self.target_config = KubernetesComputeConfig.parse(read_target_settings(self.run_id))
 
     def prepare_environment(self, config: RunConfiguration, work: Path, batcher: LogBatcher) -> str:
         return self.target_config.pod_image  # the image is the environment: nothing to build here

@@ -14,20 +14,15 @@ run's pod (found by label) is there.
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
-import os
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from airflow_aml.compute import register_compute_kind
-from airflow_aml.compute.base import RunLaunch
 from airflow_aml.compute.kubernetes.config import KubernetesComputeConfig
-from airflow_aml.compute.kubernetes.supervisor import KUBERNETES_SUPERVISOR_MODULE, TARGET_CONFIG_FILE
+from airflow_aml.compute.kubernetes.supervisor import KUBERNETES_SUPERVISOR_MODULE
 from airflow_aml.compute.local import LocalComputeTarget
-from airflow_aml.compute.run_supervisor import run_dir
 from airflow_aml.context import WorkspaceContext
 from airflow_aml.entities import ComputeTargetRecord, RunRecord
 from airflow_aml.exceptions import RunConfigurationError
@@ -68,13 +63,8 @@ class KubernetesComputeTarget(LocalComputeTarget):
         if importlib.util.find_spec("kubernetes") is None or _find_spec(HOOK_MODULE) is None:
             raise RunConfigurationError(f"Compute target {self.name!r} needs apache-airflow-providers-cncf-kubernetes")
 
-    def start_supervisor(self, launch: RunLaunch) -> subprocess.Popen[bytes]:
-        folder = run_dir(launch.run_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / TARGET_CONFIG_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(self.settings.model_dump(mode="json"), handle, indent=2, sort_keys=True)
-        return super().start_supervisor(launch)
+    def target_settings(self) -> dict[str, Any]:
+        return self.settings.model_dump(mode="json")
 
     def client(self) -> KubernetesClient:
         return KubernetesClient(self.settings.kubernetes_conn_id, self.settings.namespace)

@@ -17,7 +17,6 @@ removes the application's executors when its driver goes away.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 from airflow_aml.compute.logstream import LogBatcher
 from airflow_aml.compute.phases import control
-from airflow_aml.compute.run_supervisor import Supervisor, run_dir
+from airflow_aml.compute.run_supervisor import Supervisor, read_target_settings
 from airflow_aml.compute.run_supervisor import main as supervisor_main
 from airflow_aml.compute.script import ScriptOutcome, ScriptRunner, build_script_env
 from airflow_aml.compute.spark.config import SparkComputeConfig
@@ -36,7 +35,6 @@ from airflow_aml.runconfig import RunConfiguration
 log = logging.getLogger(__name__)
 
 SPARK_SUPERVISOR_MODULE = "airflow_aml.compute.spark"  # its __main__
-TARGET_CONFIG_FILE = "compute_target.json"  # in the run's folder, written by the target's submit
 
 
 def spark_home() -> Path:
@@ -55,8 +53,7 @@ def spark_submit() -> Path:
 class SparkSupervisor(Supervisor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        path = run_dir(self.run_id) / TARGET_CONFIG_FILE
-        self.target_config = SparkComputeConfig.parse(json.loads(path.read_text()) if path.is_file() else {})
+        self.target_config = SparkComputeConfig.parse(read_target_settings(self.run_id))
         self._snapshot_zip: Path | None = None
 
     def execute(self, run_id: str, config: RunConfiguration, interpreter: str, zip_path: Path,

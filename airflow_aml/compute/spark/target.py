@@ -15,20 +15,16 @@ process group).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from airflow_aml.compute import register_compute_kind
-from airflow_aml.compute.base import RunLaunch
 from airflow_aml.compute.local import LocalComputeTarget
-from airflow_aml.compute.run_supervisor import run_dir
 from airflow_aml.compute.spark.config import SparkComputeConfig
-from airflow_aml.compute.spark.supervisor import SPARK_SUPERVISOR_MODULE, TARGET_CONFIG_FILE, spark_submit
+from airflow_aml.compute.spark.supervisor import SPARK_SUPERVISOR_MODULE, spark_submit
 from airflow_aml.context import WorkspaceContext
 from airflow_aml.entities import ComputeTargetRecord
 from airflow_aml.exceptions import RunConfigurationError
@@ -65,14 +61,8 @@ class SparkComputeTarget(LocalComputeTarget):
                 f"Compute target {self.name!r} (spark) needs Java (17 or later): none on PATH and no $JAVA_HOME"
             )
 
-    def start_supervisor(self, launch: RunLaunch) -> subprocess.Popen[bytes]:
-        """The local target's supervisor start, with this target's settings beside the run config."""
-        folder = run_dir(launch.run_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / TARGET_CONFIG_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(self.settings.model_dump(mode="json"), handle, indent=2, sort_keys=True)
-        return super().start_supervisor(launch)
+    def target_settings(self) -> dict[str, Any]:
+        return self.settings.model_dump(mode="json")
 
 
 def register() -> None:

@@ -18,7 +18,6 @@ follows that container instead of starting a second one.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import threading
 import time
@@ -28,7 +27,7 @@ from typing import Any
 from airflow_aml.compute.heartbeat import Heartbeat
 from airflow_aml.compute.logstream import LogBatcher, Tail
 from airflow_aml.compute.phases import CONTROL, control
-from airflow_aml.compute.run_supervisor import Interrupted, Supervisor, run_dir
+from airflow_aml.compute.run_supervisor import Interrupted, Supervisor, read_target_settings, run_dir
 from airflow_aml.compute.run_supervisor import main as supervisor_main
 from airflow_aml.compute.script import ScriptOutcome
 from airflow_aml.config import (
@@ -59,7 +58,6 @@ from airflow_aml.runconfig import RunConfiguration
 log = logging.getLogger(__name__)
 
 DOCKER_SUPERVISOR_MODULE = "airflow_aml.images.docker.runs"  # its __main__
-TARGET_CONFIG_FILE = "compute_target.json"  # in the run's folder, written by the target's submit
 CONTAINER_HOME = "/tmp/aml"
 LOCK_FILE = "docker-supervisor.lock"  # in the run's folder: held by the run's live supervisor
 _STATE_POLL_SECONDS = 0.25
@@ -82,9 +80,7 @@ def supervisor_holds_lock(run_id: str) -> bool:
 class DockerSupervisor(Supervisor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        path = run_dir(self.run_id) / TARGET_CONFIG_FILE
-        settings = json.loads(path.read_text()) if path.is_file() else {}
-        self.target_config = DockerComputeConfig.parse(settings)
+        self.target_config = DockerComputeConfig.parse(read_target_settings(self.run_id))
         self.options = self.target_config.build_options()
 
     def prepare_environment(self, config: RunConfiguration, work: Path, batcher: LogBatcher) -> str:

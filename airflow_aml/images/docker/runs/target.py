@@ -20,10 +20,7 @@ What differs from ``local``:
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +28,6 @@ from typing import Any
 from airflow_aml.compute import register_compute_kind
 from airflow_aml.compute.base import RunLaunch
 from airflow_aml.compute.local import LocalComputeTarget
-from airflow_aml.compute.run_supervisor import run_dir
 from airflow_aml.context import DATASTORE_PROPERTY, SNAPSHOT_NAME, WorkspaceContext, run_file
 from airflow_aml.entities import ComputeTargetRecord, RunRecord
 from airflow_aml.exceptions import AmlError, RunConfigurationError
@@ -40,7 +36,6 @@ from airflow_aml.images.docker.runs.config import DockerComputeConfig
 from airflow_aml.images.docker.runs.container import find_container, is_running, remove_container
 from airflow_aml.images.docker.runs.supervisor import (
     DOCKER_SUPERVISOR_MODULE,
-    TARGET_CONFIG_FILE,
     supervisor_holds_lock,
 )
 from airflow_aml.runconfig import RunConfiguration
@@ -84,14 +79,8 @@ class DockerComputeTarget(LocalComputeTarget):
                 f"Compute target {self.name!r} needs the docker Python package: pip install 'airflow-aml[docker]'"
             ) from exc
 
-    def start_supervisor(self, launch: RunLaunch) -> subprocess.Popen[bytes]:
-        """The local target's supervisor start, with this target's settings beside the run config."""
-        folder = run_dir(launch.run_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / TARGET_CONFIG_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(self.settings.model_dump(mode="json"), handle, indent=2, sort_keys=True)
-        return super().start_supervisor(launch)
+    def target_settings(self) -> dict[str, Any]:
+        return self.settings.model_dump(mode="json")
 
     def cancel(self, run_id: str) -> None:
         record = self.workspace.store.get_run(run_id)
