@@ -156,7 +156,9 @@ def test_a_second_run_with_the_same_environment_builds_nothing(ws: Workspace, tm
     assert "Using cached run image aml-run:" in log
     assert "Building" not in log
     # New source, same environment: only the snapshot layer is built.
-    write(src, "train.py", TRAIN + "    print('changed')\n")
+    # Unique per test run: the engine keeps images between runs of the suite (a fixed change was
+    # found cached there by an earlier CI run of the same code).
+    write(src, "train.py", TRAIN + f"    print('changed {uuid.uuid4().hex}')\n")
     third = ws.experiment("iris").submit(src, config)
     assert wait_for(third, timeout=TIMEOUT).status is RunStatus.COMPLETED, third.get_log_text()
     log = control_log(third)
