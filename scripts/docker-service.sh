@@ -3,7 +3,7 @@
 # Sourced by test.sh (after services.sh); can also be run on its own. Idempotent: a reachable
 # engine and an existing base image are reused; nothing is installed or started twice.
 #
-#   - installs docker.io when dockerd is missing (apt, as root or through passwordless sudo),
+#   - installs docker.io (and docker-registry) when missing (apt, as root or through passwordless sudo),
 #   - starts dockerd without iptables/bridge (containers use --network host) when `docker info`
 #     fails, logging to $AML_DOCKERD_LOG (default /var/log/airflow-aml-dockerd.log),
 #   - waits up to $AML_DOCKERD_WAIT seconds (default 60) for the engine,
@@ -30,13 +30,15 @@ _aml_as_root() {
 }
 
 _aml_docker_install() {
-    command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1 && return 0
-    _aml_docker_log "installing docker.io"
+    # docker-registry: a real registry on 127.0.0.1 for the docker_conn_id (registry login) tests.
+    command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1 \
+        && command -v docker-registry >/dev/null 2>&1 && return 0
+    _aml_docker_log "installing docker.io and docker-registry"
     if [ -z "${_APT_UPDATED:-}" ]; then
         _aml_as_root apt-get update -qq >/dev/null || return 1
         _APT_UPDATED=1
     fi
-    _aml_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+    _aml_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-registry >/dev/null
 }
 
 _aml_dockerd_running() {

@@ -5,10 +5,13 @@
     ws.register_compute_target("spark-local", kind="spark", config={"master": "local[2]"})
     ws.register_compute_target("spark-cluster", kind="spark", config={
         "master": "spark://10.0.0.5:7077", "executor_memory": "2g", "conf": {"spark.executor.cores": "1"}})
+    ws.register_compute_target("spark-prod", kind="spark", config={"spark_conn_id": "spark_prod"})
 
 The config is checked when the target is registered and again when a run is submitted to it,
 before anything is created: unknown keys, a master that is neither ``local[N]`` nor
 ``spark://host:port``, JVM sizes Spark would refuse only after its JVM started (seconds later).
+With ``spark_conn_id`` the master (and queue, deploy mode, keytab ...) come from that Airflow
+connection, resolved by the apache-spark provider's ``SparkSubmitHook`` (:mod:`.connection`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from airflow_aml.exceptions import ValidationError
@@ -33,13 +36,13 @@ _RESERVED_CONF = {"spark.master", "spark.driver.memory", "spark.executor.memory"
 
 
 class SparkComputeConfig(BaseModel):
-    """What a ``spark`` target's record may hold; only ``master`` is required."""
+    """What a ``spark`` target's record may hold: ``master`` or ``spark_conn_id``, not both."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    master: str
-    # An Airflow Spark connection (apache-airflow-providers-apache-spark's SparkSubmitHook): the key
-    # is reserved, and refused until that path exists (the provider is not in the lock yet).
+    master: str | None = None
+    # An Airflow Spark connection (apache-airflow-providers-apache-spark's SparkSubmitHook): its
+    # host is the master; it is resolved where the run is submitted (an Airflow task can read it).
     spark_conn_id: str | None = None
     # Extra --conf key=value pairs (strings, as spark-submit passes them).
     conf: dict[str, str] = Field(default_factory=dict)
@@ -50,17 +53,17 @@ class SparkComputeConfig(BaseModel):
 
     @field_validator("master")
     @classmethod
-    def _master(cls, value: str) -> str:
-        if not (_LOCAL.match(value) or _STANDALONE.match(value)):
-            raise ValueError(f"master {value!r} must be local, local[N], local[*] or spark://host:port")
+    def _master(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_master(value)
         return value
 
-    @field_validator("spark_conn_id")
-    @classmethod
-    def _conn(cls, value: str | None) -> str | None:
-        if value is not None:
-            raise ValueError("not supported yet (SparkSubmitHook); give master, conf and the memory sizes directly")
-        return value
+    @model_validator(mode="after")
+    def _one_master(self) -> SparkComputeConfig:
+        if (self.master is None) == (self.spark_conn_id is None):
+            raise ValueError("give master (local[N] or spark://host:port) or spark_conn_id (an Airflow "
+                             "Spark connection), one of them")
+        return self
 
     @field_validator("driver_memory", "executor_memory")
     @classmethod
@@ -79,10 +82,6 @@ class SparkComputeConfig(BaseModel):
                 raise ValueError(f"conf key {key!r} is set by the target's own fields (master, *_memory)")
         return value
 
-    @property
-    def is_local(self) -> bool:
-        return self.master.startswith("local")
-
     @classmethod
     def parse(cls, config: Mapping[str, Any], *, target: str = "spark") -> SparkComputeConfig:
         """The checked config; ValidationError naming the target and every bad key otherwise."""
@@ -98,7 +97,10 @@ class SparkComputeConfig(BaseModel):
             ) from None
 
     def submit_options(self) -> list[str]:
-        """The spark-submit options before the application (client mode: the driver runs here)."""
+        """The spark-submit options before the application (client mode: the driver runs here).
+        For a ``spark_conn_id`` target they come from the connection (:mod:`.connection`)."""
+        if self.master is None:
+            raise ValueError("a spark_conn_id target's options come from its connection")
         options = ["--master", self.master, "--deploy-mode", "client"]
         if self.driver_memory:
             options += ["--driver-memory", self.driver_memory]
@@ -107,6 +109,12 @@ class SparkComputeConfig(BaseModel):
         for key, value in sorted(self.conf.items()):
             options += ["--conf", f"{key}={value}"]
         return options
+
+
+def check_master(value: str) -> None:
+    """ValueError unless ``value`` is a master this target runs on (client mode, here)."""
+    if not (_LOCAL.match(value) or _STANDALONE.match(value)):
+        raise ValueError(f"master {value!r} must be local, local[N], local[*] or spark://host:port")
 
 
 def _reason(err: Mapping[str, Any]) -> str:

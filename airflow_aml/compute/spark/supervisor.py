@@ -53,7 +53,10 @@ def spark_submit() -> Path:
 class SparkSupervisor(Supervisor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.target_config = SparkComputeConfig.parse(read_target_settings(self.run_id))
+        settings = read_target_settings(self.run_id)
+        self.target_config = SparkComputeConfig.parse(settings["config"])
+        # Resolved by the submitter (a spark_conn_id's connection is read there, not here).
+        self.submit_options: list[str] = list(settings["submit_options"])
         self._snapshot_zip: Path | None = None
 
     def execute(self, run_id: str, config: RunConfiguration, interpreter: str, zip_path: Path,
@@ -63,7 +66,7 @@ class SparkSupervisor(Supervisor):
         return super().execute(run_id, config, interpreter, zip_path, batcher, **kwargs)
 
     def spark_command(self, config: RunConfiguration) -> list[str]:
-        command = [str(spark_submit()), *self.target_config.submit_options()]
+        command = [str(spark_submit()), *self.submit_options]
         if self._snapshot_zip is not None:
             command += ["--py-files", str(self._snapshot_zip)]
         return [*command, config.script, *config.arguments]

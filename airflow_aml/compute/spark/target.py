@@ -24,6 +24,7 @@ from typing import Any
 from airflow_aml.compute import register_compute_kind
 from airflow_aml.compute.local import LocalComputeTarget
 from airflow_aml.compute.spark.config import SparkComputeConfig
+from airflow_aml.compute.spark.connection import connection_submit_options
 from airflow_aml.compute.spark.supervisor import SPARK_SUPERVISOR_MODULE, spark_submit
 from airflow_aml.context import WorkspaceContext
 from airflow_aml.entities import ComputeTargetRecord
@@ -40,6 +41,7 @@ class SparkComputeTarget(LocalComputeTarget):
     def __init__(self, workspace: WorkspaceContext, record: ComputeTargetRecord | None) -> None:
         super().__init__(workspace, record)
         self.settings = SparkComputeConfig.parse(self.config, target=self.name)
+        self._options: list[str] | None = None
 
     @classmethod
     def check_config(cls, config: Mapping[str, Any]) -> None:
@@ -60,9 +62,20 @@ class SparkComputeTarget(LocalComputeTarget):
             raise RunConfigurationError(
                 f"Compute target {self.name!r} (spark) needs Java (17 or later): none on PATH and no $JAVA_HOME"
             )
+        self.submit_options()  # a spark_conn_id that cannot be resolved fails before the run exists
+
+    def submit_options(self) -> list[str]:
+        """The spark-submit options of this target: its own fields, or its Airflow connection's,
+        resolved here (the submitting process) once per target object."""
+        if self._options is None:
+            if self.settings.spark_conn_id:
+                self._options = connection_submit_options(self.settings, target=self.name)
+            else:
+                self._options = self.settings.submit_options()
+        return self._options
 
     def target_settings(self) -> dict[str, Any]:
-        return self.settings.model_dump(mode="json")
+        return {"config": self.settings.model_dump(mode="json"), "submit_options": self.submit_options()}
 
 
 def register() -> None:

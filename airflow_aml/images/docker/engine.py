@@ -62,8 +62,17 @@ def docker_api_client(options: DockerBuildOptions | None = None, *, timeout: flo
             try:
                 hook = hook_class(docker_conn_id=options.docker_conn_id, base_url=url, timeout=int(timeout))
                 return hook.api_client
-            except Exception as exc:  # the hook wraps every connection failure in AirflowException
-                if type(exc).__name__ != "AirflowException":
+            except docker.errors.APIError as exc:
+                # The engine answered: only the registry login of the connection failed (the hook
+                # re-raises the engine's /auth error as it is).
+                reason = exc.explanation or exc
+                raise DockerImageError(
+                    f"Registry login with Airflow connection {options.docker_conn_id!r} failed: {reason}"
+                ) from exc
+            except Exception as exc:  # Airflow's exceptions, by name: importable only with Airflow
+                if type(exc).__name__ == "AirflowNotFoundException":  # no such connection, no host/login
+                    raise DockerImageError(f"docker_conn_id {options.docker_conn_id!r}: {exc}") from exc
+                if type(exc).__name__ != "AirflowException":  # the hook's "no engine answered"
                     raise
                 raise docker.errors.DockerException(str(exc)) from exc
         if options.docker_url:

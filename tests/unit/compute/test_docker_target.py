@@ -23,7 +23,7 @@ import pytest
 from airflow_aml.compute import build_compute_target
 from airflow_aml.compute.local import PROP_PID
 from airflow_aml.entities import RunStatus
-from airflow_aml.exceptions import DockerEngineUnavailableError, RunConfigurationError
+from airflow_aml.exceptions import DockerEngineUnavailableError, DockerImageError, RunConfigurationError
 from airflow_aml.images.docker import DEFAULT_BASE_IMAGE, docker_api_client
 from airflow_aml.images.docker.runs.container import LABEL_RUN_ID, find_container
 from airflow_aml.images.docker.runs.supervisor import supervisor_holds_lock
@@ -31,7 +31,8 @@ from airflow_aml.runconfig import EnvironmentSpec, RunConfiguration, SweepSpec
 from airflow_aml.runs import Run
 from airflow_aml.workspace import Workspace
 from tests.unit.compute.test_local_e2e import alive, wait_for, wait_for_log
-from tests.unit.service.served import Served, serve
+from tests.unit.docker_registry import local_registry
+from tests.unit.service.served import Served, free_port, serve
 
 pytestmark = pytest.mark.slow
 
@@ -357,3 +358,39 @@ def test_cancel_during_the_environment_build_cancels_the_run(
 
     with pytest.raises(ImageNotFound):
         docker_api.inspect_image(":".join(tag))
+
+
+# ------------------------------------------------------------------ docker_conn_id (DockerHook)
+def test_a_docker_conn_id_target_logs_in_to_its_registry_through_the_provider_hook(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Airflow connection (as a worker sees one: AIRFLOW_CONN_<ID>) names a real registry on
+    127.0.0.1; the provider's DockerHook logs the engine in to it before the run's container starts."""
+    with local_registry(tmp_path / "registry") as registry:
+        monkeypatch.setenv("AIRFLOW_CONN_AML_REGISTRY", json.dumps({
+            "conn_type": "docker", "host": registry.host, "port": registry.port,
+            "login": "aml", "password": "not-checked-by-this-registry"}))
+        ws.register_compute_target("docker-hooked", kind="docker",
+                                   config={"docker_conn_id": "aml_registry", "stop_timeout": 2})
+        src = write(tmp_path / "src", "train.py", TRAIN)
+        run = ws.experiment("iris").submit(src, RunConfiguration(script="train.py", target="docker-hooked"))
+        record = wait_for(run, timeout=TIMEOUT)
+        assert record.status is RunStatus.COMPLETED, f"{record.error}\n{run.get_log_text()}"
+        assert run.get_metrics()["accuracy"] == 0.93
+        # The engine's login (GET /v2/ with the connection's credentials) reached the registry.
+        assert "GET /v2/ HTTP/1.1" in registry.requests(), registry.log.read_text()[-2000:]
+
+
+def test_a_registry_login_that_fails_is_named_as_such(
+    docker_api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_aml.images.docker.options import DockerBuildOptions
+
+    closed = free_port()  # nothing listens there
+    monkeypatch.setenv("AIRFLOW_CONN_AML_NO_REGISTRY", json.dumps({
+        "conn_type": "docker", "host": "127.0.0.1", "port": closed, "login": "aml", "password": "pw"}))
+    with pytest.raises(DockerImageError, match=r"Registry login with Airflow connection 'aml_no_registry' failed"):
+        docker_api_client(DockerBuildOptions(docker_conn_id="aml_no_registry"), timeout=10)
+    monkeypatch.delenv("AIRFLOW_CONN_AML_MISSING", raising=False)
+    with pytest.raises(DockerImageError, match=r"docker_conn_id 'aml_missing'"):
+        docker_api_client(DockerBuildOptions(docker_conn_id="aml_missing"), timeout=10)

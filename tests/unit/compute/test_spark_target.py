@@ -52,7 +52,8 @@ def test_good_configs_are_accepted(config: dict[str, object]) -> None:
 
 
 @pytest.mark.parametrize(("config", "reason"), [
-    ({}, "master: required"),
+    ({}, "give master (local[N] or spark://host:port) or spark_conn_id"),
+    ({"master": "local", "spark_conn_id": "spark_default"}, "one of them"),
     ({"master": "yarn"}, "must be local, local[N], local[*] or spark://host:port"),
     ({"master": "local[0]"}, "must be local"),
     ({"master": "spark://host"}, "must be local"),
@@ -61,7 +62,6 @@ def test_good_configs_are_accepted(config: dict[str, object]) -> None:
     ({"master": "local", "conf": {"executor.cores": "1"}}, "must be a Spark property"),
     ({"master": "local", "conf": {"spark.master": "local[2]"}}, "set by the target's own fields"),
     ({"master": "local", "conf": {"spark.x": 1}}, "conf.spark.x"),
-    ({"master": "local", "spark_conn_id": "spark_default"}, "not supported yet"),
     ({"master": "local", "cores": 2}, "cores: unknown key"),
 ])
 def test_bad_configs_are_refused(config: dict[str, object], reason: str) -> None:
@@ -216,11 +216,17 @@ def two_blobs(rows: int = 200) -> str:
 
 
 @pytest.mark.slow
-def test_a_pyspark_ml_model_trained_on_a_standalone_cluster_is_registered(workspace: Workspace, tmp_path: Path) -> None:
-    """Master and worker started here (two JVMs), the executor on the worker: the slow one."""
+def test_a_pyspark_ml_model_trained_on_a_standalone_cluster_is_registered(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Master and worker started here (two JVMs), the executor on the worker: the slow one. The
+    cluster is reached through an Airflow Spark connection (SparkSubmitHook resolves it)."""
     with standalone_cluster(tmp_path / "cluster") as cluster:
+        host, port = cluster.master_url.rsplit(":", 1)
+        monkeypatch.setenv("AIRFLOW_CONN_SPARK_TEST_CLUSTER", json.dumps(
+            {"conn_type": "spark", "host": host, "port": int(port), "extra": {"deploy-mode": "client"}}))
         workspace.register_compute_target("spark-cluster", kind="spark", config={
-            "master": cluster.master_url, "executor_memory": "512m", "conf": {"spark.cores.max": "1"}})
+            "spark_conn_id": "spark_test_cluster", "executor_memory": "512m", "conf": {"spark.cores.max": "1"}})
         src = write(tmp_path / "src", {**TRAIN_ML, "data.csv": two_blobs()})
         started = time.monotonic()
         run = workspace.experiment("spark").submit(src, RunConfiguration(script="train_ml.py", target="spark-cluster"))
@@ -231,6 +237,8 @@ def test_a_pyspark_ml_model_trained_on_a_standalone_cluster_is_registered(worksp
         # The master ran the application (its executor on our worker) and saw it finish.
         apps = cluster.state()["completedapps"]
         assert [(app["name"], app["state"]) for app in apps] == [("aml-train-ml", "FINISHED")]
+    control = "".join(c.text for c in run.read_log() if c.stream == "control")
+    assert f"Starting spark-submit: --master {cluster.master_url} --conf spark.cores.max=1" in control, control
     metrics = run.get_metrics()
     assert metrics["accuracy"] >= 0.9
     assert len(metrics["objective"]) >= 2 and metrics["objective"][-1] < metrics["objective"][0]
