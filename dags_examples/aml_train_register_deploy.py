@@ -1,7 +1,8 @@
 """Train -> pick the best run -> gate on a threshold -> register -> build an image -> deploy -> score.
 
-The training is a hyper-parameter sweep run as child runs on the workspace's local compute target
-(``dags_examples/iris/train.py``, scikit-learn's iris data). The best run's model is registered,
+The training is a hyper-parameter sweep run as child runs on the workspace's local compute target,
+or the one the ``compute_target`` param names (``dags_examples/iris/train.py``, scikit-learn's
+iris data). The best run's model is registered,
 packed with the built-in scikit-learn scorer into the next version of a scoring image (local
 builder: a cached virtualenv), and deployed as a key-protected web service on the local target
 (created the first time, rolled over to the new image on later runs). The DAG waits until the
@@ -58,6 +59,11 @@ with DAG(
     params={
         "aml_conn_id": Param("aml_default", type="string", description="aml_workspace connection to use"),
         "experiment": Param("iris-train", type="string", description="Experiment the runs are grouped in"),
+        "compute_target": Param(
+            "local", type="string", pattern=NAME_PATTERN,
+            description="Compute target the sweep's child runs train on: local, or a target registered in "
+                        "the workspace (e.g. a spark one; a docker one needs an environment with scikit-learn)",
+        ),
         "grid_C": Param(
             [0.01, 0.1, 1.0, 10.0], type="array", items={"type": "number", "exclusiveMinimum": 0},
             minItems=1, description="Values of C (inverse regularisation) to sweep, one child run each",
@@ -76,6 +82,7 @@ with DAG(
         experiment_name="{{ params.experiment }}",
         source_directory=str(SOURCE),
         script="train.py",
+        compute_target="{{ params.compute_target }}",
         sweep={"grid": {"C": "{{ params.grid_C }}"}, "max_concurrent": 2},
         primary_metric="{{ params.metric }}",  # names the best child in the task log
         tags={"dag_run": "{{ run_id }}"},

@@ -17,6 +17,7 @@ import pytest
 
 from airflow_aml.deployments import Deployment
 from airflow_aml.entities import DeploymentState, ImageStatus, RunStatus
+from airflow_aml.hooks.workspace import AmlWorkspaceHook
 from airflow_aml.workspace import Workspace
 
 DAGS = Path(__file__).resolve().parents[2] / "dags_examples"
@@ -150,3 +151,29 @@ def test_dag_on_a_connection_added_with_the_airflow_cli(airflow_db: Path, embedd
     assert [m.version for m in team.list_models(name="iris-classifier")] == [1]
     assert (tmp_path / "team-datastore").is_dir()
     assert Workspace.list() == []  # nothing went to the embedded default
+
+
+def test_the_dag_trains_on_the_compute_target_its_param_names(
+    airflow_db: Path, embedded_home: Path, deployments: list[str]
+) -> None:
+    """The same DAG, its sweep on a spark target (spark-submit, local[1]) chosen from the trigger form."""
+    AmlWorkspaceHook().workspace.register_compute_target("spark-local", kind="spark", config={"master": "local[1]"})
+    dag = _load("aml_train_register_deploy").dag
+    deployments.append("iris-spark-service")
+    dag_run = dag.test(run_conf={"experiment": "iris-spark", "compute_target": "spark-local", "grid_C": [1.0],
+                                 "model_name": "iris-spark", "image_name": "iris-spark-scorer",
+                                 "deployment_name": "iris-spark-service"})
+    assert _states(dag_run) == {
+        "train": "success", "best_run": "success", "register_model": "success",
+        **dict.fromkeys(SERVING_TASKS, "success"),
+    }
+    ws = Workspace.get("default")
+    [sweep] = ws.experiment("iris-spark").get_runs()
+    [child] = sweep.get_children()
+    assert sweep.record.compute_target == "spark-local"
+    assert "Starting spark-submit: --master local[1]" in "".join(
+        c.text for c in child.read_log() if c.stream == "control")
+    [model] = ws.list_models(name="iris-spark")
+    assert model.record.run_id == child.id
+    answer = ws.get_deployment("iris-spark-service").run({"data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]})
+    assert answer["predictions"] == [0, 2]

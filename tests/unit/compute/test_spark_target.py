@@ -21,7 +21,7 @@ from airflow_aml.compute import build_compute_target, check_compute_config
 from airflow_aml.compute.spark import SparkComputeConfig, SparkComputeTarget
 from airflow_aml.entities import RunStatus
 from airflow_aml.exceptions import ValidationError
-from airflow_aml.runconfig import RunConfiguration
+from airflow_aml.runconfig import RunConfiguration, SweepSpec
 from airflow_aml.workspace import Workspace
 from tests.unit.compute.spark_cluster import standalone_cluster
 from tests.unit.compute.test_local_e2e import alive, wait_for, wait_for_log
@@ -179,12 +179,15 @@ def test_cancel_kills_the_driver_jvm_and_the_python_driver(workspace: Workspace,
 
 TRAIN_ML = {
     "train_ml.py": """
-        import csv, json, os
+        import argparse, csv, json, os
         from pyspark.ml.classification import LogisticRegression
         from pyspark.ml.feature import VectorAssembler
         from pyspark.sql import SparkSession
         from airflow_aml.runtime.run import Run
 
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--reg", type=float, default=0.0)  # a sweep passes --reg <value>
+        reg = parser.parse_args().reg
         run = Run.get_context()
         spark = SparkSession.builder.appName("aml-train-ml").getOrCreate()
         with open("data.csv") as f:
@@ -192,7 +195,7 @@ TRAIN_ML = {
         frame = VectorAssembler(inputCols=["x1", "x2"], outputCol="features").transform(
             spark.createDataFrame(rows, ["x1", "x2", "label"]))
         train, test = frame.randomSplit([0.75, 0.25], seed=7)
-        model = LogisticRegression(maxIter=20).fit(train)
+        model = LogisticRegression(maxIter=20, regParam=reg).fit(train)
         for step, loss in enumerate(model.summary.objectiveHistory):
             run.log("objective", loss, step=step)
         accuracy = model.evaluate(test).accuracy
@@ -200,7 +203,7 @@ TRAIN_ML = {
         # An absolute path: the executors (on this machine's worker) write the model's parts there.
         model.write().overwrite().save(os.path.abspath("outputs/model"))
         with open("outputs/summary.json", "w") as f:
-            json.dump({"accuracy": accuracy, "master": spark.sparkContext.master}, f)
+            json.dump({"accuracy": accuracy, "reg": reg, "master": spark.sparkContext.master}, f)
         spark.stop()
     """,
 }
@@ -216,11 +219,12 @@ def two_blobs(rows: int = 200) -> str:
 
 
 @pytest.mark.slow
-def test_a_pyspark_ml_model_trained_on_a_standalone_cluster_is_registered(
+def test_a_pyspark_ml_sweep_on_a_standalone_cluster_registers_the_best_model(
     workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Master and worker started here (two JVMs), the executor on the worker: the slow one. The
-    cluster is reached through an Airflow Spark connection (SparkSubmitHook resolves it)."""
+    """Master and worker started here (two JVMs), the executors on the worker: the slow one. The
+    cluster is reached through an Airflow Spark connection (SparkSubmitHook resolves it); a sweep
+    of two child runs, each a pyspark.ml application on the cluster."""
     with standalone_cluster(tmp_path / "cluster") as cluster:
         host, port = cluster.master_url.rsplit(":", 1)
         monkeypatch.setenv("AIRFLOW_CONN_SPARK_TEST_CLUSTER", json.dumps(
@@ -229,26 +233,36 @@ def test_a_pyspark_ml_model_trained_on_a_standalone_cluster_is_registered(
             "spark_conn_id": "spark_test_cluster", "executor_memory": "512m", "conf": {"spark.cores.max": "1"}})
         src = write(tmp_path / "src", {**TRAIN_ML, "data.csv": two_blobs()})
         started = time.monotonic()
-        run = workspace.experiment("spark").submit(src, RunConfiguration(script="train_ml.py", target="spark-cluster"))
-        record = wait_for(run, timeout=TIMEOUT)
+        parent = workspace.experiment("spark").submit(src, RunConfiguration(
+            script="train_ml.py", target="spark-cluster", sweep=SweepSpec(grid={"reg": (0.0, 0.05)})))
+        record = wait_for(parent, timeout=2 * TIMEOUT)
         elapsed = time.monotonic() - started
-        assert record.status is RunStatus.COMPLETED, f"{record.error}\n{run.get_log_text()}"
-        print(f"spark standalone run (pyspark.ml): submit -> Completed in {elapsed:.1f}s")
-        # The master ran the application (its executor on our worker) and saw it finish.
+        assert record.status is RunStatus.COMPLETED, f"{record.error}\n{parent.get_log_text()}"
+        print(f"spark standalone sweep of 2 (pyspark.ml): submit -> Completed in {elapsed:.1f}s")
+        # The master ran both applications (their executors on our worker) and saw them finish.
         apps = cluster.state()["completedapps"]
-        assert [(app["name"], app["state"]) for app in apps] == [("aml-train-ml", "FINISHED")]
-    control = "".join(c.text for c in run.read_log() if c.stream == "control")
-    assert f"Starting spark-submit: --master {cluster.master_url} --conf spark.cores.max=1" in control, control
-    metrics = run.get_metrics()
-    assert metrics["accuracy"] >= 0.9
-    assert len(metrics["objective"]) >= 2 and metrics["objective"][-1] < metrics["objective"][0]
-    summary = json.loads(workspace.get_default_datastore().read_bytes(f"runs/{run.id}/outputs/summary.json"))
-    assert summary["master"] == cluster.master_url
-    names = run.get_file_names()
-    assert "outputs/model/metadata/_SUCCESS" in names, names
-    assert any(n.startswith("outputs/model/data/") and n.endswith(".parquet") for n in names), names
-    model = workspace.register_model("spark-logreg", run_id=run.id, run_path="outputs/model")
-    assert model.version == 1 and model.record.run_id == run.id
+        assert sorted((app["name"], app["state"]) for app in apps) == [("aml-train-ml", "FINISHED")] * 2
+    children = sorted(parent.get_children(), key=lambda child: child.get_metrics()["accuracy"])
+    assert len(children) == 2
+    datastore = workspace.get_default_datastore()
+    regs = set()
+    for child in children:
+        assert child.record.status is RunStatus.COMPLETED
+        metrics = child.get_metrics()
+        assert metrics["accuracy"] >= 0.9
+        assert len(metrics["objective"]) >= 2 and metrics["objective"][-1] < metrics["objective"][0]
+        summary = json.loads(datastore.read_bytes(f"runs/{child.id}/outputs/summary.json"))
+        assert summary["master"] == cluster.master_url
+        regs.add(summary["reg"])
+        names = child.get_file_names()
+        assert "outputs/model/metadata/_SUCCESS" in names, names
+        assert any(n.startswith("outputs/model/data/") and n.endswith(".parquet") for n in names), names
+        control = "".join(c.text for c in child.read_log() if c.stream == "control")
+        assert f"Starting spark-submit: --master {cluster.master_url} --conf spark.cores.max=1" in control, control
+    assert regs == {0.0, 0.05}
+    best = children[-1]
+    model = workspace.register_model("spark-logreg", run_id=best.id, run_path="outputs/model")
+    assert model.version == 1 and model.record.run_id == best.id
 
 
 @pytest.mark.slow
