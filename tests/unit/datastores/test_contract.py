@@ -165,14 +165,17 @@ def test_blob_corrupted_bytes_raise_integrity_error(container: tuple[str, str], 
 
 
 class _CuttingProxy:
-    """A TCP proxy to Azurite that drops every connection once ``cut_after`` bytes went up."""
+    """A TCP proxy to Azurite that drops every connection once ``cut_after`` bytes went up, or
+    once ``cut_down_after`` bytes came down."""
 
-    def __init__(self, port: int, cut_after: int | None) -> None:
+    def __init__(self, port: int, cut_after: int | None, cut_down_after: int | None = None) -> None:
         self.cut_after = cut_after
+        self.cut_down_after = cut_down_after
         self._target = port
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
         self.sent = 0
+        self.received = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -191,6 +194,10 @@ class _CuttingProxy:
                 if up:
                     self.sent += len(data)
                     if self.cut_after is not None and self.sent > self.cut_after:
+                        break
+                else:
+                    self.received += len(data)
+                    if self.cut_down_after is not None and self.received > self.cut_down_after:
                         break
                 dst.sendall(data)
         except OSError:
@@ -232,6 +239,35 @@ def test_blob_upload_cut_mid_way_is_not_visible_and_retry_succeeds(
         info = store.upload_file(src, "big.bin")
         assert info.sha256 == sha(data)
         assert store.read_bytes("big.bin") == data
+    finally:
+        proxy.close()
+
+
+def test_blob_download_cut_mid_way_leaves_no_file_and_retry_verifies(
+        container: tuple[str, str], tmp_path: Path) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    from airflow_aml.datastores.blob import BlobDatastore
+
+    conn, name = container
+    data = os.urandom(30 * 1024 * 1024)
+    BlobDatastore("store", BlobServiceClient.from_connection_string(conn).get_container_client(name)).write_bytes(
+        "big.bin", data)
+    port = int(conn.split("BlobEndpoint=http://127.0.0.1:")[1].split("/")[0])
+    proxy = _CuttingProxy(port, cut_after=None, cut_down_after=12 * 1024 * 1024)
+    try:
+        cut_conn = conn.replace(f"127.0.0.1:{port}", f"127.0.0.1:{proxy.port}")
+        client = BlobServiceClient.from_connection_string(cut_conn, retry_total=0).get_container_client(name)
+        store = BlobDatastore("store", client)
+        out = tmp_path / "down"
+        out.mkdir()
+        with pytest.raises(DatastoreError):
+            store.download_file("big.bin", out / "big.bin")
+        assert proxy.received > 8 * 1024 * 1024  # cut mid-download, not before it
+        assert os.listdir(out) == []  # neither the file nor a partial temporary one
+        proxy.cut_down_after = None  # the network is back
+        store.download_file("big.bin", out / "big.bin")
+        assert sha((out / "big.bin").read_bytes()) == sha(data)
     finally:
         proxy.close()
 
