@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import serving as base  # noqa: E402  (the serving benchmark's workspace, image and MLflow set-up)
+import serving as base
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 TIMEOUT = 180.0
