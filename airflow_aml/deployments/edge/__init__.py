@@ -38,8 +38,8 @@ from airflow_aml.runtime.scoring import generate_key
 
 def _docker_image(ctx: WorkspaceContext, image: Image | str) -> Image:
     if isinstance(image, str):
-        name, version = Reference.parse_id(image, "image") if ":" in image else (image, None)
-        image = Image.get(ctx, name, version)
+        ref = Reference.parse_id(image, "image") if ":" in image else None
+        image = Image.get(ctx, ref.name, ref.version) if ref else Image.get(ctx, image)
     record = image.record
     if record.builder != "docker" or not record.location:
         raise ValidationError(

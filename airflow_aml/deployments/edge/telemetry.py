@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow_aml.context import WorkspaceContext
 from airflow_aml.deployments.edge.manifest import TELEMETRY_FILE
+from airflow_aml.exceptions import ValidationError
 from airflow_aml.roles import Action
 
 STATE_FILE = ".collected.json"
@@ -26,6 +27,8 @@ STATE_FILE = ".collected.json"
 def collect(ctx: WorkspaceContext, name: str, folder: str | Path) -> dict[str, Any]:
     ctx.require(Action.WRITE)
     folder = Path(folder)
+    if not folder.is_dir():
+        raise ValidationError(f"Edge module {name!r}: no telemetry folder {str(folder)!r}")
     state_path = folder / STATE_FILE
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))
