@@ -27,8 +27,7 @@ from airflow_aml.activities import list_activities as _list_activities
 from airflow_aml.compute import check_compute_config, compute_kinds
 from airflow_aml.context import DATASTORE_PROPERTY, DEFAULT_DATASTORE, SNAPSHOT_NAME, WorkspaceContext, run_prefix
 from airflow_aml.datastores import SECRET_KEYS, SECRET_SUFFIX, AbstractDatastore, build_datastore
-from airflow_aml.deployments import Deployment
-from airflow_aml.deployments import edge
+from airflow_aml.deployments import Deployment, edge
 from airflow_aml.deployments.deployment import deployment_worker_check
 from airflow_aml.entities import (
     ActivityRecord,

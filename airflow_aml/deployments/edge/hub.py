@@ -60,4 +60,7 @@ def apply_manifest(connection_string: str, manifest: dict[str, Any], target: Hub
         return {"configuration_id": target.configuration_id, "target_condition": target.target_condition,
                 "etag": getattr(created, "etag", None)}
     except (HttpOperationError, ClientRequestError) as exc:
-        raise DeploymentError(f"IoT Hub refused the edge deployment: {exc}") from exc
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        raise DeploymentError(
+            f"IoT Hub refused the edge deployment: {f'HTTP {status}' if status else exc}", deployment=target.device_id
+            or target.configuration_id) from exc
