@@ -44,6 +44,9 @@ class EdgeModuleSpec:
     host_port: int = MODULE_PORT
     host_ip: str = ""  # "" binds every interface, as the edge agent does by default
     host_folder: str | None = None  # where telemetry lands on the device
+    # "host": the module shares the device's network (documented for createOptions' HostConfig);
+    # the server then listens on host_port itself and no port is published.
+    network_mode: str | None = None
     restart_policy: str = "always"
     status: str = "running"
     startup_order: int = 1
@@ -62,22 +65,31 @@ def scoring_config(spec: EdgeModuleSpec) -> ScoringConfig:
 def create_options(spec: EdgeModuleSpec) -> dict[str, Any]:
     """The Docker Engine API create body the edge agent passes on (``createOptions``)."""
     port = f"{MODULE_PORT}/tcp"
+    on_host = spec.network_mode == "host"
     serve = shlex.join([
-        "python", "-m", "airflow_aml.runtime.scoring", "--bundle", BUNDLE_DIR, "--host", "0.0.0.0",
-        "--port", str(MODULE_PORT), "--config", "/tmp/scoring.json",
+        "python", "-m", "airflow_aml.runtime.scoring", "--bundle", BUNDLE_DIR,
+        "--host", (spec.host_ip or "0.0.0.0") if on_host else "0.0.0.0",
+        "--port", str(spec.host_port if on_host else MODULE_PORT), "--config", "/tmp/scoring.json",
     ])
-    return {
+    host_config: dict[str, Any] = {
+        "Binds": [f"{spec.host_folder or DEFAULT_HOST_FOLDER.format(name=spec.name)}:{TELEMETRY_DIR}"],
+        "Init": True,
+        "CapDrop": ["ALL"],
+        "SecurityOpt": ["no-new-privileges"],
+    }
+    options: dict[str, Any] = {
         # The image's CMD serves without a config (no key); the config comes from the twin's env.
         "Cmd": ["sh", "-c", f'printf %s "${ENV_SCORING_CONFIG}" > /tmp/scoring.json && exec {serve}'],
-        "ExposedPorts": {port: {}},
-        "HostConfig": {
-            "PortBindings": {port: [{"HostIp": spec.host_ip, "HostPort": str(spec.host_port)}]},
-            "Binds": [f"{spec.host_folder or DEFAULT_HOST_FOLDER.format(name=spec.name)}:{TELEMETRY_DIR}"],
-            "Init": True,
-            "CapDrop": ["ALL"],
-            "SecurityOpt": ["no-new-privileges"],
-        },
+        "HostConfig": host_config,
     }
+    if on_host:
+        host_config["NetworkMode"] = "host"
+    else:
+        options["ExposedPorts"] = {port: {}}
+        host_config["PortBindings"] = {port: [{"HostIp": spec.host_ip, "HostPort": str(spec.host_port)}]}
+    if spec.network_mode not in (None, "host"):
+        host_config["NetworkMode"] = spec.network_mode
+    return options
 
 
 def build_manifest(spec: EdgeModuleSpec) -> dict[str, Any]:

@@ -48,6 +48,14 @@ def test_edge_hub_routes_the_modules_telemetry_upstream() -> None:
     assert hub["storeAndForwardConfiguration"]["timeToLiveSecs"] > 0
 
 
+def test_host_network_listens_on_the_port_itself_and_publishes_none() -> None:
+    module = module_of(manifest(network_mode="host", host_ip="127.0.0.1"), "iris-edge")
+    options = json.loads(module["settings"]["createOptions"])
+    assert options["HostConfig"]["NetworkMode"] == "host"
+    assert "PortBindings" not in options["HostConfig"] and "ExposedPorts" not in options
+    assert "--host 127.0.0.1 --port 8080" in options["Cmd"][-1]
+
+
 def test_container_config_is_what_the_edge_agent_sends_the_engine() -> None:
     module = module_of(manifest(env={"EXTRA": "1"}), "iris-edge")
     config = container_config(module)
