@@ -13,7 +13,7 @@ from airflow_aml.entities import ImageRecord
 from airflow_aml.images import builders
 from airflow_aml.images.builders import BuildResult, LogFn, ProgressFn
 from airflow_aml.workspace import Workspace
-from tests.unit.images.conftest import SCORE_PY, FakeBuilder
+from tests.unit.images.conftest import SCORE_PY, FakeBuilder, fake_builder, source  # noqa: F401 (fixtures)
 
 REFERENCE = "aml-test/edge-img:1"
 
@@ -45,3 +45,5 @@ def edge_ws(workspace: Workspace, tmp_path: Path) -> Iterator[Workspace]:
     finally:
         if previous is not None:
             builders._KINDS["docker"] = previous
+        else:
+            builders._KINDS.pop("docker", None)

@@ -14,6 +14,7 @@ port form (``PortBindings``) is checked in test_manifest only.
 from __future__ import annotations
 
 import json
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -85,11 +86,9 @@ def test_the_module_started_from_its_manifest_scores_and_its_telemetry_reaches_t
         assert _post(f"{url}/score", None, {"data": [[1]]})[0] == 401
 
         deadline = time.monotonic() + 30  # the module's sink writes once a second
-        while (folder / TELEMETRY_FILE).stat().st_size == 0 if (folder / TELEMETRY_FILE).exists() else True:
-            assert time.monotonic() < deadline, "no telemetry from the module"
-            time.sleep(0.3)
-        while len((folder / TELEMETRY_FILE).read_text().splitlines()) < 3:
-            assert time.monotonic() < deadline, (folder / TELEMETRY_FILE).read_text()
+        telemetry = folder / TELEMETRY_FILE
+        while not telemetry.exists() or len(telemetry.read_text().splitlines()) < 3:
+            assert time.monotonic() < deadline, telemetry.read_text() if telemetry.exists() else "no telemetry"
             time.sleep(0.3)
     finally:
         docker_api.remove_container(container_id, force=True)
@@ -117,8 +116,6 @@ def test_offline_export_is_the_image_tarball_and_the_manifest_and_is_idempotent(
     assert json.loads((out / MANIFEST_FILE).read_text()) == manifest
     assert reference in (out / INSTRUCTIONS_FILE).read_text()
     tar = out / IMAGE_TAR
-    import tarfile
-
     with tarfile.open(tar) as archive:  # a `docker save` archive names the image's tag
         index = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
     assert reference in index[0]["RepoTags"]
