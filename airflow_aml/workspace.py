@@ -27,7 +27,7 @@ from airflow_aml.activities import list_activities as _list_activities
 from airflow_aml.compute import check_compute_config, compute_kinds
 from airflow_aml.context import DATASTORE_PROPERTY, DEFAULT_DATASTORE, SNAPSHOT_NAME, WorkspaceContext, run_prefix
 from airflow_aml.datastores import SECRET_KEYS, SECRET_SUFFIX, AbstractDatastore, build_datastore
-from airflow_aml.deployments import Deployment
+from airflow_aml.deployments import Deployment, edge
 from airflow_aml.deployments.deployment import deployment_worker_check
 from airflow_aml.entities import (
     ActivityRecord,
@@ -208,6 +208,25 @@ class Workspace(WorkspaceContext):
     def list_deployments(self, **filters: Any) -> list[Deployment]:
         """See ``Deployment.list``: image=, state=, target=, tags=."""
         return Deployment.list(self, **filters)
+
+    # ------------------------------------------------------------------ IoT Edge modules
+    def edge_manifest(self, name: str, image: Image | str, **kwargs: Any) -> tuple[dict[str, Any], str]:
+        """The validated IoT Edge deployment manifest of module ``name`` and its scoring key;
+        see ``deployments.edge.edge_manifest``."""
+        return edge.edge_manifest(self, name, image, **kwargs)
+
+    def deploy_edge_module(self, name: str, image: Image | str, **kwargs: Any) -> dict[str, Any]:
+        """Apply module ``name`` through IoT Hub (device_id= or target_condition=,
+        hub_connection_secret=); see ``deployments.edge.deploy_edge_module``."""
+        return edge.deploy_edge_module(self, name, image, **kwargs)
+
+    def export_edge_module(self, name: str, image: Image | str, folder: str | Path, **kwargs: Any) -> dict[str, Any]:
+        """Image tarball + manifest for a device without a hub; see ``deployments.edge.export_edge_module``."""
+        return edge.export_edge_module(self, name, image, folder, **kwargs)
+
+    def collect_edge_telemetry(self, name: str, folder: str | Path) -> dict[str, Any]:
+        """The module's new request lines from its telemetry folder into the workspace."""
+        return edge.collect_edge_telemetry(self, name, folder)
 
     # ------------------------------------------------------------------ activities
     def get_activity(self, activity_id: str) -> ActivityRecord:

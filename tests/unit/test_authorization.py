@@ -290,6 +290,14 @@ TABLE: dict[tuple[str, str], tuple[Expected, Call]] = {
     ("Workspace", "delete_secret"): (M, lambda c: c.ws.delete_secret(c.owner_secret())),
     ("Workspace", "deploy_webservice"): (W, lambda c: c.ws.deploy_webservice(
         c.world.unique("svc"), c.world.base_image.id, wait=False)),
+    # Fake-built images: refused as not docker-built, after the authorization check.
+    ("Workspace", "edge_manifest"): (R, lambda c: c.ws.edge_manifest("edge", c.world.base_image.id)),
+    ("Workspace", "deploy_edge_module"): (W, lambda c: c.ws.deploy_edge_module(
+        "edge", c.world.base_image.id, device_id="dev", hub_connection_secret="hub")),
+    ("Workspace", "export_edge_module"): (W, lambda c: c.ws.export_edge_module(
+        "edge", c.world.base_image.id, c.world.path(c.world.unique("export")))),
+    ("Workspace", "collect_edge_telemetry"): (W, lambda c: c.ws.collect_edge_telemetry(
+        "edge", c.world.path(c.world.unique("edge")))),
     ("Workspace", "experiment"): (None, lambda c: c.ws.experiment("e")),  # a handle; reads nothing
     ("Workspace", "experiments"): (R, lambda c: c.ws.experiments),
     ("Workspace", "forget_datastore"): (None, lambda c: c.ws.forget_datastore("workspaceblobstore")),
