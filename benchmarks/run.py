@@ -12,7 +12,8 @@ still run. The serving entry's per-connection table also becomes ``benchmarks/se
 minutes on a 2-core machine) and says so at the top of the file.
 
 Needs what the scripts need: Azurite for the Blob entry (``source scripts/services.sh``; the entry
-is reported as not run without it), ``wrk`` for serving (Debian).
+is reported as not run without it), ``wrk`` for serving (Debian: ``apt-get install wrk``; not run
+without it).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -45,6 +47,7 @@ class Entry:
     ours: Callable[[str], str]
     theirs: Callable[[str], str]
     needs_env: str | None = None
+    needs_command: str | None = None  # a program the script runs (wrk)
     # The headline ratio; default the script's last line. Entries with the same args share one run.
     ratio: Callable[[str], float | None] | None = None
     lower_is_better: bool = False  # a time ratio (ours / the peer's)
@@ -102,7 +105,8 @@ SUITE = [
     Entry("serving", "requests/s (p99 ms) at 16 connections through the deployment's URI (wrk)",
           "`mlflow models serve`", ["serving_wrk.py", "--connections", "4,16,64", "--seconds", "5"],
           ["serving_wrk.py", "--connections", "4,16,64", "--seconds", "2"], 5.0, ">= 5x, p99 <= 10 ms",
-          _last(r"^ours\s+\S+ \(\S+\)\s+(\S+ \(\S+\))"), _last(r"^mlflow\s+\S+ \(\S+\)\s+(\S+ \(\S+\))")),
+          _last(r"^ours\s+\S+ \(\S+\)\s+(\S+ \(\S+\))"), _last(r"^mlflow\s+\S+ \(\S+\)\s+(\S+ \(\S+\))"),
+          needs_command="wrk"),
     Entry("deploy_cold_start", "deploy -> first 200 OK, cached environment, median", "`mlflow models serve` start",
           ["deploy_cold_start.py", "--rounds", "3"], ["deploy_cold_start.py", "--rounds", "2"], None,
           "ours <= 3 s", _last(r"ours \(local deployment.*?\) ([0-9.]+ s)"),
@@ -153,6 +157,8 @@ def run_script(args: list[str], log: Path) -> tuple[int, str, float]:
 def run_entry(entry: Entry, quick: bool, logs: Path, done: dict[tuple[str, ...], tuple[int, str, float]]) -> Outcome:
     if entry.needs_env and not os.environ.get(entry.needs_env):
         return Outcome(entry, None, "-", "-", 0.0, error=f"not run: {entry.needs_env} unset")
+    if entry.needs_command and shutil.which(entry.needs_command) is None:
+        return Outcome(entry, None, "-", "-", 0.0, error=f"not run: {entry.needs_command} not installed")
     args = entry.quick_args if quick else entry.args
     key = tuple(args)
     if key not in done:  # entries reading the same script's output share its run
