@@ -19,11 +19,12 @@ from airflow_aml.entities import ActivityStatus, DeploymentState
 from airflow_aml.exceptions import DeploymentError, DeploymentNotFoundError, ValidationError
 from airflow_aml.runtime.scoring.auth import hash_key
 from airflow_aml.workspace import Workspace
-from tests.unit.deployments.aci_recorded import GROUP_PATH, ArmScenario, recorded_client, recording
+from tests.unit.deployments.aci_recorded import GROUP_PATH, OPERATION, ArmScenario, recorded_client, recording
 
 ACI = {"resource_group": "ml-rg", "location": "westeurope", "registry_prefix": "registry.example.com",
        "azure_conn_id": "aci_recorded"}
 CONFIG = {"aci": ACI, "cpu_cores": 2, "memory_gb": 4}
+OPERATION_PATH = OPERATION.split("management.azure.com", 1)[1].split("?", 1)[0]
 PUT, GET, DELETE = f"PUT {GROUP_PATH}", f"GET {GROUP_PATH}", f"DELETE {GROUP_PATH}"
 
 
@@ -76,6 +77,8 @@ def test_the_request_is_the_sdk_models_serialization() -> None:
 def test_create_puts_the_group_and_follows_its_instance_view(ws: Workspace, arm: ArmScenario) -> None:
     service = Deployment.create(ws, "iris", "iris:1", target="aci", config=CONFIG, timeout=10)
     assert arm.calls() == [PUT, GET, GET]  # Creating (Waiting), then Succeeded (Running)
+    # The SDK's LRO poller follows the PUT's Azure-AsyncOperation in its own thread (then the group).
+    assert set(arm.poller_calls()) <= {f"GET {OPERATION_PATH}", GET}
     assert service.state is DeploymentState.HEALTHY and service.serving_image_id == "iris:1"
     assert service.scoring_uri == "http://aml-ws-iris.westeurope.azurecontainer.io:5001/score"
     put = arm.requests[0]
