@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from airflow_aml.deployments.target_settings import AciSettings
 from airflow_aml.exceptions import ValidationError
 from airflow_aml.runtime.scoring.config import ScoringConfig
 
@@ -85,6 +86,8 @@ class DeploymentConfig(BaseModel):
     # How long a new replica may take to answer /ready (init() loads the model) before the create
     # or update fails.
     startup_timeout_seconds: float = Field(120.0, gt=0, le=3600)
+    # The aci target's resource group, location, registry and DNS label (target_settings.py).
+    aci: AciSettings | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -37,10 +37,13 @@ from airflow_aml.deployments.checks import keyed_activity, port_free, resolve_im
 from airflow_aml.deployments.config import DeploymentConfig
 from airflow_aml.deployments.desired import DesiredState, Operation, read_desired, write_desired
 from airflow_aml.deployments.keys import KEY_NAMES, forget_keys, new_keys, read_keys, store_keys
+from airflow_aml.deployments.remote import lifecycle as remote_lifecycle
+from airflow_aml.deployments.remote.base import RemoteTarget
 from airflow_aml.deployments.replicas import DEFAULT_DEPLOYMENT_TARGET, ReplicaDriver, build_replica_driver, free_port
+from airflow_aml.deployments.restoring import restore_all
 from airflow_aml.deployments.scoring_client import confirm_key, score
 from airflow_aml.deployments.supervision import SupervisorHandle
-from airflow_aml.deployments.watch import failed_for_good, supervisor_check
+from airflow_aml.deployments.watch import supervisor_check
 from airflow_aml.entities import (
     ActivityRecord,
     ActivityStatus,
@@ -50,7 +53,6 @@ from airflow_aml.entities import (
 )
 from airflow_aml.exceptions import (
     AlreadyExistsError,
-    AmlError,
     ConflictError,
     DeploymentError,
     DeploymentNotFoundError,
@@ -61,7 +63,6 @@ from airflow_aml.exceptions import (
 from airflow_aml.images.image import Image
 from airflow_aml.names import validate_name
 from airflow_aml.processes import this_host
-from airflow_aml.references import Reference
 from airflow_aml.roles import Action
 from airflow_aml.runtime.scoring.auth import generate_key, hash_key
 
@@ -168,6 +169,10 @@ class Deployment:
                 return existing.wait_for_deployment(timeout=timeout) if wait else existing
         image_record = resolve_image(workspace, image)
         settings = DeploymentConfig.coerce(config)
+        if (remote := remote_lifecycle.resolve(workspace, target, settings)) is not None:  # the cluster supervises
+            return remote_lifecycle.create(cls, workspace, name, target, remote, image_record, settings, tags=tags,
+                                           description=description, wait=wait, timeout=timeout,
+                                           idempotency_key=idempotency_key)
         driver = build_replica_driver(target)
         driver.validate(image_record)
         if SupervisorHandle(workspace.name, name).alive():
@@ -283,6 +288,11 @@ class Deployment:
             settings = DeploymentConfig.coerce(config)
         else:
             settings = self.config
+        if (remote := self._remote()) is not None:
+            earlier, activity_id = keyed_activity(ws, idempotency_key, KIND_UPDATE, self.name)
+            if earlier is not None:
+                return self.wait_for_deployment(timeout=timeout, activity_id=earlier.activity_id) if wait else self
+            return remote_lifecycle.update(self, remote, image_record, settings, activity_id, tags, wait, timeout)
         if settings.port not in (None, self._port()):
             raise ValidationError("The port of a deployment cannot change; delete it and create it again")
         driver = build_replica_driver(self.target)
@@ -343,6 +353,8 @@ class Deployment:
         except DeploymentNotFoundError:
             self._forget()
             return
+        if (remote := self._remote()) is not None:
+            return remote_lifecycle.delete(self, remote, wait=wait, timeout=timeout)
         self._require_this_host()
         self._forget_keys()  # refused from now on, whatever happens next
         activity = store.create_activity(ws.name, kind=KIND_DELETE, target_id=self.name, message="Queued")
@@ -395,45 +407,7 @@ class Deployment:
         whatever state a waiter recorded when it found the supervisor gone; deletions that were
         interrupted are finished. Only a create its own supervisor judged failed (and then stopped)
         stays down. Returns the names acted on."""
-        workspace.require(Action.WRITE)
-        acted: list[str] = []
-        failures: list[str] = []
-        for record in workspace.store.search_deployments(workspace.name):
-            deployment = cls(workspace, record)
-            try:
-                if record.state is DeploymentState.DELETING:
-                    if not deployment.supervisor_alive():
-                        acted.append(record.name)
-                        deployment.delete(wait=wait, timeout=timeout)
-                    continue
-                if failed_for_good(record) or deployment.supervisor_alive():
-                    continue
-                acted.append(record.name)
-                deployment._restart(timeout=timeout, wait=wait)
-            except (AmlError, TimeoutError) as exc:  # one broken deployment must not keep the others down
-                failures.append(f"{record.name}: {exc}")
-        if failures:
-            raise DeploymentError(
-                f"Restored {len(acted) - len(failures)} of {len(acted)} deployment(s); failed: " + "; ".join(failures)
-            )
-        return acted
-
-    def _restart(self, *, wait: bool, timeout: float | None) -> None:
-        ws, store = self.workspace, self.workspace.store
-        image_id = self.serving_image_id or self.image_id
-        image_record = store.get_image(ws.name, *Reference.parse_id(image_id, "image"))
-        driver = build_replica_driver(self.target)
-        driver.validate(image_record)
-        activity = store.create_activity(ws.name, kind=KIND_RESTORE, target_id=self.name, message="Queued")
-        self.record = store.update_deployment(
-            ws.name, self.name, image_id=image_id, state=DeploymentState.TRANSITIONING,
-            activity_id=activity.activity_id, error="", next_generation=True,
-        )
-        self._write_scoring_config()
-        self._write_desired("restore", driver.image_payload(image_record), self.config, activity.activity_id)
-        self._start_supervisor()
-        if wait:
-            self.wait_for_deployment(timeout=timeout)
+        return restore_all(cls, workspace, wait=wait, timeout=timeout)
 
     # ------------------------------------------------------------------ registry
     @classmethod
@@ -502,8 +476,10 @@ class Deployment:
         return self
 
     def worker_check(self) -> WorkerCheck:
-        """How a waiter tells that this deployment's supervisor is gone (see ``watch.py``)."""
-        return supervisor_check(self)
+        """How a waiter tells that this deployment's supervisor is gone (see ``watch.py``); on a remote
+        target, each look reads the target's status and records it (``remote/lifecycle.py``)."""
+        remote = self._remote()
+        return supervisor_check(self) if remote is None else remote_lifecycle.remote_check(self, remote)
 
     # ------------------------------------------------------------------ keys
     def get_keys(self) -> tuple[str, str]:
@@ -521,6 +497,9 @@ class Deployment:
         key = generate_key()
         store_keys(ws, self.name, {which: key})
         self.record = ws.store.update_deployment(ws.name, self.name, **{f"{which}_key_hash": hash_key(key)})
+        if (remote := self._remote()) is not None:
+            remote_lifecycle.update_keys(self, remote)  # refused once the replicas re-read the Secret/group
+            return key
         self._write_scoring_config()
         if self.config.auth_enabled and old_hash and self.state is DeploymentState.HEALTHY:
             confirm_key(self.name, self._base_url(), key, replicas=len(self.replicas),
@@ -537,13 +516,18 @@ class Deployment:
         return score(self.name, self.scoring_uri, input_data, key=key, timeout=timeout)
 
     def get_logs(self, *, tail: int | None = 200) -> str:
-        """The supervisor's log and each current replica's, last ``tail`` lines of each (None = all)."""
+        """The supervisor's log and each current replica's, last ``tail`` lines of each (None = all);
+        on a remote target, each pod's (or the container group's) log."""
+        if (remote := self._remote()) is not None:
+            return remote.logs(self.name, tail=tail)
         return self.supervision.logs(self.refresh().replicas, tail=tail)
 
     def get_telemetry(self) -> dict[str, Any]:
         """Request counts, errors and latency percentiles as the supervisor last recorded them in
         the workspace (every 10 s), plus the number of input/output samples collected to the
         datastore (``deployments/<name>/collected/``)."""
+        if (remote := self._remote()) is not None:
+            return remote_lifecycle.telemetry(remote)
         telemetry = dict(self.refresh().record.runtime.get("telemetry") or {})
         telemetry.setdefault("requests", 0)
         return telemetry
@@ -552,6 +536,10 @@ class Deployment:
     def supervisor_alive(self) -> bool:
         """Whether this deployment's supervisor runs on this machine (or is starting, from here)."""
         return self.supervision.alive()
+
+    def _remote(self) -> RemoteTarget | None:
+        """The remote target (kubernetes, aci) this deployment runs on; None for local and docker."""
+        return remote_lifecycle.of_record(self.workspace, self.record)
 
     def _supervisor_host(self) -> str | None:
         return (self.record.runtime.get("supervisor") or {}).get("host")
