@@ -200,7 +200,10 @@ def serving_plot(log: Path, png: Path) -> bool:
         right.plot(counts, [p[1] for p in points], marker="o", label=name)
     left.set(xlabel="connections (wrk)", ylabel="requests/s", title="throughput", xscale="log")
     right.set(xlabel="connections (wrk)", ylabel="p99 latency (ms)", title="p99", xscale="log", yscale="log")
+    from matplotlib.ticker import NullLocator
+
     for axis in (left, right):
+        axis.xaxis.set_minor_locator(NullLocator())  # log-scale minor ticks would be labelled too
         axis.set_xticks(counts, [str(c) for c in counts])
         axis.grid(True, alpha=0.3)
     left.legend(fontsize=8)
@@ -210,7 +213,7 @@ def serving_plot(log: Path, png: Path) -> bool:
     return True
 
 
-def write_results(outcomes: list[Outcome], quick: bool, output: Path, plotted: bool) -> None:
+def write_results(outcomes: list[Outcome], quick: bool, output: Path, plotted: bool, note: str = "") -> None:
     lines = [
         "# Benchmark results",
         "",
@@ -218,6 +221,7 @@ def write_results(outcomes: list[Outcome], quick: bool, output: Path, plotted: b
         f"({os.cpu_count()} CPUs, Python {platform.python_version()}), "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
         + (" Quick sizes: smaller than the goals are stated for." if quick else ""),
+        *([f"Conditions: {note}"] if note else []),
         "Each row ran ours and the peer in the same run. A ratio is how many times better ours is (throughput: "
         "ours / the peer's; time: the peer's / ours), but for blob_transfer: ours / the SDK's time.",
         "",
@@ -239,6 +243,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (about ten minutes)")
     parser.add_argument("--only", default="", help="comma-separated entry names: " + ", ".join(e.name for e in SUITE))
     parser.add_argument("--output", type=Path, default=HERE / "results.md")
+    parser.add_argument("--note", default="", help="what else ran on the machine meanwhile, for the file")
     args = parser.parse_args()
     chosen = [e for e in SUITE if not args.only or e.name in args.only.split(",")]
     unknown = set(filter(None, args.only.split(","))) - {e.name for e in SUITE}
@@ -250,7 +255,7 @@ def main() -> int:
     outcomes = [run_entry(entry, args.quick, logs, done) for entry in chosen]
     plotted = serving_plot(logs / "serving_wrk.log", HERE / "serving.png") if any(
         o.entry.name == "serving" and o.error is None for o in outcomes) else False
-    write_results(outcomes, args.quick, args.output, plotted)
+    write_results(outcomes, args.quick, args.output, plotted, args.note)
     print(f"wrote {args.output}" + (" and benchmarks/serving.png" if plotted else ""))
     return 0 if all(o.error is None or o.error.startswith("not run") for o in outcomes) else 1
 
