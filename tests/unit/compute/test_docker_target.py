@@ -23,14 +23,15 @@ import pytest
 from airflow_aml.compute import build_compute_target
 from airflow_aml.compute.local import PROP_PID
 from airflow_aml.entities import RunStatus
-from airflow_aml.exceptions import DockerEngineUnavailableError, DockerImageError, RunConfigurationError
-from airflow_aml.images.docker import DEFAULT_BASE_IMAGE, docker_api_client
+from airflow_aml.exceptions import DockerImageError, RunConfigurationError
+from airflow_aml.images.docker import docker_api_client
 from airflow_aml.images.docker.runs.container import LABEL_RUN_ID, find_container
 from airflow_aml.images.docker.runs.supervisor import supervisor_holds_lock
 from airflow_aml.runconfig import EnvironmentSpec, RunConfiguration, SweepSpec
 from airflow_aml.runs import Run
 from airflow_aml.workspace import Workspace
 from tests.unit.compute.test_local_e2e import alive, wait_for, wait_for_log
+from tests.unit.docker_engine import engine_or_fail
 from tests.unit.docker_registry import local_registry
 from tests.unit.service.served import Served, free_port, serve
 
@@ -40,29 +41,11 @@ TARGET = "docker-local"
 TIMEOUT = 300.0  # the first run of a machine builds the environment image (pip install)
 
 
-def _docker_required() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes") or os.environ.get("AML_TEST_DOCKER") == "1"
-
 
 @pytest.fixture(scope="module")
 def docker_api() -> Iterator[Any]:
     """The engine and the base image: FAIL under CI / AML_TEST_DOCKER=1, skip elsewhere."""
-    from docker.errors import ImageNotFound
-
-    def unavailable(reason: str) -> None:
-        if _docker_required():
-            pytest.fail(f"{reason} (CI=true or AML_TEST_DOCKER=1: Docker is required)", pytrace=False)
-        pytest.skip(f"{reason}; as root, `source scripts/docker-service.sh` starts one and makes the base image")
-
-    try:
-        api = docker_api_client(timeout=30)
-    except DockerEngineUnavailableError as exc:
-        unavailable(f"No Docker engine: {exc}")
-    try:
-        api.inspect_image(DEFAULT_BASE_IMAGE)
-    except ImageNotFound:
-        api.close()
-        unavailable(f"Base image {DEFAULT_BASE_IMAGE} missing: run docker/build-base-image.sh")
+    api = engine_or_fail()
     yield api
     api.close()
 

@@ -30,14 +30,12 @@ from airflow_aml.deployments.replicas.containers import ContainerReplica, Contai
 from airflow_aml.entities import ImageRecord, ImageStatus
 from airflow_aml.exceptions import DeploymentError, ValidationError
 from airflow_aml.images.docker import (
-    DEFAULT_BASE_IMAGE,
     DockerBuildOptions,
-    DockerEngineUnavailableError,
     DockerImageBuilder,
-    docker_api_client,
     remove_image,
 )
 from airflow_aml.runtime.scoring import ScoringConfig, generate_key, hash_key
+from tests.unit.docker_engine import engine_or_fail
 
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 WORKSPACE = "ws-test"
@@ -172,29 +170,11 @@ def test_start_needs_the_scoring_config(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------- real Docker engine
 
 
-def _docker_required() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes") or os.environ.get("AML_TEST_DOCKER") == "1"
-
 
 @pytest.fixture(scope="module")
 def docker_api() -> Iterator[Any]:
     """The engine and the base image: FAIL under CI / AML_TEST_DOCKER=1, skip elsewhere."""
-    from docker.errors import ImageNotFound
-
-    def unavailable(reason: str) -> None:
-        if _docker_required():
-            pytest.fail(f"{reason} (CI=true or AML_TEST_DOCKER=1: Docker is required)", pytrace=False)
-        pytest.skip(f"{reason}; as root, `source scripts/docker-service.sh` starts one and makes the base image")
-
-    try:
-        api = docker_api_client(timeout=30)
-    except DockerEngineUnavailableError as exc:
-        unavailable(f"No Docker engine: {exc}")
-    try:
-        api.inspect_image(DEFAULT_BASE_IMAGE)
-    except ImageNotFound:
-        api.close()
-        unavailable(f"Base image {DEFAULT_BASE_IMAGE} missing: run docker/build-base-image.sh")
+    api = engine_or_fail()
     yield api
     api.close()
 

@@ -41,6 +41,7 @@ from airflow_aml.images.docker import (
     remove_image,
 )
 from airflow_aml.images.docker.context import _write_context_tar
+from tests.unit.docker_engine import engine_or_fail
 
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]  # a setosa: class 0
@@ -483,29 +484,11 @@ def test_build_stream_progress_log_and_failure(sk_bundle: Path, tmp_path: Path) 
 # ------------------------------------------------------------------------- real Docker engine
 
 
-def _docker_required() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes") or os.environ.get("AML_TEST_DOCKER") == "1"
-
 
 @pytest.fixture(scope="module")
 def docker_api() -> Any:
     """The engine (`docker info`) and the base image: FAIL under CI / AML_TEST_DOCKER=1, skip elsewhere."""
-    from docker.errors import ImageNotFound
-
-    def unavailable(reason: str) -> None:
-        if _docker_required():
-            pytest.fail(f"{reason} (CI=true or AML_TEST_DOCKER=1: Docker is required)", pytrace=False)
-        pytest.skip(f"{reason}; as root, `source scripts/docker-service.sh` starts one and makes the base image")
-
-    try:
-        api = docker_api_client(timeout=30)
-    except DockerEngineUnavailableError as exc:
-        unavailable(f"No Docker engine: {exc}")
-    try:
-        api.inspect_image(docker_builder.DEFAULT_BASE_IMAGE)
-    except ImageNotFound:
-        api.close()
-        unavailable(f"Base image {docker_builder.DEFAULT_BASE_IMAGE} missing: run docker/build-base-image.sh")
+    api = engine_or_fail(docker_builder.DEFAULT_BASE_IMAGE)
     yield api
     api.close()
 
