@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_aml import config
 from airflow_aml.exceptions import ValidationError
+from airflow_aml.service.deployment_routes import deployment_router
 from airflow_aml.service.errors import install_error_handlers
 from airflow_aml.service.file_routes import file_router
 from airflow_aml.service.follow_routes import follow_router
@@ -81,7 +82,9 @@ def _api_routes() -> list[BaseRoute]:
     signature with pydantic) costs about a second, and they hold no per-app state (handlers
     reach the app's state through the request)."""
     api = APIRouter(prefix=API_PREFIX)
-    for router in (token_router(), store_router(), follow_router(), file_router(), secret_router(), mlflow_router()):
+    routers = (token_router(), store_router(), follow_router(), file_router(), secret_router(),
+               deployment_router(), mlflow_router())
+    for router in routers:
         api.include_router(router)
     return list(api.routes)
 

@@ -1,11 +1,16 @@
 import { useState, type FormEvent } from "react";
 import { api, ApiError, storedToken, storeToken } from "./api";
 import { Show } from "./components";
+import { ActivitiesPage } from "./pages/Activities";
+import { DeploymentPage, DeploymentsPage } from "./pages/Deployments";
 import { ExperimentsPage } from "./pages/Experiments";
+import { ImagesPage } from "./pages/Images";
+import { ModelVersionPage } from "./pages/ModelVersion";
 import { ModelsPage } from "./pages/Models";
 import { RunPage } from "./pages/RunPage";
 import { RunsPage } from "./pages/Runs";
 import { WorkspacesPage } from "./pages/Workspaces";
+import { setPrincipal } from "./principal";
 import { useRoute } from "./router";
 import { useData } from "./useData";
 
@@ -30,6 +35,7 @@ export function App({ embedded }: { embedded: boolean }) {
         <Show loaded={me}>
           {(who) => (
             <>
+              {setPrincipal(who.principal)}
               <div className="aml-muted" style={{ float: "right" }} data-testid="principal">
                 {who.principal}
                 {!embedded && (
@@ -61,6 +67,16 @@ function Page() {
       return <RunPage workspace={route.workspace} runId={route.runId} />;
     case "models":
       return <ModelsPage workspace={route.workspace} />;
+    case "model":
+      return <ModelVersionPage workspace={route.workspace} name={route.name} version={route.version} />;
+    case "images":
+      return <ImagesPage workspace={route.workspace} />;
+    case "deployments":
+      return <DeploymentsPage workspace={route.workspace} />;
+    case "deployment":
+      return <DeploymentPage workspace={route.workspace} name={route.name} />;
+    case "activities":
+      return <ActivitiesPage workspace={route.workspace} />;
   }
 }
 

@@ -119,3 +119,45 @@ export function latestMetrics(runIds: string[]): Promise<Record<string, Record<s
 }
 
 export const enc = encodeURIComponent;
+
+// Images, deployments and activities (issue 13's pages).
+export type ImageStatus = "Building" | "Succeeded" | "Failed";
+export type Image = {
+  workspace: string; name: string; version: number; status: ImageStatus; builder: string; created_at: string;
+  created_by: string; updated_at: string; model_ids: string[]; description: string; digest: string | null;
+  location: string | null; error: string | null; build_log_path: string | null; build_log_tail: string;
+  activity_id: string | null; tags: Record<string, string>;
+};
+export type Telemetry = {
+  requests?: number; errors?: number; client_errors?: number; last_request_at?: number | null;
+  latency_ms?: { p50: number; p95: number; p99: number; window: number };
+  history?: { t: number; requests: number; errors: number; p50: number; p99: number }[];
+};
+export type Deployment = {
+  workspace: string; name: string; target: string; state: string; image_id: string; serving_image_id: string | null;
+  created_at: string; created_by: string; updated_at: string; scoring_uri: string | null; error: string | null;
+  activity_id: string | null; config: Record<string, unknown>; tags: Record<string, string>;
+  runtime: { replicas?: { port?: number; ready?: boolean; draining?: boolean; generation?: number }[]; telemetry?: Telemetry };
+};
+export type Activity = {
+  activity_id: string; workspace: string; kind: string; target_id: string; status: string; progress: number;
+  message: string; created_at: string; updated_at: string; ended_at: string | null; error: string | null;
+};
+
+/** Every page of a POST search (images:search, deployments:search, models:search). */
+export async function searchAll<T>(path: string, body: Record<string, unknown> = {}): Promise<T[]> {
+  const items: T[] = [];
+  let cursor: string | null = null;
+  do {
+    const page: Page<T> = await api<Page<T>>(path, { method: "POST", body, query: cursor ? { cursor } : {} });
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return items;
+}
+
+/** The caller's role on a workspace: the UI offers write buttons to Owners and Contributors only
+ * (the service refuses the others anyway). */
+export async function myRole(workspace: string, principal: string): Promise<string | null> {
+  return api<string | null>(`workspaces/${enc(workspace)}/roles/${enc(principal)}`);
+}

@@ -36,15 +36,18 @@ export function Chips({ values }: { values: Record<string, string> }) {
   );
 }
 
-export function WorkspaceTabs({ workspace, active }: { workspace: string; active: "experiments" | "models" }) {
+type Tab = "experiments" | "models" | "images" | "deployments" | "activities";
+const TABS: [Tab, string][] = [
+  ["experiments", "Experiments"], ["models", "Models"], ["images", "Images"], ["deployments", "Deployments"],
+  ["activities", "Activities"],
+];
+
+export function WorkspaceTabs({ workspace, active }: { workspace: string; active: Tab }) {
   return (
     <nav className="aml-tabs">
-      <a className={active === "experiments" ? "active" : ""} href={href({ page: "experiments", workspace })}>
-        Experiments
-      </a>
-      <a className={active === "models" ? "active" : ""} href={href({ page: "models", workspace })}>
-        Models
-      </a>
+      {TABS.map(([page, label]) => (
+        <a key={page} className={active === page ? "active" : ""} href={href({ page, workspace })}>{label}</a>
+      ))}
     </nav>
   );
 }

@@ -7,7 +7,12 @@ export type Route =
   | { page: "experiments"; workspace: string }
   | { page: "runs"; workspace: string; experiment: string }
   | { page: "run"; workspace: string; runId: string }
-  | { page: "models"; workspace: string };
+  | { page: "models"; workspace: string }
+  | { page: "model"; workspace: string; name: string; version: string }
+  | { page: "images"; workspace: string }
+  | { page: "deployments"; workspace: string }
+  | { page: "deployment"; workspace: string; name: string }
+  | { page: "activities"; workspace: string };
 
 export function parseRoute(hash: string): Route {
   const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
@@ -15,7 +20,12 @@ export function parseRoute(hash: string): Route {
   const workspace = parts[1];
   if (parts[2] === "experiments" && parts[3]) return { page: "runs", workspace, experiment: parts[3] };
   if (parts[2] === "runs" && parts[3]) return { page: "run", workspace, runId: parts[3] };
+  if (parts[2] === "models" && parts[3] && parts[4]) return { page: "model", workspace, name: parts[3], version: parts[4] };
   if (parts[2] === "models") return { page: "models", workspace };
+  if (parts[2] === "images") return { page: "images", workspace };
+  if (parts[2] === "deployments" && parts[3]) return { page: "deployment", workspace, name: parts[3] };
+  if (parts[2] === "deployments") return { page: "deployments", workspace };
+  if (parts[2] === "activities") return { page: "activities", workspace };
   return { page: "experiments", workspace };
 }
 
@@ -32,6 +42,16 @@ export function href(route: Route): string {
       return `#/workspaces/${e(route.workspace)}/runs/${e(route.runId)}`;
     case "models":
       return `#/workspaces/${e(route.workspace)}/models`;
+    case "model":
+      return `#/workspaces/${e(route.workspace)}/models/${e(route.name)}/${e(route.version)}`;
+    case "images":
+      return `#/workspaces/${e(route.workspace)}/images`;
+    case "deployments":
+      return `#/workspaces/${e(route.workspace)}/deployments`;
+    case "deployment":
+      return `#/workspaces/${e(route.workspace)}/deployments/${e(route.name)}`;
+    case "activities":
+      return `#/workspaces/${e(route.workspace)}/activities`;
   }
 }
 

@@ -28,6 +28,9 @@ log = logging.getLogger(__package__)  # the supervisor's one logger, named as be
 TELEMETRY_INTERVAL = 10.0  # seconds between two collections
 TELEMETRY_ROTATE_BYTES = 64 << 20  # requests.jsonl is renamed to requests.jsonl.1 beyond this
 _LATENCY_WINDOW = 10_000  # the latest latencies the percentiles are computed over
+# Points of the totals over time, one per collection that saw requests: 360 at 10 s is an hour of
+# traffic, a few kB in the runtime record, enough for the UI's charts without a time-series store.
+HISTORY_POINTS = 360
 
 
 class TelemetryHost(Protocol):
@@ -108,9 +111,14 @@ class TelemetryMixin:
         if samples:
             collected += len(samples)
             self._write_samples(samples)
+        requests = sum(totals.values())
+        errors = sum(n for s, n in totals.items() if s.startswith("5"))
+        history = [*(self._telemetry.get("history") or []),
+                   {"t": round(time.time(), 3), "requests": requests, "errors": errors,
+                    "p50": pct(0.5), "p99": pct(0.99)}][-HISTORY_POINTS:]
         self._telemetry = {
-            "requests": sum(totals.values()),
-            "errors": sum(n for s, n in totals.items() if s.startswith("5")),
+            "requests": requests,
+            "errors": errors,
             "client_errors": sum(n for s, n in totals.items() if s.startswith("4")),
             "status_counts": dict(totals),
             "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99), "window": len(ordered)},
@@ -118,6 +126,7 @@ class TelemetryMixin:
             "samples_collected": collected,
             "dropped": int(getattr(self._sink, "dropped", 0) or 0),
             "file_offset": self._telemetry_offset,
+            "history": history,
         }
 
     def _write_samples(self: TelemetryHost, lines: list[str]) -> None:

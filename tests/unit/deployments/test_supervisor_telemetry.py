@@ -86,3 +86,20 @@ def test_totals_resume_after_a_supervisor_restart(supervisor: Supervisor, tmp_pa
     fresh._resume_telemetry({"requests": 9, "file_offset": 10**9})  # the file is not what was recorded
     fresh._collect_telemetry()
     assert fresh._telemetry["requests"] == 4
+
+
+def test_each_collection_with_requests_adds_a_point_of_history(
+    supervisor: Supervisor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(telemetry_module, "HISTORY_POINTS", 2)
+    path = tmp_path / TELEMETRY_FILE
+    _lines(path, [200, 500], latency=4.0)
+    supervisor._collect_telemetry()
+    supervisor._collect_telemetry()  # nothing new: no point
+    assert [(p["requests"], p["errors"]) for p in supervisor._telemetry["history"]] == [(2, 1)]
+    for statuses in ([200], [200, 200]):
+        _lines(path, statuses, latency=8.0)
+        supervisor._collect_telemetry()
+    history = supervisor._telemetry["history"]
+    assert [p["requests"] for p in history] == [3, 5]  # bounded: the oldest point dropped
+    assert history[-1]["p99"] == 8.0 and history[0]["t"] <= history[-1]["t"]

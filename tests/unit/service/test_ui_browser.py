@@ -184,7 +184,8 @@ def test_models_list_shows_every_version(browser: Browser, demo: Demo) -> None:
     expect(models.locator("tr[data-model='classifier:2']")).to_contain_text("stage: prod")
     expect(models.locator("tr[data-model='classifier:1']")).to_contain_text("stage: dev")
     expect(models.locator("tbody tr")).to_have_count(2)
-    models.locator("tr[data-model='classifier:2']").get_by_role("link").click()  # its lineage: the run
+    # its lineage: the run (the row's other link, the version, opens the lineage page)
+    models.locator("tr[data-model='classifier:2']").get_by_role("link", name=demo.child_ids[0][:8]).click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("trial-0")
     assert page.locator(".aml-ui button.aml-button").count() == 0  # no write buttons for a Reader
     page.go_back()

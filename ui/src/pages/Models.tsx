@@ -39,7 +39,7 @@ export function ModelsPage({ workspace }: { workspace: string }) {
                   versions.map((model, index) => (
                     <tr key={model.name + ":" + model.version} data-model={`${model.name}:${model.version}`}>
                       <td>{index === 0 ? <strong>{name}</strong> : ""}</td>
-                      <td>{model.version}</td>
+                      <td><Link to={{ page: "model", workspace, name: model.name, version: String(model.version) }}>{model.version}</Link></td>
                       <td><Chips values={model.tags} /></td>
                       <td>{model.run_id ? <Link to={{ page: "run", workspace, runId: model.run_id }}>{model.run_id.slice(0, 8)}</Link> : ""}</td>
                       <td>{model.created_by}</td>
