@@ -81,9 +81,9 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def _run(command: list[str], env: dict[str, str], log: Path) -> str:
+def _run(command: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> str:
     with log.open("ab") as handle:
-        result = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=handle, timeout=TIMEOUT)
+        result = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=handle, timeout=TIMEOUT, cwd=cwd)
     if result.returncode:
         raise RuntimeError(f"{' '.join(command[:3])} failed (exit {result.returncode}); see {log}")
     return result.stdout.decode()
@@ -112,14 +112,15 @@ def mlflow_round(
     script = root / "pipeline.py"
     script.write_text(MLFLOW_PIPELINE)
     started = time.monotonic()
+    # cwd: MLflow's artifacts go to ./mlruns of a SQLite store.
     version = _run([sys.executable, str(script), env["MLFLOW_TRACKING_URI"], ",".join(map(str, GRID))], env,
-                   log).strip().splitlines()[-1]
+                   log, cwd=root).strip().splitlines()[-1]
     if server is not None:  # no rolling update: the old version stops serving first
         _stop(server)
     port = _free_port()
     with log.open("ab") as handle:
         server = subprocess.Popen([_bin("mlflow"), "models", "serve", "-m", f"models:/iris-classifier/{version}",
-                                   "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], env=env,
+                                   "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], env=env, cwd=root,
                                   stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     with httpx.Client(timeout=5) as client:
         while True:
