@@ -30,6 +30,7 @@ from airflow_aml.service.identity import Authenticator
 from airflow_aml.service.mlflow import mlflow_router
 from airflow_aml.service.requests import ServiceState
 from airflow_aml.service.secret_routes import secret_router
+from airflow_aml.service.series_routes import series_router
 from airflow_aml.service.store_routes import store_router
 from airflow_aml.service.token_routes import token_router
 from airflow_aml.service.tokens import TokenAuthenticator
@@ -81,7 +82,8 @@ def _api_routes() -> list[BaseRoute]:
     signature with pydantic) costs about a second, and they hold no per-app state (handlers
     reach the app's state through the request)."""
     api = APIRouter(prefix=API_PREFIX)
-    for router in (token_router(), store_router(), follow_router(), file_router(), secret_router(), mlflow_router()):
+    for router in (token_router(), store_router(), follow_router(), file_router(), secret_router(), series_router(),
+                   mlflow_router()):
         api.include_router(router)
     return list(api.routes)
 
