@@ -165,6 +165,9 @@ class RunQuery:
     order_by_metric: str | None = None
     descending: bool = True
     max_results: int | None = None
+    # Runs skipped before the first returned one, in the search's order: a page of a long table
+    # is read by the database (LIMIT/OFFSET), not cut from every match in Python.
+    offset: int = 0
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from airflow_aml.service.identity import Authenticator
 from airflow_aml.service.mlflow import mlflow_router
 from airflow_aml.service.requests import ServiceState
 from airflow_aml.service.secret_routes import secret_router
+from airflow_aml.service.series_routes import series_router
 from airflow_aml.service.store_routes import store_router
 from airflow_aml.service.token_routes import token_router
 from airflow_aml.service.tokens import TokenAuthenticator
@@ -83,7 +84,7 @@ def _api_routes() -> list[BaseRoute]:
     reach the app's state through the request)."""
     api = APIRouter(prefix=API_PREFIX)
     routers = (token_router(), store_router(), follow_router(), file_router(), secret_router(),
-               deployment_router(), mlflow_router())
+               deployment_router(), series_router(), mlflow_router())
     for router in routers:
         api.include_router(router)
     return list(api.routes)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -292,6 +292,8 @@ class RunStore(SqlCore):
     def search_runs(self, workspace: str, query: RunQuery) -> list[RunRecord]:
         if query.max_results is not None and query.max_results < 0:
             raise ValidationError(f"max_results must be >= 0, got {query.max_results}")
+        if query.offset < 0:
+            raise ValidationError(f"offset must be >= 0, got {query.offset}")
         top_n = query.order_by_metric is not None and query.max_results is not None
         stmt = None if top_n else self._search_statement(workspace, query)
 
@@ -309,7 +311,7 @@ class RunStore(SqlCore):
         have a value, walked in value order through ``ix_latest_metrics_rank`` (the scan stops
         after N matches, however many runs the experiment has), then, if fewer than N, the runs
         without one (NULL sorts last), newest first. The same order as ``_search_statement``."""
-        limit, metric = int(query.max_results or 0), str(query.order_by_metric)
+        limit, metric, offset = int(query.max_results or 0), str(query.order_by_metric), query.offset
         if limit == 0:
             return []
         latest = LatestMetricRow
@@ -327,14 +329,23 @@ class RunStore(SqlCore):
             .order_by(value.desc() if query.descending else value.asc(), RunRow.created_at.desc(),
                       RunRow.run_id.desc())
             .limit(limit)
+            .offset(offset)
         )
         rows = list(session.execute(ranked).all())
         if len(rows) < limit:
+            # The page reaches past the ranked runs: skip what of the offset they did not use up.
+            if rows or offset == 0:
+                ranked_total = offset + len(rows)
+            else:
+                ranked_total = int(session.execute(
+                    select(func.count()).select_from(ranked.limit(None).offset(None).order_by(None).subquery())
+                ).scalar_one())
             unranked = (
                 self._filtered(workspace, query)
                 .where(latest_scalar_value(self._dialect, metric).is_(None))
                 .order_by(RunRow.created_at.desc(), RunRow.run_id.desc())
                 .limit(limit - len(rows))
+                .offset(max(0, offset - ranked_total))
             )
             rows.extend(session.execute(unranked).all())
         return rows
@@ -348,6 +359,8 @@ class RunStore(SqlCore):
         stmt = stmt.order_by(RunRow.created_at.desc(), RunRow.run_id.desc())
         if query.max_results is not None:
             stmt = stmt.limit(query.max_results)
+        if query.offset:
+            stmt = stmt.offset(query.offset)
         return stmt
 
     def _filtered(self, workspace: str, query: RunQuery) -> Select[Any]:

@@ -61,3 +61,37 @@ def test_a_relative_local_datastore_root_is_taken_inside_the_workspace_folder(cl
     assert answer.status_code == 200, answer.text
     main_root = client.get("/api/v1/workspaces/w/datastores/main").json()["config"]["root"]
     assert answer.json()["config"]["root"].startswith(main_root.rsplit("/", 1)[0] + "/")
+
+
+def test_runs_search_pages_through_the_database_and_metric_series_are_downsampled(
+    client: TestClient, store_uri: str,
+) -> None:
+    import math
+
+    from airflow_aml.store import get_store
+    from tests.unit.store.helpers import scalar
+
+    body = {"name": "w", "description": "", "default_datastore": "main", "datastore": {"kind": "local", "config": {}}}
+    assert client.post("/api/v1/workspaces", json=body).status_code == 200
+    store = get_store(store_uri)
+    for index in range(7):
+        store.create_run(workspace="w", experiment="e", submitted_by="alice", run_id=f"r{index}")
+        store.log_batch(f"r{index}", [scalar("acc", index / 10, 0)])
+    query = {"query": {"experiment": "e", "order_by_metric": "acc", "descending": False}}
+    seen, cursor = [], None
+    for _ in range(5):  # bounded: 7 runs in pages of 3 are three pages
+        page = client.post("/api/v1/workspaces/w/runs:search", json=query,
+                           params={"limit": 3, **({"cursor": cursor} if cursor else {})}).json()
+        seen.append([run["run_id"] for run in page["items"]])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [["r0", "r1", "r2"], ["r3", "r4", "r5"], ["r6"]]
+
+    store.log_batch("r0", [scalar("loss", math.cos(step / 50), step) for step in range(20_000)])
+    answer = client.get("/api/v1/runs/r0/metric-series", params={"max_points": 500})
+    assert answer.status_code == 200
+    loss = {one["name"]: one for one in answer.json()["series"]}["loss"]
+    assert loss["total_points"] == 20_000 and len(loss["steps"]) == len(loss["values"]) <= 500
+    assert loss["steps"][0] == 0 and loss["steps"][-1] == 19_999
+    assert client.get("/api/v1/runs/r0/metric-series", params={"max_points": 2}).status_code == 422

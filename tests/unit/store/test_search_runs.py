@@ -173,3 +173,24 @@ def test_search_statements_do_not_grow_with_the_runs_returned(store: SqlStore) -
         assert len(store.search_runs(WS, query)) == total
         counts.append(len(_selects_of_search(store, query)))
     assert counts[0] == counts[1] <= 3  # workspace check, runs, attributes
+
+
+@pytest.mark.parametrize("descending", [True, False])
+def test_offset_pages_follow_the_full_order(runs: SqlStore, descending: bool) -> None:
+    """Pages read with offset/max_results, across the ranked runs into those without the metric,
+    join up to exactly the unpaged order (both search paths: top-N by metric and plain)."""
+    for order in ("acc", None):
+        whole = _ids(runs, order_by_metric=order, descending=descending)
+        for size in (1, 2, 4):
+            paged = [
+                run_id
+                for offset in range(0, len(whole) + size, size)
+                for run_id in _ids(runs, order_by_metric=order, descending=descending, offset=offset, max_results=size)
+            ]
+            assert paged == whole, (order, size)
+    assert _ids(runs, offset=4) == ["r2", "r1"]
+
+
+def test_negative_offset_is_refused(runs: SqlStore) -> None:
+    with pytest.raises(ValidationError, match="offset"):
+        _ids(runs, offset=-1)
