@@ -47,6 +47,7 @@ def deployment_router() -> APIRouter:
     @router.get(_DEPLOYMENT + "/keys", operation_id="get_deployment_keys", response_model=DeploymentKeys)
     def get_keys(access: AccessDep, workspace: str, name: str) -> DeploymentKeys:
         """The two scoring keys (Owner, Contributor)."""
+        refuse_run_token(access, "read deployment keys")  # a script's run token reads only its named secrets
         ctx = access.context(workspace)
         ctx.require(Action.READ_SECRETS)
         primary, secondary = Deployment.get(ctx, name).get_keys()
@@ -66,6 +67,7 @@ def deployment_router() -> APIRouter:
     def get_logs(access: AccessDep, workspace: str, name: str,
                  tail: Annotated[int, Query(ge=1, le=MAX_LOG_LINES)] = 200) -> DeploymentLogs:
         """The supervisor's and each replica's log, last ``tail`` lines of each (any role)."""
+        refuse_run_token(access, "read deployment logs")  # the UI's call, not a training script's
         ctx = access.context(workspace)
         ctx.require(Action.READ)
         return DeploymentLogs(name=name, text=Deployment.get(ctx, name).get_logs(tail=tail))

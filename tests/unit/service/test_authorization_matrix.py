@@ -292,6 +292,18 @@ OTHER_ROUTES: dict[str, Row] = {
     f"GET {API_PREFIX}/workspaces/{{workspace}}/secrets/{{name}}": Row(
         Action.READ_SECRETS, "own", lambda env, c: Call("GET", f"{_W}/secrets/s1")),
     f"DELETE {API_PREFIX}/workspaces/{{workspace}}/secrets/{{name}}": Row(Action.MANAGE, "no", _delete_secret),
+    # deployments for the UI (deployment_routes): keys with read_secrets, regenerate with write, logs
+    # with read; no run token (a script has no business with a service's keys or logs).
+    f"GET {API_PREFIX}/workspaces/{{workspace}}/deployments/{{name}}/keys": Row(
+        Action.READ_SECRETS, "no", lambda env, c: Call("GET", f"{_W}/deployments/dep/keys")),
+    f"POST {API_PREFIX}/workspaces/{{workspace}}/deployments/{{name}}/keys/{{which}}:regenerate": Row(
+        Action.WRITE, "no", lambda env, c: Call("POST", f"{_W}/deployments/dep/keys/secondary:regenerate")),
+    f"GET {API_PREFIX}/workspaces/{{workspace}}/deployments/{{name}}/logs": Row(
+        Action.READ, "no", lambda env, c: Call("GET", f"{_W}/deployments/dep/logs", params={"tail": 5})),
+    # a run's metrics as downsampled series (series_routes): as GET /runs/{id}/metrics.
+    f"GET {API_PREFIX}/runs/{{run_id}}/metric-series": Row(
+        Action.READ, "own", lambda env, c: Call("GET", f"/runs/{env.child_run()}/metric-series",
+                                                params={"max_points": 100})),
     # following an activity (follow_routes): reads as GET /activities/{id}, run tokens on their
     # own run's activities; timeout 0 so that the call answers at once.
     f"GET {API_PREFIX}/activities/{{activity_id}}/wait": Row(
@@ -526,6 +538,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             _model(environment, "m")
             _image(environment, "img")
             store.create_deployment(WS, "dep", target="local", image_id="img:1", created_by="olivia", config={})
+            for which in ("primary", "secondary"):  # its keys in the workspace's secrets, as a deploy leaves them
+                answer = client.post(f"{API_PREFIX}{_W}/deployments/dep/keys/{which}:regenerate", headers=owner)
+                assert answer.status_code == 200, answer.text
             yield environment
 
 
