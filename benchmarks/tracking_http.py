@@ -105,6 +105,23 @@ def _server(argv: list[str], probe: str, env: dict[str, str], log: Path) -> Iter
             process.wait()
 
 
+@contextmanager
+def owner_service(db_uri: str, env: dict[str, str], log: Path) -> Iterator[tuple[str, str]]:
+    """Our service on ``db_uri`` as its own process: (its base URL, an Owner's personal token
+    minted on its database, what `airflow-aml token create` does), until the block ends."""
+    from airflow_aml.service.tokens import mint_personal_token
+    from airflow_aml.store.sql.store import SqlStore
+    from airflow_aml.store.sql.tokens import SqlTokenStore
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with _server([sys.executable, "-c", _SERVE_OURS, db_uri, str(port)], url + "/api/v1/whoami", env, log):
+        owner = SqlStore(db_uri)
+        pat, _ = mint_personal_token(SqlTokenStore(owner.engine), "alice", name="bench", expires_in=None)
+        owner.close()
+        yield url, pat
+
+
 def _script(code: str, args: list[str], env: dict[str, str]) -> dict[str, float]:
     done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
                           timeout=600, check=False)

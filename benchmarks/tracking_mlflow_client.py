@@ -16,7 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
-from tracking_http import _SCRIPT_MLFLOW, _SERVE_OURS, _free_port, _script, _server, bench_mlflow
+from tracking_http import _SCRIPT_MLFLOW, _script, bench_mlflow, owner_service
 
 GOAL = 1.0  # issue 10: our service must not be slower than mlflow server for MLflow's own client
 
@@ -24,20 +24,10 @@ GOAL = 1.0  # issue 10: our service must not be slower than mlflow server for ML
 def bench_ours(root: Path, n: int, env: dict[str, str]) -> dict[str, float]:
     from mlflow.tracking import MlflowClient
 
-    from airflow_aml.service.tokens import mint_personal_token
-    from airflow_aml.store.sql.store import SqlStore
-    from airflow_aml.store.sql.tokens import SqlTokenStore
     from airflow_aml.workspace import Workspace
 
-    db_uri = f"sqlite:///{root / 'aml.db'}"
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    with _server([sys.executable, "-c", _SERVE_OURS, db_uri, str(port)], url + "/api/v1/whoami", env,
-                 root / "aml-service.log"):
-        owner = SqlStore(db_uri)
-        pat, _ = mint_personal_token(SqlTokenStore(owner.engine), "alice", name="bench", expires_in=None)
-        owner.close()
-        ws = Workspace.create("bench", store_uri=f"http://:{pat}@127.0.0.1:{port}")
+    with owner_service(f"sqlite:///{root / 'aml.db'}", env, root / "aml-service.log") as (url, pat):
+        ws = Workspace.create("bench", store_uri=url.replace("http://", f"http://:{pat}@"))
         tracking_uri = f"{url}/api/v1/workspaces/bench/mlflow"
         os.environ["MLFLOW_TRACKING_TOKEN"] = pat
         try:
