@@ -1,8 +1,8 @@
-import { useEffect, useRef, useState } from "react";
-import uPlot from "uplot";
+import { useEffect, useState } from "react";
 import { api, enc, myRole, searchAll, type Deployment, type Telemetry } from "../api";
 import { Link, Show, WorkspaceTabs } from "../components";
 import { formatTime } from "../format";
+import { TimeChart } from "../MetricChart";
 import { principal } from "../principal";
 import { useData } from "../useData";
 
@@ -39,26 +39,6 @@ export function DeploymentsPage({ workspace }: { workspace: string }) {
   );
 }
 
-/** One telemetry series over time (seconds since the epoch on x). */
-function TimeChart({ name, times, values }: { name: string; times: number[]; values: number[] }) {
-  const box = useRef<HTMLDivElement>(null);
-  useEffect(() => {
-    const element = box.current;
-    if (!element) return;
-    const ink = getComputedStyle(element).color;
-    const axis = { stroke: ink, grid: { stroke: "rgba(128,128,128,0.2)" } };
-    const chart = new uPlot({ width: 360, height: 180, axes: [axis, axis],
-      series: [{}, { label: name, stroke: "#017cee", width: 1.5 }] }, [times, values], element);
-    return () => chart.destroy();
-  }, [name, times, values]);
-  return (
-    <div className="aml-chart" data-testid="telemetry-chart" data-series={name} data-points={times.length}>
-      <h3>{name}</h3>
-      <div ref={box} />
-    </div>
-  );
-}
-
 function TelemetryCharts({ telemetry }: { telemetry: Telemetry }) {
   const history = telemetry.history ?? [];
   const times = history.map((point) => point.t);
@@ -72,10 +52,10 @@ function TelemetryCharts({ telemetry }: { telemetry: Telemetry }) {
       </dl>
       {history.length > 1 && (
         <div className="aml-charts">
-          <TimeChart name="requests" times={times} values={history.map((p) => p.requests)} />
-          <TimeChart name="errors" times={times} values={history.map((p) => p.errors)} />
-          <TimeChart name="p50 latency (ms)" times={times} values={history.map((p) => p.p50)} />
-          <TimeChart name="p99 latency (ms)" times={times} values={history.map((p) => p.p99)} />
+          <TimeChart name="requests" steps={times} values={history.map((p) => p.requests)} />
+          <TimeChart name="errors" steps={times} values={history.map((p) => p.errors)} />
+          <TimeChart name="p50 latency (ms)" steps={times} values={history.map((p) => p.p50)} />
+          <TimeChart name="p99 latency (ms)" steps={times} values={history.map((p) => p.p99)} />
         </div>
       )}
     </>
