@@ -31,6 +31,14 @@ def idempotency_key(context: Any) -> str:
     return "af-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 
+def task_properties(context: Any) -> dict[str, str]:
+    """The task instance that created a record, as properties on it: lets views of a DAG run or
+    a task instance (Airflow's pages) find the runs it created."""
+    ti = context["ti"]
+    return {"airflow.dag_id": ti.dag_id, "airflow.task_id": ti.task_id, "airflow.run_id": str(ti.run_id),
+            "airflow.map_index": str(getattr(ti, "map_index", -1))}
+
+
 class AmlBaseOperator(BaseOperator):
     """Base of the provider's operators: owns the hook (lazily) and the deferral plumbing."""
 

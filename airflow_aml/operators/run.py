@@ -19,7 +19,7 @@ from airflow_aml.exceptions import (
     WaitTimeoutError,
 )
 from airflow_aml.links import AmlRunLink
-from airflow_aml.operators.base import deadline, idempotency_key
+from airflow_aml.operators.base import deadline, idempotency_key, task_properties
 from airflow_aml.operators.durable import AmlDurableOperator
 from airflow_aml.operators.query import GOALS
 from airflow_aml.operators.sweep import child_label, scalar_metrics, summary_lines
@@ -203,7 +203,7 @@ class AmlSubmitRunOperator(AmlDurableOperator):
         """Submit the run; a retry (same idempotency key) reattaches to the earlier try's run while
         it goes on, reuses it when it completed (unless ``reuse_completed_run=False``), or starts
         a linked new attempt. The SDK decides; this only says which in the task log."""
-        properties = {"airflow.dag_id": context["ti"].dag_id, "airflow.task_id": self.task_id}
+        properties = {**task_properties(context), "airflow.task_id": self.task_id}
         return self.hook.workspace.experiment(self.experiment_name).submit(
             self.source_directory, config, tags=self.tags, properties=properties,
             idempotency_key=idempotency_key(context), reuse_completed=self.reuse_completed_run,

@@ -5,8 +5,9 @@
 
 Everything under ``/api/v1`` needs a token (deny by default); ``/openapi.json`` is readable
 without one. The routes: the metadata store (``store_routes``, built from one table), datastore
-objects (``file_routes``), secret values (``secret_routes``), tokens (``token_routes``), MLflow's
-tracking API for the ``mlflow`` client (``service.mlflow``, under ``/api/v1/workspaces/<ws>/mlflow``),
+objects (``file_routes``), a run's files and snapshot entries (``run_file_routes``), secret
+values (``secret_routes``), tokens (``token_routes``), MLflow's tracking
+API for the ``mlflow`` client (``service.mlflow``, under ``/api/v1/workspaces/<ws>/mlflow``),
 and the workspace UI's static files at ``/ui/`` (``ui_routes``).
 CORS is off (no middleware): browsers reach the service only from its own origin.
 """
@@ -30,6 +31,7 @@ from airflow_aml.service.follow_routes import follow_router
 from airflow_aml.service.identity import Authenticator
 from airflow_aml.service.mlflow import mlflow_router
 from airflow_aml.service.requests import ServiceState
+from airflow_aml.service.run_file_routes import run_file_router
 from airflow_aml.service.secret_routes import secret_router
 from airflow_aml.service.series_routes import series_router
 from airflow_aml.service.store_routes import store_router
@@ -84,7 +86,7 @@ def _api_routes() -> list[BaseRoute]:
     reach the app's state through the request)."""
     api = APIRouter(prefix=API_PREFIX)
     routers = (token_router(), store_router(), follow_router(), file_router(), secret_router(),
-               deployment_router(), series_router(), mlflow_router())
+               deployment_router(), series_router(), run_file_router(), mlflow_router())
     for router in routers:
         api.include_router(router)
     return list(api.routes)

@@ -161,3 +161,32 @@ export async function searchAll<T>(path: string, body: Record<string, unknown> =
 export async function myRole(workspace: string, principal: string): Promise<string | null> {
   return api<string | null>(`workspaces/${enc(workspace)}/roles/${enc(principal)}`);
 }
+
+// A run's files and snapshot (issue 13's run page: Files and Snapshot sections).
+export type RunFile = { name: string; path: string; size: number; modified: number };
+export type RunFilePage = { datastore: string; items: RunFile[]; next_cursor: string | null };
+export type SnapshotEntry = { name: string; size: number; compressed_size: number };
+export type SnapshotEntries = { datastore: string; path: string; size: number; sha256: string; items: SnapshotEntry[] };
+
+/** Download `path` (under /api/v1) as a file named `filename`. Fetched with the same credentials
+ * as every call (a plain <a href> carries no bearer token standalone), then handed to the browser
+ * as an object URL. */
+export async function downloadFile(path: string, filename: string): Promise<void> {
+  const url = new URL("./" + path.replace(/^\//, ""), API_BASE);
+  const token = storedToken();
+  const response = await fetch(url, {
+    headers: token ? { Authorization: `Bearer ${token}` } : {}, credentials: "same-origin",
+  });
+  if (!response.ok) {
+    const error = (await response.json().catch(() => null))?.error ?? {};
+    throw new ApiError(response.status, error.code ?? "HTTPError", error.message ?? response.statusText);
+  }
+  const objectUrl = URL.createObjectURL(await response.blob());
+  const anchor = document.createElement("a");
+  anchor.href = objectUrl;
+  anchor.download = filename;
+  document.body.append(anchor);
+  anchor.click();
+  anchor.remove();
+  setTimeout(() => URL.revokeObjectURL(objectUrl), 60_000);
+}

@@ -36,6 +36,8 @@ body.aml-standalone { margin: 0; }
 .aml-error { color: var(--bad); } .aml-muted { color: var(--muted); }
 .aml-ui select, .aml-ui input { font: inherit; color: var(--fg); background: var(--bg); border: 1px solid var(--line); border-radius: 4px; padding: 3px 6px; }
 .aml-ui button.aml-button { font: inherit; border: 1px solid var(--accent); background: var(--accent); color: #fff; border-radius: 4px; padding: 3px 10px; cursor: pointer; }
+.aml-link-button { all: unset; cursor: pointer; color: var(--accent); } .aml-link-button:hover { text-decoration: underline; }
+.aml-tree { list-style: none; margin: 0; padding-left: 18px; } .aml-tree li { padding: 2px 0; }
 `;
 
 export function injectStyles(): void {

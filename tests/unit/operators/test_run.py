@@ -72,6 +72,9 @@ def test_waits_streams_logs_and_returns_the_run_id(
     run = workspace.get_run(run_id)
     assert run.status is RunStatus.COMPLETED
     assert run.record.tags["team"] == "ml"
+    ti = context["ti"]
+    assert {key: run.record.properties[key] for key in ("airflow.dag_id", "airflow.run_id", "airflow.map_index")} == {
+        "airflow.dag_id": ti.dag_id, "airflow.run_id": ti.run_id, "airflow.map_index": str(ti.map_index)}
     output = capsys.readouterr()
     assert "[stdout] trained with C 3.0" in output.out + output.err  # the script's log, in the task log
     assert context["ti"].xcom["_link_AmlRunLink"].endswith(f"/workspaces/ws/runs/{run_id}")

@@ -15,7 +15,9 @@ something acts on an object made for that one call.
 
 from __future__ import annotations
 
+import io
 import itertools
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -304,6 +306,14 @@ OTHER_ROUTES: dict[str, Row] = {
     f"GET {API_PREFIX}/runs/{{run_id}}/metric-series": Row(
         Action.READ, "own", lambda env, c: Call("GET", f"/runs/{env.child_run()}/metric-series",
                                                 params={"max_points": 100})),
+    # a run's files and its snapshot's entries (run_file_routes): as GET /runs/{id} (a Reader may
+    # browse a run and its snapshot), a run token for its own run.
+    f"GET {API_PREFIX}/runs/{{run_id}}/files": Row(
+        Action.READ, "own", lambda env, c: Call("GET", f"/runs/{env.run_id}/files")),
+    f"GET {API_PREFIX}/runs/{{run_id}}/snapshot/entries": Row(
+        Action.READ, "own", lambda env, c: Call("GET", f"/runs/{env.run_id}/snapshot/entries")),
+    f"GET {API_PREFIX}/runs/{{run_id}}/snapshot/entries/{{name:path}}": Row(
+        Action.READ, "own", lambda env, c: Call("GET", f"/runs/{env.run_id}/snapshot/entries/train.py")),
     # following an activity (follow_routes): reads as GET /activities/{id}, run tokens on their
     # own run's activities; timeout 0 so that the call answers at once.
     f"GET {API_PREFIX}/activities/{{activity_id}}/wait": Row(
@@ -535,6 +545,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             assert client.put(f"{API_PREFIX}{_W}/secrets/s1", json={"value": "v"}, headers=owner).status_code == 204
             upload = client.put(f"{API_PREFIX}{_DS}/objects/runs/{run.run_id}/f.txt", content=b"f", headers=owner)
             assert upload.status_code == 200, upload.text
+            snapshot = client.put(f"{API_PREFIX}{_DS}/objects/runs/{run.run_id}/snapshot.zip", content=_zip(),
+                                  headers=owner)
+            assert snapshot.status_code == 200, snapshot.text
             _model(environment, "m")
             _image(environment, "img")
             store.create_deployment(WS, "dep", target="local", image_id="img:1", created_by="olivia", config={})
@@ -542,6 +555,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 answer = client.post(f"{API_PREFIX}{_W}/deployments/dep/keys/{which}:regenerate", headers=owner)
                 assert answer.status_code == 200, answer.text
             yield environment
+
+
+def _zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("train.py", "print('hi')\n")
+    return buffer.getvalue()
 
 
 def _bearer(token: str) -> dict[str, str]:

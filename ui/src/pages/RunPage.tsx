@@ -2,6 +2,7 @@ import { useEffect, useMemo, useState } from "react";
 import { api, enc, searchRuns, TERMINAL, type LogChunk, type Metric, type Page, type Run } from "../api";
 import { Chips, Link, Show, Status } from "../components";
 import { MetricChart } from "../MetricChart";
+import { RunFilesSection, SnapshotSection } from "./RunFiles";
 import { duration, formatNumber, formatTime, runName } from "../format";
 import { useData } from "../useData";
 
@@ -148,6 +149,8 @@ export function RunPage({ workspace, runId }: { workspace: string; runId: string
               </table>
             </>
           )}
+          <RunFilesSection workspace={workspace} runId={runId} />
+          <SnapshotSection workspace={workspace} runId={runId} />
           <h2>Log {!ended && <span className="aml-muted">(live)</span>}</h2>
           {log.length === 0 ? (
             <p className="aml-muted">No output.</p>
