@@ -36,6 +36,10 @@ body.aml-standalone { margin: 0; }
 .aml-error { color: var(--bad); } .aml-muted { color: var(--muted); }
 .aml-ui select, .aml-ui input { font: inherit; color: var(--fg); background: var(--bg); border: 1px solid var(--line); border-radius: 4px; padding: 3px 6px; }
 .aml-ui button.aml-button { font: inherit; border: 1px solid var(--accent); background: var(--accent); color: #fff; border-radius: 4px; padding: 3px 10px; cursor: pointer; }
+.aml-ui button.aml-button:disabled { opacity: 0.45; cursor: default; }
+.aml-toolbar { margin: 0 0 10px; } .aml-pager { margin-top: 10px; }
+.aml-table tr.aml-diff td, .aml-table tr.aml-diff th { background: rgba(214, 158, 46, 0.18); }
+.aml-swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 4px; }
 `;
 
 export function injectStyles(): void {
