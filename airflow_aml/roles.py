@@ -73,6 +73,7 @@ STORE_ACTIONS: dict[str, StoreAccess] = {
     "add_run_properties": Action.WRITE,
     "log_params": Action.WRITE,
     "search_runs": Action.READ,
+    "count_child_runs": Action.READ,
     "find_run_by_idempotency_key": Action.READ,
     "beat_run_heartbeat": Action.WRITE,
     "find_runs_without_heartbeat": Action.READ,

@@ -149,6 +149,12 @@ class AbstractStore(abc.ABC):
         first. Runs without the order metric come last."""
 
     @abc.abstractmethod
+    def count_child_runs(self, workspace: str, run_ids: Sequence[str]) -> dict[str, int]:
+        """{run_id: how many runs have it as their parent} for each of ``run_ids``, in one query:
+        a runs table shows a page of top-level runs with their child counts. An id the workspace
+        has no run of counts 0."""
+
+    @abc.abstractmethod
     def find_run_by_idempotency_key(self, workspace: str, key: str) -> list[RunRecord]:
         """Every run carrying the key, newest first."""
 

@@ -2,6 +2,7 @@ import { useState, type FormEvent } from "react";
 import { api, ApiError, storedToken, storeToken } from "./api";
 import { Show } from "./components";
 import { ActivitiesPage } from "./pages/Activities";
+import { ComparePage } from "./pages/Compare";
 import { DeploymentPage, DeploymentsPage } from "./pages/Deployments";
 import { ExperimentsPage } from "./pages/Experiments";
 import { ImagesPage } from "./pages/Images";
@@ -65,6 +66,8 @@ function Page() {
       return <RunsPage workspace={route.workspace} experiment={route.experiment} />;
     case "run":
       return <RunPage workspace={route.workspace} runId={route.runId} />;
+    case "compare":
+      return <ComparePage workspace={route.workspace} runIds={route.runIds} />;
     case "models":
       return <ModelsPage workspace={route.workspace} />;
     case "model":

@@ -39,12 +39,27 @@ export async function api<T>(path: string, init: { method?: string; body?: unkno
     credentials: "same-origin",
     body: init.body === undefined ? undefined : JSON.stringify(init.body),
   });
-  const data = await response.json().catch(() => null);
+  const data = parseJson(await response.text()) as { error?: { code?: string; message?: string } } | null;
   if (!response.ok) {
     const error = data?.error ?? {};
     throw new ApiError(response.status, error.code ?? "HTTPError", error.message ?? response.statusText);
   }
   return data as T;
+}
+
+/** The service writes NaN and Infinity as Python's json does (metric values may be NaN), which
+ * JSON.parse refuses: on that refusal, those bare values (never quoted ones) are read as null. */
+function parseJson(text: string): unknown {
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    try {
+      return JSON.parse(text.replace(/([:[,]\s*)-?(?:NaN|Infinity)(?=\s*[,\]}])/g, "$1null"));
+    } catch {
+      return null;
+    }
+  }
 }
 
 export type Page<T> = { items: T[]; next_cursor: string | null };
@@ -91,10 +106,13 @@ export type Model = {
   description: string; run_id: string | null; tags: Record<string, string>;
 };
 
+export type MetricCondition = { metric: string; op: "<" | "<=" | ">" | ">=" | "==" | "!="; value: number };
 export type RunQuery = {
   experiment?: string;
   parent_run_id?: string;
   top_level_only?: boolean;
+  statuses?: RunStatus[];
+  metric_conditions?: MetricCondition[];
   order_by_metric?: string | null;
   descending?: boolean;
   max_results?: number;
@@ -111,6 +129,27 @@ export async function searchRuns(workspace: string, query: RunQuery): Promise<Ru
     cursor = page.next_cursor;
   } while (cursor);
   return items;
+}
+
+/** One page of a run search, read by the database (LIMIT/OFFSET behind the cursor). */
+export function searchRunsPage(workspace: string, query: RunQuery, cursor: string | null, limit: number): Promise<Page<Run>> {
+  return api<Page<Run>>(`workspaces/${enc(workspace)}/runs:search`, {
+    method: "POST", body: { query }, query: { limit: String(limit), ...(cursor ? { cursor } : {}) },
+  });
+}
+
+/** {run id: number of child runs}, one query for a page of parents. */
+export function childCounts(workspace: string, runIds: string[]): Promise<Record<string, number>> {
+  if (runIds.length === 0) return Promise.resolve({});
+  return api(`workspaces/${enc(workspace)}/runs:child-counts`, { method: "POST", body: { run_ids: runIds } });
+}
+
+/** Each scalar metric of a run as arrays, at most ``maxPoints`` per metric (LTTB on the service);
+ * ``total_points`` is what was logged. */
+export type Series = { name: string; steps: number[]; values: (number | null)[]; total_points: number };
+export async function metricSeries(runId: string, maxPoints: number): Promise<Series[]> {
+  const answer = await api<{ series: Series[] }>(`runs/${enc(runId)}/metric-series`, { query: { max_points: String(maxPoints) } });
+  return answer.series;
 }
 
 export function latestMetrics(runIds: string[]): Promise<Record<string, Record<string, number>>> {

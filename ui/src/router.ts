@@ -7,6 +7,7 @@ export type Route =
   | { page: "experiments"; workspace: string }
   | { page: "runs"; workspace: string; experiment: string }
   | { page: "run"; workspace: string; runId: string }
+  | { page: "compare"; workspace: string; runIds: string[] }
   | { page: "models"; workspace: string }
   | { page: "model"; workspace: string; name: string; version: string }
   | { page: "images"; workspace: string }
@@ -15,11 +16,16 @@ export type Route =
   | { page: "activities"; workspace: string };
 
 export function parseRoute(hash: string): Route {
-  const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  const [path, search = ""] = hash.replace(/^#\/?/, "").split("?", 2);
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   if (parts[0] !== "workspaces" || parts.length < 2) return { page: "workspaces" };
   const workspace = parts[1];
   if (parts[2] === "experiments" && parts[3]) return { page: "runs", workspace, experiment: parts[3] };
   if (parts[2] === "runs" && parts[3]) return { page: "run", workspace, runId: parts[3] };
+  if (parts[2] === "compare") {
+    const runs = new URLSearchParams(search).get("runs") ?? "";
+    return { page: "compare", workspace, runIds: runs.split(",").filter(Boolean) };
+  }
   if (parts[2] === "models" && parts[3] && parts[4]) return { page: "model", workspace, name: parts[3], version: parts[4] };
   if (parts[2] === "models") return { page: "models", workspace };
   if (parts[2] === "images") return { page: "images", workspace };
@@ -40,6 +46,8 @@ export function href(route: Route): string {
       return `#/workspaces/${e(route.workspace)}/experiments/${e(route.experiment)}`;
     case "run":
       return `#/workspaces/${e(route.workspace)}/runs/${e(route.runId)}`;
+    case "compare":
+      return `#/workspaces/${e(route.workspace)}/compare?runs=${route.runIds.map(e).join(",")}`;
     case "models":
       return `#/workspaces/${e(route.workspace)}/models`;
     case "model":

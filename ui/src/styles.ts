@@ -38,6 +38,10 @@ body.aml-standalone { margin: 0; }
 .aml-ui button.aml-button { font: inherit; border: 1px solid var(--accent); background: var(--accent); color: #fff; border-radius: 4px; padding: 3px 10px; cursor: pointer; }
 .aml-link-button { all: unset; cursor: pointer; color: var(--accent); } .aml-link-button:hover { text-decoration: underline; }
 .aml-tree { list-style: none; margin: 0; padding-left: 18px; } .aml-tree li { padding: 2px 0; }
+.aml-ui button.aml-button:disabled { opacity: 0.45; cursor: default; }
+.aml-toolbar { margin: 0 0 10px; } .aml-pager { margin-top: 10px; }
+.aml-table tr.aml-diff td, .aml-table tr.aml-diff th { background: rgba(214, 158, 46, 0.18); }
+.aml-swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 4px; }
 `;
 
 export function injectStyles(): void {

@@ -148,6 +148,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     # runs
     Endpoint("create_run", "POST", _WS + "/runs", principal_params=("submitted_by",)),
     Endpoint("search_runs", "POST", _WS + "/runs:search"),
+    Endpoint("count_child_runs", "POST", _WS + "/runs:child-counts"),
     Endpoint("find_run_by_idempotency_key", "GET", _WS + "/runs-by-idempotency-key"),
     Endpoint("find_runs_without_heartbeat", "GET", _WS + "/runs-without-heartbeat"),
     Endpoint("get_run", "GET", _RUN, scope="run"),

@@ -394,6 +394,24 @@ class RunStore(SqlCore):
             stmt = stmt.where(compare(latest_scalar_value(self._dialect, condition.metric), condition.value))
         return stmt
 
+    def count_child_runs(self, workspace: str, run_ids: Sequence[str]) -> dict[str, int]:
+        wanted = list(dict.fromkeys(run_ids))
+
+        def tx(session: Session) -> dict[str, int]:
+            self._require_workspace(session, workspace)
+            counts = dict.fromkeys(wanted, 0)
+            for chunk in chunked(wanted):  # one GROUP BY per chunk (a page is one), on ix_runs_parent_run_id
+                stmt = (
+                    select(RunRow.parent_run_id, func.count())
+                    .where(RunRow.workspace == workspace, RunRow.parent_run_id.in_(list(chunk)))
+                    .group_by(RunRow.parent_run_id)
+                )
+                for parent, count in session.execute(stmt):
+                    counts[parent] = int(count)
+            return counts
+
+        return self._read(tx)
+
     def find_run_by_idempotency_key(self, workspace: str, key: str) -> list[RunRecord]:
         def tx(session: Session) -> list[RunRecord]:
             self._require_workspace(session, workspace)

@@ -160,6 +160,8 @@ STORE_CALLS: dict[str, tuple[RunScope, Prepare]] = {
         "experiment": "exp", "parent_run_id": env.run_id})),
     "search_runs": ("own", lambda env, c: Call("POST", f"{_W}/runs:search",
                                                 json={"query": {"parent_run_id": env.run_id}})),
+    "count_child_runs": ("no", lambda env, c: Call("POST", f"{_W}/runs:child-counts",
+                                                    json={"run_ids": [env.run_id]})),
     "find_run_by_idempotency_key": ("no", lambda env, c: Call("GET", f"{_W}/runs-by-idempotency-key",
                                                                params={"key": "k"})),
     "find_runs_without_heartbeat": ("no", lambda env, c: Call("GET", f"{_W}/runs-without-heartbeat",

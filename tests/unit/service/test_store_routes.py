@@ -95,3 +95,26 @@ def test_runs_search_pages_through_the_database_and_metric_series_are_downsample
     assert loss["total_points"] == 20_000 and len(loss["steps"]) == len(loss["values"]) <= 500
     assert loss["steps"][0] == 0 and loss["steps"][-1] == 19_999
     assert client.get("/api/v1/runs/r0/metric-series", params={"max_points": 2}).status_code == 422
+
+
+def test_a_page_of_top_level_runs_and_their_child_counts(client: TestClient, store_uri: str) -> None:
+    """What the runs table asks: one page of top-level runs, then their child counts in one call."""
+    from airflow_aml.store import get_store
+
+    body = {"name": "w", "description": "", "default_datastore": "main", "datastore": {"kind": "local", "config": {}}}
+    assert client.post("/api/v1/workspaces", json=body).status_code == 200
+    store = get_store(store_uri)
+    for index in range(3):
+        store.create_run(workspace="w", experiment="e", submitted_by="alice", run_id=f"p{index}")
+        for child in range(index):
+            store.create_run(workspace="w", experiment="e", submitted_by="alice", run_id=f"p{index}c{child}",
+                             parent_run_id=f"p{index}")
+    page = client.post("/api/v1/workspaces/w/runs:search", params={"limit": 2},
+                       json={"query": {"experiment": "e", "top_level_only": True}}).json()
+    ids = [run["run_id"] for run in page["items"]]
+    assert ids == ["p2", "p1"] and page["next_cursor"]
+    answer = client.post("/api/v1/workspaces/w/runs:child-counts", json={"run_ids": ids})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"p2": 2, "p1": 1}
+    refused = client.post("/api/v1/workspaces/nope/runs:child-counts", json={"run_ids": ids})
+    assert refused.status_code in (403, 404)

@@ -194,3 +194,33 @@ def test_offset_pages_follow_the_full_order(runs: SqlStore, descending: bool) ->
 def test_negative_offset_is_refused(runs: SqlStore) -> None:
     with pytest.raises(ValidationError, match="offset"):
         _ids(runs, offset=-1)
+
+
+def test_count_child_runs_counts_each_parent_in_one_query(runs: SqlStore) -> None:
+    """r1 has two children (r4, r5); the others none; an unknown id counts 0."""
+    assert runs.count_child_runs(WS, ["r1", "r2", "r4", "r1", "nope"]) == {"r1": 2, "r2": 0, "r4": 0, "nope": 0}
+    assert runs.count_child_runs(WS, []) == {}
+    runs.create_run(workspace=WS, experiment="exp-a", submitted_by="alice", run_id="r7", parent_run_id="r5")
+    assert runs.count_child_runs(WS, ["r1", "r5"]) == {"r1": 2, "r5": 1}  # children, not descendants
+
+
+def test_count_child_runs_sees_only_its_workspace(runs: SqlStore) -> None:
+    runs.create_run(workspace="other", experiment="e", submitted_by="alice", run_id="o1")
+    runs.create_run(workspace="other", experiment="e", submitted_by="alice", run_id="o2", parent_run_id="o1")
+    assert runs.count_child_runs(WS, ["o1"]) == {"o1": 0}
+    assert runs.count_child_runs("other", ["o1"]) == {"o1": 1}
+    with pytest.raises(WorkspaceNotFoundError):
+        runs.count_child_runs("missing", ["r1"])
+
+
+@sql_only
+def test_count_child_runs_is_one_statement_for_a_page(runs: SqlStore) -> None:
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731  (before_cursor_execute's statement)
+    event.listen(runs._engine, "before_cursor_execute", listener)
+    try:
+        runs.count_child_runs(WS, [f"r{i}" for i in range(1, 7)])
+    finally:
+        event.remove(runs._engine, "before_cursor_execute", listener)
+    counting = [s for s in statements if "count(" in s.lower()]
+    assert len(counting) == 1 and "GROUP BY" in counting[0].upper()

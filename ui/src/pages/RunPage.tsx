@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useState } from "react";
-import { api, enc, searchRuns, TERMINAL, type LogChunk, type Metric, type Page, type Run } from "../api";
+import { api, enc, metricSeries, searchRuns, TERMINAL, type LogChunk, type Page, type Run, type Series } from "../api";
 import { Chips, Link, Show, Status } from "../components";
 import { MetricChart } from "../MetricChart";
 import { RunFilesSection, SnapshotSection } from "./RunFiles";
@@ -7,6 +7,8 @@ import { duration, formatNumber, formatTime, runName } from "../format";
 import { useData } from "../useData";
 
 const LOG_POLL_MS = 2000;
+// Points per chart: the service downsamples longer series (LTTB), so a run of 100,000 steps sends 1,000.
+const CHART_POINTS = 1000;
 
 async function pages<T>(path: string, query: Record<string, string> = {}): Promise<T[]> {
   const items: T[] = [];
@@ -19,28 +21,20 @@ async function pages<T>(path: string, query: Record<string, string> = {}): Promi
   return items;
 }
 
-type Details = { run: Run; metrics: Metric[]; children: Run[] };
+type Details = { run: Run; metrics: Series[]; children: Run[] };
 
 async function loadRun(workspace: string, runId: string): Promise<Details> {
   const [run, metrics, children] = await Promise.all([
     api<Run>(`runs/${enc(runId)}`),
-    pages<Metric>(`runs/${enc(runId)}/metrics`),
+    metricSeries(runId, CHART_POINTS),
     searchRuns(workspace, { parent_run_id: runId }),
   ]);
   return { run, metrics, children };
 }
 
-/** Scalar series per metric name, in step order (the store returns (name, step, timestamp) order). */
-export function seriesOf(metrics: Metric[]): Map<string, { steps: number[]; values: (number | null)[] }> {
-  const series = new Map<string, { steps: number[]; values: (number | null)[] }>();
-  for (const metric of metrics) {
-    if (metric.kind !== "scalar") continue;
-    const one = series.get(metric.name) ?? { steps: [], values: [] };
-    one.steps.push(metric.step);
-    one.values.push(metric.value);
-    series.set(metric.name, one);
-  }
-  return series;
+/** The scalar series by metric name, in the service's (name) order. */
+export function seriesOf(metrics: Series[]): Map<string, Series> {
+  return new Map(metrics.map((one) => [one.name, one]));
 }
 
 /** The run's log, followed (polled from the last seq seen) while the run has not ended. */
@@ -127,7 +121,7 @@ export function RunPage({ workspace, runId }: { workspace: string; runId: string
                     <strong>{formatNumber(one.values[0])}</strong>
                   </div>
                 ) : (
-                  <MetricChart key={name} name={name} steps={one.steps} values={one.values} />
+                  <MetricChart key={name} name={name} steps={one.steps} values={one.values} total={one.total_points} />
                 ),
               )}
             </div>
