@@ -26,7 +26,7 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Self, cast
+from typing import Any, Self, TypeVar, cast
 
 from airflow_aml import config
 from airflow_aml.datastores import SECRET_SUFFIX, AbstractDatastore, build_datastore
@@ -53,6 +53,8 @@ DATASTORE_PROPERTY = "aml.datastore"
 SNAPSHOT_NAME = "snapshot.zip"
 OUTPUTS_DIR = "outputs"
 
+T = TypeVar("T")
+
 
 def run_prefix(run_id: str) -> str:
     """Datastore folder that holds one run's files (outputs/, logs/, images/, snapshot.zip)."""
@@ -67,7 +69,7 @@ def run_file(run_id: str, name: str) -> str:
 # Store calls that name a run or an activity by id rather than a workspace: the guard looks up
 # which workspace the object is in (once per id: a run never moves) and refuses another one's.
 _RUN_ID_CALLS = frozenset({
-    "get_run", "update_run_status", "request_cancel", "set_snapshot", "set_run_tags", "delete_run_tags",
+    "get_run", "update_run_status", "finish_run", "request_cancel", "set_snapshot", "set_run_tags", "delete_run_tags",
     "add_run_properties", "beat_run_heartbeat",
     "log_params", "log_batch", "log_metric", "get_metrics", "append_log", "read_log",
 })
@@ -343,6 +345,11 @@ class MetricWriter:
     def flush(self) -> None:
         """Write everything queued so far (of every run of this store and process)."""
         self._buffer.flush()
+
+    def take(self, write: Callable[[list[Metric]], T]) -> T:
+        """Hand this run's queued metrics to ``write`` instead of flushing them apart
+        (``MetricBuffer.take``): how a run's end stores them with its status."""
+        return self._buffer.take(self._run_id, write)
 
 
 def _acting_principal(store: AbstractStore, principal: str | None) -> str:

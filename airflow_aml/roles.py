@@ -66,6 +66,7 @@ STORE_ACTIONS: dict[str, StoreAccess] = {
     "create_run": Action.WRITE,
     "get_run": Action.READ,
     "update_run_status": Action.WRITE,
+    "finish_run": Action.WRITE,
     "request_cancel": Action.WRITE,
     "set_snapshot": Action.WRITE,
     "set_run_tags": Action.WRITE,

@@ -153,12 +153,10 @@ class Run:
 
     def complete(self) -> None:
         self.workspace.require(Action.WRITE)
-        self.flush()
         self._finish(RunStatus.COMPLETED)
 
     def fail(self, error: str | BaseException | None = None) -> None:
         self.workspace.require(Action.WRITE)
-        self.flush()
         message = None if error is None else (error if isinstance(error, str) else f"{type(error).__name__}: {error}")
         self._finish(RunStatus.FAILED, message)
 
@@ -170,11 +168,17 @@ class Run:
             self._finish(RunStatus.CANCELED)
 
     def _finish(self, status: RunStatus, error: str | None = None) -> None:
-        store = self.workspace.store
-        self._record = store.update_run_status(self.id, status, error=error)
-        final = activity_status_for_run(status)
-        for activity in store.list_activities(self.workspace.name, target_id=self.id, kind=ActivityKind.RUN):
-            store.update_activity(activity.activity_id, status=final, progress=1.0, message=status.value, error=error)
+        """The run's queued metrics, its status and its activities (a submitted run has one) in
+        one store call: on the SQL store one transaction, so a finished run has all its metrics."""
+        store, final = self.workspace.store, activity_status_for_run(status)
+
+        def write(metrics: list[Metric]) -> RunRecord:
+            return store.finish_run(
+                self.id, status, workspace=self.workspace.name, error=error, metrics=metrics,
+                activity_kind=ActivityKind.RUN, activity_status=final,
+            )
+
+        self._record = self._metrics.take(write)
 
     def __enter__(self) -> Self:
         return self
@@ -185,7 +189,6 @@ class Run:
         if exc is None:
             self.complete()
         elif isinstance(exc, KeyboardInterrupt):
-            self.flush()
             self._finish(RunStatus.CANCELED)
         else:
             self.fail(exc)

@@ -118,6 +118,27 @@ class AbstractStore(abc.ABC):
         that a late writer cannot resurrect a canceled run.
         """
 
+    def finish_run(
+        self, run_id: str, status: RunStatus, *, workspace: str, error: str | None = None,
+        metrics: Sequence[Metric] = (), activity_kind: str | None = None,
+        activity_status: ActivityStatus | None = None,
+    ) -> RunRecord:
+        """End an in-process run: write its last ``metrics``, move it to ``status`` (as
+        ``update_run_status``) and move its activities of ``activity_kind`` to ``activity_status``
+        (as ``update_activity`` with progress 1, message the status, ``error``).
+
+        This composition of the calls above is what a store reached over HTTP does; the SQL
+        store overrides it with one transaction (one round trip instead of four).
+        """
+        if metrics:
+            self.log_batch(run_id, metrics)
+        record = self.update_run_status(run_id, status, error=error)
+        if activity_kind is not None and activity_status is not None:
+            for activity in self.list_activities(workspace, target_id=run_id, kind=activity_kind):
+                self.update_activity(activity.activity_id, status=activity_status, progress=1.0,
+                                     message=RunStatus(status).value, error=error)
+        return record
+
     @abc.abstractmethod
     def request_cancel(self, run_id: str) -> RunRecord:
         """Flag the run for cancellation; the compute target that runs it reacts."""

@@ -15,11 +15,14 @@ import threading
 import time
 import weakref
 from collections import defaultdict
+from collections.abc import Callable
+from typing import TypeVar
 
 from airflow_aml.entities import Metric
 from airflow_aml.store.base import AbstractStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_MAX_ITEMS = 2000
 DEFAULT_INTERVAL = 1.0
@@ -66,6 +69,24 @@ class MetricBuffer:
                 by_run[run_id].append(metric)
             for run_id, metrics in by_run.items():
                 self._write(run_id, metrics)
+
+    def take(self, run_id: str, write: Callable[[list[Metric]], T]) -> T:
+        """Hand the metrics queued for ``run_id`` to ``write`` (which stores them in its own
+        transaction, e.g. with the run's final status) instead of a batch of their own. Under
+        the write lock, so they are stored after any batch in flight; if ``write`` fails they
+        are queued again, first, for the next flush."""
+        with self._write_lock:
+            with self._lock:
+                mine = [metric for owner, metric in self._pending if owner == run_id]
+                if mine:
+                    self._pending = [item for item in self._pending if item[0] != run_id]
+            try:
+                return write(mine)
+            except BaseException:
+                if mine:
+                    with self._lock:
+                        self._pending[:0] = [(run_id, metric) for metric in mine]
+                raise
 
     def _write(self, run_id: str, metrics: list[Metric]) -> None:
         for attempt in range(1, _WRITE_ATTEMPTS + 1):

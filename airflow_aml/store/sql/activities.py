@@ -62,27 +62,24 @@ class ActivityStore(SqlCore):
 
         def tx(session: Session) -> ActivityRecord:
             row = self._activity_row(session, activity_id, lock=True)
-            if ActivityStatus(row.status).is_terminal:
-                return activity_record(row)  # final: a late update must not reopen it
-            now = utcnow()
-            if progress is not None and not math.isnan(progress):
-                # Updates may arrive out of order: progress only moves forward.
-                row.progress = max(row.progress, min(1.0, max(0.0, float(progress))))
-            if new_status is not None:
-                row.status = new_status.value
-                if new_status is ActivityStatus.SUCCEEDED:
-                    row.progress = 1.0
-                if new_status.is_terminal:
-                    row.ended_at = now
-            if message is not None:
-                row.message = message
-            if error is not None:
-                row.error = error
-            row.updated_at = now
+            _apply_update(row, new_status, progress, message, error)
             session.flush()
             return activity_record(row)
 
         return self._write(tx)
+
+    def _update_target_activities(
+        self, session: Session, target_id: str, kind: str, status: ActivityStatus, *, message: str,
+        error: str | None,
+    ) -> None:
+        """``update_activity`` (progress 1) of every activity of ``kind`` on ``target_id``, in
+        the caller's transaction: no read of the list first."""
+        rows = session.scalars(
+            select(ActivityRow).where(ActivityRow.target_id == target_id, ActivityRow.kind == kind).with_for_update()
+        )
+        for row in rows:
+            _apply_update(row, status, 1.0, message, error)
+        session.flush()
 
     def get_activity(self, activity_id: str) -> ActivityRecord:
         return self._read(lambda session: activity_record(self._activity_row(session, activity_id)))
@@ -110,3 +107,25 @@ class ActivityStore(SqlCore):
         if row is None:
             raise ActivityNotFoundError(f"Activity '{activity_id}' not found")
         return row
+
+
+def _apply_update(
+    row: ActivityRow, status: ActivityStatus | None, progress: float | None, message: str | None, error: str | None,
+) -> None:
+    if ActivityStatus(row.status).is_terminal:
+        return  # final: a late update must not reopen it
+    now = utcnow()
+    if progress is not None and not math.isnan(progress):
+        # Updates may arrive out of order: progress only moves forward.
+        row.progress = max(row.progress, min(1.0, max(0.0, float(progress))))
+    if status is not None:
+        row.status = status.value
+        if status is ActivityStatus.SUCCEEDED:
+            row.progress = 1.0
+        if status.is_terminal:
+            row.ended_at = now
+    if message is not None:
+        row.message = message
+    if error is not None:
+        row.error = error
+    row.updated_at = now

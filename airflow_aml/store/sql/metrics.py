@@ -34,26 +34,35 @@ METRIC_COLUMNS = (
 class MetricStore(SqlCore):
     # ----------------------------------------------------------------- metrics
     def log_batch(self, run_id: str, metrics: Sequence[Metric]) -> None:
-        # Built before the transaction: a bad payload fails before the write lock is taken.
-        rows = [_metric_values(run_id, metric) for metric in metrics]
+        rows = self._metric_rows(run_id, metrics)
 
-        latest = _latest_per_name(rows)
+        self._write(lambda session: self._insert_metrics(session, run_id, rows))
 
-        def tx(session: Session) -> None:
+    def _metric_rows(self, run_id: str, metrics: Sequence[Metric]) -> list[dict[str, Any]]:
+        """The rows of ``metrics``, built before a transaction: a bad payload fails before the
+        write lock is taken."""
+        return [_metric_values(run_id, metric) for metric in metrics]
+
+    def _insert_metrics(
+        self, session: Session, run_id: str, rows: list[dict[str, Any]], owner: tuple[str, str] | None = None
+    ) -> None:
+        """Insert ``rows`` and move the run's latest values; ``owner`` (workspace, experiment)
+        when the caller has already read the run's row."""
+        if owner is None:
             # Terminal runs still accept metrics: buffered ones may arrive after the status flip.
-            owner = session.execute(
+            found = session.execute(
                 select(RunRow.workspace, RunRow.experiment).where(RunRow.run_id == run_id)
             ).one_or_none()
-            if owner is None:
+            if found is None:
                 raise RunNotFoundError(f"Run '{run_id}' not found")
-            if rows:
-                # Core executemany on the table, not the ORM bulk path: several times faster.
-                session.execute(insert(METRICS), rows)
-            if latest:
-                values = [{**row, "workspace": owner.workspace, "experiment": owner.experiment} for row in latest]
-                session.execute(self._upsert_latest(), values)
-
-        self._write(tx)
+            owner = (found.workspace, found.experiment)
+        if rows:
+            # Core executemany on the table, not the ORM bulk path: several times faster.
+            session.execute(insert(METRICS), rows)
+        latest = _latest_per_name(rows)
+        if latest:
+            values = [{**row, "workspace": owner[0], "experiment": owner[1]} for row in latest]
+            session.execute(self._upsert_latest(), values)
 
     def _upsert_latest(self) -> Any:
         """INSERT .. ON CONFLICT (run_id, name) DO UPDATE when the new value is the later one:

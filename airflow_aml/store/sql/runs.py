@@ -144,29 +144,28 @@ class RunStore(SqlCore):
     # ----------------------------------------------------------------- lifecycle
     def update_run_status(self, run_id: str, status: RunStatus, *, error: str | None = None) -> RunRecord:
         status = RunStatus(status)
+        return self._write(lambda session: self._run_record(session, self._set_status(session, run_id, status, error)))
 
-        def tx(session: Session) -> RunRecord:
-            row = self._run_row(session, run_id, lock=True)
-            if RunStatus(row.status).is_terminal:
-                # Final: a late writer must not resurrect a canceled run.
-                return self._run_record(session, row)
-            now = utcnow()
-            # Once cancel is requested, only a terminal status replaces CancelRequested: a runner
-            # reporting Running late must not hide the pending cancellation.
-            if not (row.cancel_requested and not status.is_terminal):
-                row.status = status.value
-            if status is RunStatus.RUNNING and row.start_time is None:
-                row.start_time = now
-            if status.is_terminal:
-                row.end_time = now
-            if status is RunStatus.CANCEL_REQUESTED:
-                row.cancel_requested = True
-            if error is not None:
-                row.error = error
-            session.flush()
-            return self._run_record(session, row)
-
-        return self._write(tx)
+    def _set_status(self, session: Session, run_id: str, status: RunStatus, error: str | None) -> RunRow:
+        """``update_run_status`` inside the caller's transaction; returns the (locked) row."""
+        row = self._run_row(session, run_id, lock=True)
+        if RunStatus(row.status).is_terminal:
+            return row  # final: a late writer must not resurrect a canceled run
+        now = utcnow()
+        # Once cancel is requested, only a terminal status replaces CancelRequested: a runner
+        # reporting Running late must not hide the pending cancellation.
+        if not (row.cancel_requested and not status.is_terminal):
+            row.status = status.value
+        if status is RunStatus.RUNNING and row.start_time is None:
+            row.start_time = now
+        if status.is_terminal:
+            row.end_time = now
+        if status is RunStatus.CANCEL_REQUESTED:
+            row.cancel_requested = True
+        if error is not None:
+            row.error = error
+        session.flush()
+        return row
 
     def request_cancel(self, run_id: str) -> RunRecord:
         def tx(session: Session) -> RunRecord:

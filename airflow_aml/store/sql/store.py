@@ -19,12 +19,12 @@ from airflow_aml.store.sql.metrics import MetricStore
 from airflow_aml.store.sql.migrate import ensure_schema
 from airflow_aml.store.sql.models import ModelStore
 from airflow_aml.store.sql.resources import ResourceStore
-from airflow_aml.store.sql.runs import RunStore
+from airflow_aml.store.sql.run_finish import RunFinishStore
 from airflow_aml.store.sql.workspaces import WorkspaceStore
 
 
 class SqlStore(
-    WorkspaceStore, ResourceStore, RunStore, MetricStore, ActivityStore, DeploymentStore, ImageStore, ModelStore,
+    WorkspaceStore, ResourceStore, RunFinishStore, MetricStore, ActivityStore, DeploymentStore, ImageStore, ModelStore,
     AbstractStore,
 ):
     """The metadata store in a SQL database.
