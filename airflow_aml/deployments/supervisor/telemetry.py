@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from airflow_aml.config import ENV_PRINCIPAL, ENV_STORE_URI
-from airflow_aml.context import WorkspaceContext
 from airflow_aml.deployments.config import DeploymentConfig
 from airflow_aml.deployments.front import Front
 from airflow_aml.deployments.paths import TELEMETRY_FILE
@@ -130,6 +129,10 @@ class TelemetryMixin:
         }
 
     def _write_samples(self: TelemetryHost, lines: list[str]) -> None:
+        # Imported here: only data collection needs the workspace's datastores, and importing them
+        # (context, datastores, rich) at start-up delayed every deployment's first replica.
+        from airflow_aml.context import WorkspaceContext
+
         try:
             ws = WorkspaceContext.open(self.workspace, store_uri=os.environ[ENV_STORE_URI],
                                        principal=os.environ[ENV_PRINCIPAL])
