@@ -159,6 +159,8 @@ class RunQuery:
     experiment: str | None = None
     statuses: tuple[RunStatus, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
+    # Exact property values, e.g. the Airflow task instance that submitted the run (airflow.*).
+    properties: dict[str, str] = field(default_factory=dict)
     parent_run_id: str | None = None
     top_level_only: bool = False
     metric_conditions: tuple[MetricCondition, ...] = ()

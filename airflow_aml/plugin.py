@@ -1,5 +1,6 @@
 """The Airflow plugin: the workspace service mounted in Airflow's api-server at ``/aml``, and its UI
-in Airflow's navigation ("ML workspace", a ``react_apps`` entry loading ``/aml/ui/aml-ui.js``).
+in Airflow's navigation ("ML workspace", a ``react_apps`` entry loading ``/aml/ui/aml-ui.js``), and
+a tab on the task instance and DAG run pages ("ML objects": what that task or DAG run created).
 
 Requests are authenticated as Airflow's signed-in user (``airflow_aml.service.airflow_auth``);
 the store is ``$AML_STORE_URI``, else the embedded default (``config.default_store_uri()``).
@@ -52,6 +53,27 @@ def react_app() -> dict[str, Any]:
     }
 
 
+OBJECTS_APP_NAME = "ML objects"  # the tab's label; main.tsx registers its component under this name
+OBJECTS_ROUTES = {"task_instance": "ml_objects_task", "dag_run": "ml_objects_run"}  # unique per Airflow
+
+
+def objects_apps() -> list[dict[str, Any]]:
+    """A tab on Airflow's task instance and DAG run pages: what that task (or DAG run) created in
+    the workspaces (``pages/TaskObjects.tsx``). Airflow renders the component the bundle
+    registers under the app's name, with the page's dagId, runId, taskId and mapIndex as props."""
+    return [
+        {
+            "name": OBJECTS_APP_NAME,
+            "bundle_url": _under_base_url(f"{URL_PREFIX}/ui/aml-ui.js"),
+            "destination": destination,
+            "url_route": url_route,
+            "icon": _under_base_url(f"{URL_PREFIX}/ui/icon.svg"),
+            "icon_dark_mode": _under_base_url(f"{URL_PREFIX}/ui/icon-dark.svg"),
+        }
+        for destination, url_route in OBJECTS_ROUTES.items()
+    ]
+
+
 def build_service_app() -> ASGIApp:
     """The service over ``$AML_STORE_URI`` (else the embedded store), as Airflow's users."""
     from airflow_aml import config
@@ -92,4 +114,4 @@ class LazyServiceApp:
 class AmlPlugin(AirflowPlugin):
     name = "airflow_aml"
     fastapi_apps: list[Any] = [{"app": LazyServiceApp(), "url_prefix": URL_PREFIX, "name": "ML workspace"}]
-    react_apps: list[Any] = [react_app()]
+    react_apps: list[Any] = [react_app(), *objects_apps()]

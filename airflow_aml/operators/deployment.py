@@ -25,7 +25,7 @@ from airflow_aml.exceptions import (
 from airflow_aml.images.image import Image
 from airflow_aml.links import AmlDeploymentLink
 from airflow_aml.names import validate_name
-from airflow_aml.operators.base import AmlBaseOperator, deadline, idempotency_key
+from airflow_aml.operators.base import AmlBaseOperator, deadline, idempotency_key, task_properties
 from airflow_aml.operators.durable import AmlDurableOperator
 from airflow_aml.triggers.settle import DEFAULT_DEFER_AFTER, wait_briefly
 
@@ -140,7 +140,8 @@ class AmlDeployWebServiceOperator(AmlDurableOperator):
             self.log.info("Deploying %s as web service %s on the %s target", image, name, self.target)
             deployment = Deployment.deploy(
                 self.hook.workspace, name, image, target=str(self.target),
-                config=dict(self.config) if self.config else None, tags=self.tags or None,
+                config=dict(self.config) if self.config else None,
+                tags={**(self.tags or {}), **task_properties(context)},
                 description=self.description or "", wait=False, timeout=self.timeout,
                 idempotency_key=idempotency_key(context),
             )

@@ -22,7 +22,7 @@ from airflow_aml.exceptions import (
 from airflow_aml.images.image import Image
 from airflow_aml.images.spec import ImageSpec
 from airflow_aml.links import AmlImageLink
-from airflow_aml.operators.base import deadline, idempotency_key
+from airflow_aml.operators.base import deadline, idempotency_key, task_properties
 from airflow_aml.operators.durable import AmlDurableOperator
 from airflow_aml.references import Reference
 from airflow_aml.triggers.settle import DEFAULT_DEFER_AFTER, wait_briefly
@@ -174,7 +174,8 @@ class AmlBuildImageOperator(AmlDurableOperator):
             spec = self.build_spec()
             self.log.info("Building image %s (%s builder) from %s", self.image_name, self.builder, spec.models)
             image = Image.create(
-                self.hook.workspace, self.image_name, spec, builder=self.builder, tags=self.tags, wait=wait_here,
+                self.hook.workspace, self.image_name, spec, builder=self.builder,
+                tags={**(self.tags or {}), **task_properties(context)}, wait=wait_here,
                 idempotency_key=idempotency_key(context), on_progress=self._log_progress,
             )
         except FAIL_FAST as exc:

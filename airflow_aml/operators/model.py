@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from airflow_aml.assets import model_asset, model_asset_uri
 from airflow_aml.exceptions import AmlError, ModelNotFoundError, ValidationError
 from airflow_aml.links import AmlModelLink
-from airflow_aml.operators.base import AmlBaseOperator, idempotency_key
+from airflow_aml.operators.base import AmlBaseOperator, idempotency_key, task_properties
 from airflow_aml.operators.query import GOALS, meets
 
 
@@ -91,7 +91,8 @@ class AmlRegisterModelOperator(AmlBaseOperator):
                 else {"path": self.model_path or None, "datastore_path": self.datastore_path or None}
             )
             model = ws.register_model(
-                self.model_name, **source, tags=self.tags, properties=properties, description=self.description,
+                self.model_name, **source, tags={**(self.tags or {}), **task_properties(context)},
+                properties=properties, description=self.description,
                 idempotency_key=idempotency_key(context),
             )
         except ValidationError as exc:

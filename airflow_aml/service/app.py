@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_aml import config
 from airflow_aml.exceptions import ValidationError
+from airflow_aml.service.airflow_object_routes import airflow_object_router
 from airflow_aml.service.deployment_routes import deployment_router
 from airflow_aml.service.errors import install_error_handlers
 from airflow_aml.service.file_routes import file_router
@@ -86,7 +87,7 @@ def _api_routes() -> list[BaseRoute]:
     reach the app's state through the request)."""
     api = APIRouter(prefix=API_PREFIX)
     routers = (token_router(), store_router(), follow_router(), file_router(), secret_router(),
-               deployment_router(), series_router(), run_file_router(), mlflow_router())
+               deployment_router(), series_router(), run_file_router(), mlflow_router(), airflow_object_router())
     for router in routers:
         api.include_router(router)
     return list(api.routes)

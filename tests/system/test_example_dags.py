@@ -95,7 +95,11 @@ def test_train_register_deploy_dag_end_to_end(
     service = ws.get_deployment(service_name)
     assert service.state is DeploymentState.HEALTHY and service.image_id == image.id
     assert service.target == "local" and service.config.replicas == 1
-    assert service.tags == {"model": model.id, "dag_run": dag_run.run_id}
+    # The operators mark what they make with the task instance (for the ML objects tab).
+    assert service.tags == {"model": model.id, "dag_run": dag_run.run_id, "airflow.dag_id": dag.dag_id,
+                            "airflow.run_id": dag_run.run_id, "airflow.task_id": "deploy",
+                            "airflow.map_index": "-1"}
+    assert model.tags["airflow.task_id"] == "register_model" and image.tags["airflow.task_id"] == "build_image"
     # The service outlives the DAG run; score_sample got [0, 2] from it (else it failed).
     answer = service.run({"data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]})
     assert answer["predictions"] == [0, 2]

@@ -74,7 +74,7 @@ def test_the_real_build_uses_the_store_uri_and_airflows_authenticator(
 
 
 def test_the_plugin_puts_the_workspace_ui_in_airflows_navigation() -> None:
-    [app] = plugin.AmlPlugin.react_apps
+    [app] = [app for app in plugin.AmlPlugin.react_apps if app["destination"] == "nav"]
     assert app["name"] == "ML workspace" and app["destination"] == "nav" and app["url_route"] == "ml_workspace"
     # The bundle and icons are the service's static files, under the plugin's mount.
     assert app["bundle_url"] == "/aml/ui/aml-ui.js"
@@ -87,8 +87,21 @@ def test_airflows_plugin_manager_accepts_the_react_app() -> None:
     """Airflow's own response model for the /plugins API validates the entry (fields and types)."""
     from airflow.api_fastapi.core_api.datamodels.plugins import ReactAppResponse
 
-    [app] = plugin.AmlPlugin.react_apps
-    assert ReactAppResponse.model_validate(app).bundle_url == "/aml/ui/aml-ui.js"
+    for app in plugin.AmlPlugin.react_apps:
+        assert ReactAppResponse.model_validate(app).bundle_url == "/aml/ui/aml-ui.js"
+
+
+def test_the_objects_tab_is_on_the_task_instance_and_dag_run_pages() -> None:
+    apps = {app["destination"]: app for app in plugin.AmlPlugin.react_apps if app["destination"] != "nav"}
+    assert set(apps) == {"task_instance", "dag_run"}
+    for app in apps.values():
+        assert app["name"] == "ML objects" and app["bundle_url"] == "/aml/ui/aml-ui.js"
+        assert app["icon"] == "/aml/ui/icon.svg"
+    # Airflow drops an app whose url_route another app took: every route is its own.
+    routes = [app["url_route"] for app in plugin.AmlPlugin.react_apps]
+    assert len(set(routes)) == len(routes) == 3
+    # Airflow finds the component under the app's name: the bundle registers it there.
+    assert f'"{plugin.OBJECTS_APP_NAME}"' in (ROOT / "ui" / "src" / "main.tsx").read_text()
 
 
 def test_the_ui_urls_follow_airflows_base_url(monkeypatch: pytest.MonkeyPatch) -> None:

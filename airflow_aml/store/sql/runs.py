@@ -369,15 +369,17 @@ class RunStore(SqlCore):
             stmt = stmt.where(RunRow.experiment == query.experiment)
         if query.statuses:
             stmt = stmt.where(RunRow.status.in_([RunStatus(s).value for s in query.statuses]))
-        for key, value in query.tags.items():
-            stmt = stmt.where(
-                exists().where(
-                    RunAttributeRow.run_id == RunRow.run_id,
-                    RunAttributeRow.kind == TAG,
-                    RunAttributeRow.key == key,
-                    RunAttributeRow.value == value,
+        attributes = [(TAG, query.tags), (PROPERTY, query.properties)]
+        for kind, wanted in attributes:
+            for key, value in wanted.items():
+                stmt = stmt.where(
+                    exists().where(
+                        RunAttributeRow.run_id == RunRow.run_id,
+                        RunAttributeRow.kind == kind,
+                        RunAttributeRow.key == key,
+                        RunAttributeRow.value == value,
+                    )
                 )
-            )
         if query.parent_run_id is not None:
             stmt = stmt.where(RunRow.parent_run_id == query.parent_run_id)
         if query.top_level_only:

@@ -197,7 +197,10 @@ def test_real_build_deploy_score_redeploy_and_delete(real: Served) -> None:
     }
     assert not any(key in json.dumps(result) for key in service.get_keys())  # no secret in XCom
     assert context["ti"].xcom["_link_AmlDeploymentLink"].endswith("/workspaces/ws/deployments/iris-svc")
-    assert service.tags == {"stage": "test"} and service.config.replicas == 1
+    ti = context["ti"]  # the task instance is recorded, for the views on Airflow's task pages
+    assert service.tags == {"stage": "test", "airflow.dag_id": ti.dag_id, "airflow.task_id": "deploy",
+                            "airflow.run_id": ti.run_id, "airflow.map_index": str(ti.map_index)}
+    assert service.config.replicas == 1
 
     assert service.run(SAMPLE)["predictions"] == [0, 2]
     assert httpx.post(service.scoring_uri, json=SAMPLE, timeout=10).status_code == 401  # key required

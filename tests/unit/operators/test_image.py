@@ -90,7 +90,10 @@ def test_build_returns_the_version_and_is_idempotent_per_task_instance(
                       "builder": "fake"}
     assert result["location"] and Path(result["location"]).is_dir()
     image = ws.get_image("scorer", 1)
-    assert image.status is ImageStatus.SUCCEEDED and image.model_ids == ["m:1"] and image.tags == {"stage": "dev"}
+    assert image.status is ImageStatus.SUCCEEDED and image.model_ids == ["m:1"]
+    ti = context["ti"]  # the task instance is recorded, for the views on Airflow's task pages
+    assert image.tags == {"stage": "dev", "airflow.dag_id": ti.dag_id, "airflow.task_id": "build",
+                          "airflow.run_id": ti.run_id, "airflow.map_index": str(ti.map_index)}
     assert context["ti"].xcom["_link_AmlImageLink"].endswith("/workspaces/ws/images/scorer/versions/1")
     # A retry of the same task instance finds its version; another DAG run builds the next one.
     assert op.execute(make_context(task_id="build"))["version"] == 1

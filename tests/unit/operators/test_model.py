@@ -29,7 +29,9 @@ def test_register_from_run_with_metrics_tags_link_and_asset(aml_conn: str, works
     result = op.execute(context)
     assert result == {"name": "iris", "version": 1, "id": "iris:1", "run_id": run_id}
     model = workspace.get_model("iris")
-    assert model.tags == {"stage": "dev"}
+    ti = context["ti"]  # the task instance is recorded, for the views on Airflow's task pages
+    assert model.tags == {"stage": "dev", "airflow.dag_id": ti.dag_id, "airflow.task_id": "register",
+                          "airflow.run_id": ti.run_id, "airflow.map_index": str(ti.map_index)}
     assert model.record.properties["metric.accuracy"] == "0.9"
     assert model.files() == ["outputs/model.pkl"] or model.files() == ["model.pkl"]
     assert context["ti"].xcom["_link_AmlModelLink"].endswith("/models/iris/versions/1")

@@ -304,6 +304,9 @@ OTHER_ROUTES: dict[str, Row] = {
         Action.WRITE, "no", lambda env, c: Call("POST", f"{_W}/deployments/dep/keys/secondary:regenerate")),
     f"GET {API_PREFIX}/workspaces/{{workspace}}/deployments/{{name}}/logs": Row(
         Action.READ, "no", lambda env, c: Call("GET", f"{_W}/deployments/dep/logs", params={"tail": 5})),
+    # what an Airflow DAG run or task created (airflow_object_routes): a Reader reads, no run token.
+    f"GET {API_PREFIX}/workspaces/{{workspace}}/airflow-objects": Row(
+        Action.READ, "no", lambda env, c: Call("GET", f"{_W}/airflow-objects", params={"dag_id": "d", "run_id": "r"})),
     # a run's metrics as downsampled series (series_routes): as GET /runs/{id}/metrics.
     f"GET {API_PREFIX}/runs/{{run_id}}/metric-series": Row(
         Action.READ, "own", lambda env, c: Call("GET", f"/runs/{env.child_run()}/metric-series",

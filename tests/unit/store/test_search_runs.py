@@ -224,3 +224,17 @@ def test_count_child_runs_is_one_statement_for_a_page(runs: SqlStore) -> None:
         event.remove(runs._engine, "before_cursor_execute", listener)
     counting = [s for s in statements if "count(" in s.lower()]
     assert len(counting) == 1 and "GROUP BY" in counting[0].upper()
+
+
+def test_properties_filter_on_exact_values_and_not_on_tags(store: SqlStore) -> None:
+    """What the task-page views search by: the Airflow task instance recorded as properties."""
+    new_workspace(store)
+    marks = {"airflow.dag_id": "train", "airflow.run_id": "manual__1", "airflow.map_index": "-1"}
+    store.create_run(workspace=WS, experiment="e", submitted_by="alice", run_id="p1", properties=marks)
+    store.create_run(workspace=WS, experiment="e", submitted_by="alice", run_id="p2",
+                     properties={**marks, "airflow.run_id": "manual__2"})
+    store.create_run(workspace=WS, experiment="e", submitted_by="alice", run_id="t1", tags=marks)
+    assert _ids(store, properties={"airflow.dag_id": "train"}) == ["p2", "p1"]
+    assert _ids(store, properties={"airflow.dag_id": "train", "airflow.run_id": "manual__1"}) == ["p1"]
+    assert _ids(store, properties={"airflow.dag_id": "other"}) == []
+    assert _ids(store, tags={"airflow.dag_id": "train"}) == ["t1"]
