@@ -13,9 +13,11 @@ numbers, and a number is never reused after a delete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 from airflow_aml.context import WorkspaceContext, run_file
 from airflow_aml.datastores import AbstractDatastore
@@ -101,11 +103,13 @@ class Model:
             source_prefix = None
 
         target = f"models/{name}/{uuid.uuid4().hex}"
+        # The tree digest from what the copy itself wrote (each object's SHA-256 as committed),
+        # not from listing the folder just written.
         if source_prefix is None:
-            datastore.upload(Path(path), target, show_progress=True)  # type: ignore[arg-type]
+            written = datastore.upload(Path(path), target, show_progress=True)  # type: ignore[arg-type]
+            digest = tree_sha256((info.path[len(target) + 1:], info.sha256) for info in written)
         else:
-            _copy_within(datastore, source_prefix, target, what=f"Model {name!r} source")
-        digest = _tree_sha256(datastore, target)
+            digest = _copy_within(datastore, source_prefix, target, what=f"Model {name!r} source")
         try:
             record = store.create_model_version(
                 workspace.name, name, path=target, datastore=datastore.name, created_by=workspace.principal,
@@ -166,19 +170,32 @@ class Model:
         self.workspace.get_datastore(self.record.datastore).delete(self.record.path)
 
 
-def _copy_within(datastore: AbstractDatastore, source: str, target: str, *, what: str) -> None:
-    """Copy one object or a folder of objects to ``target`` inside the same datastore."""
-    if datastore.exists(source):
-        pairs = [(source, f"{target}/{source.rsplit('/', 1)[-1]}")]
-    else:
-        pairs = [(info.path, f"{target}/{info.path[len(source) + 1:]}") for info in datastore.list(source + "/")]
+def _copy_within(datastore: AbstractDatastore, source: str, target: str, *, what: str) -> str:
+    """Copy one object or a folder of objects to ``target`` inside the same datastore; returns
+    the tree SHA-256 of the copy, from the bytes written (the reads are verified against the
+    source objects' own digests on the way)."""
+    entries: list[tuple[str, str]] = []
+    with contextlib.ExitStack() as stack:
+        try:  # one object: opening it is the existence check (a folder is not an object)
+            single: IO[bytes] | None = stack.enter_context(datastore.open_read(source))
+        except ArtifactNotFoundError:
+            single = None
+        if single is not None:
+            rel = source.rsplit("/", 1)[-1]
+            return tree_sha256([(rel, _copy_stream(datastore, single, f"{target}/{rel}"))])
+    pairs = [(info.path, info.path[len(source) + 1:]) for info in datastore.list(source + "/")]
     if not pairs:
         raise ArtifactNotFoundError(f"{what} {source!r} has no files in datastore {datastore.name!r}")
-    for src, dst in pairs:
-        with datastore.open_read(src) as reader, datastore.open_write(dst) as writer:
-            while chunk := reader.read(CHUNK_SIZE):
-                writer.write(chunk)
+    for src, rel in pairs:
+        with datastore.open_read(src) as reader:
+            entries.append((rel, _copy_stream(datastore, reader, f"{target}/{rel}")))
+    return tree_sha256(entries)
 
 
-def _tree_sha256(datastore: AbstractDatastore, prefix: str) -> str:
-    return tree_sha256((info.path[len(prefix) + 1:], info.sha256) for info in datastore.list(prefix + "/"))
+def _copy_stream(datastore: AbstractDatastore, reader: IO[bytes], dst: str) -> str:
+    digest = hashlib.sha256()
+    with datastore.open_write(dst) as writer:
+        while chunk := reader.read(CHUNK_SIZE):
+            writer.write(chunk)
+            digest.update(chunk)
+    return digest.hexdigest()
