@@ -225,14 +225,16 @@ class LocalDatastore(AbstractDatastore):
             with _PROCESS_LOCK:
                 yield
             return
-        if exclusive:
-            os.makedirs(self.root, exist_ok=True)
         # One open file description per acquisition, so the lock also holds between threads.
         flags = os.O_RDWR | _O_CLOEXEC | (os.O_CREAT if exclusive else 0)
         try:
             fd = os.open(self._lock_path, flags, 0o644)
         except FileNotFoundError:
             fd = None
+            if exclusive:
+                # No root yet: the first write creates it (only then, not on every write).
+                os.makedirs(self.root, exist_ok=True)
+                fd = os.open(self._lock_path, flags, 0o644)
         if fd is None:
             # No write was ever committed here: nothing to be consistent with, and a read must
             # not create the datastore's folders as a side effect.
