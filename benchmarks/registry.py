@@ -31,15 +31,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def _timed(n: int, call: Callable[[int], object]) -> dict[str, float]:
-    times = []
-    for i in range(n):
-        start = time.perf_counter()
-        call(i)
-        times.append(time.perf_counter() - start)
-    times.sort()
+def _figures(times: list[float]) -> dict[str, float]:
+    times = sorted(times)
     return {"total_s": sum(times), "p50_ms": statistics.median(times) * 1000,
             "p99_ms": times[min(len(times) - 1, int(0.99 * len(times)))] * 1000}
+
+
+def _interleaved(n: int, calls: dict[str, Callable[[int], object]], rounds: int = 10) -> dict[str, dict[str, float]]:
+    """Time ``n`` calls of each, in ``rounds`` blocks taken in turn: on a shared machine every
+    contender then meets the same changes of load."""
+    times: dict[str, list[float]] = {label: [] for label in calls}
+    done = 0
+    for r in range(rounds):
+        block = n * (r + 1) // rounds - done
+        for label, call in calls.items():
+            for i in range(done, done + block):
+                start = time.perf_counter()
+                call(i)
+                times[label].append(time.perf_counter() - start)
+        done += block
+    return {label: _figures(values) for label, values in times.items()}
 
 
 def _model_file(folder: Path) -> Path:
@@ -52,21 +63,23 @@ def _model_file(folder: Path) -> Path:
     return path
 
 
-def bench_ours(root: Path, model: Path, n: int) -> dict[str, dict[str, float]]:
+def ours_calls(root: Path, model: Path) -> dict[str, Callable[[int], object]]:
     os.environ["AML_HOME"] = str(root / "aml-home")
     from airflow_aml.workspace import Workspace
 
     ws = Workspace.create("bench", store_uri=f"sqlite:///{root / 'aml.db'}", datastore_root=root / "ds")
-    from_path = _timed(n, lambda i: ws.register_model("bench-path", path=model))
     run = ws.experiment("train").start_logging()
     run.upload_file("outputs/model.pkl", model)
     run.complete()
-    from_run = _timed(n, lambda i: ws.register_model("bench-run", run_id=run.id, run_path="outputs/model.pkl"))
-    assert ws.get_model("bench-path").version == n and ws.get_model("bench-run").version == n
-    return {"ours: register_model(path=)": from_path, "ours: register_model(run_id=)": from_run}
+    return {
+        "ours: register_model(path=)": lambda i: ws.register_model("bench-path", path=model),
+        "ours: register_model(run_id=)": lambda i: ws.register_model(
+            "bench-run", run_id=run.id, run_path="outputs/model.pkl"
+        ),
+    }
 
 
-def bench_mlflow(root: Path, model: Path, n: int) -> dict[str, dict[str, float]]:
+def mlflow_calls(root: Path, model: Path) -> dict[str, Callable[[int], object]]:
     import mlflow
     import mlflow.sklearn
     from mlflow import MlflowClient
@@ -78,12 +91,23 @@ def bench_mlflow(root: Path, model: Path, n: int) -> dict[str, dict[str, float]]
         logged = mlflow.sklearn.log_model(pickle.loads(model.read_bytes()), name="model")
     run_id = active.info.run_id
     client = MlflowClient()
-    registered = _timed(n, lambda i: mlflow.register_model(f"runs:/{run_id}/model", "bench-register"))
     client.create_registered_model("bench-bare")
-    bare = _timed(n, lambda i: client.create_model_version("bench-bare", logged.model_uri, run_id=run_id))
-    latest = client.search_model_versions("name='bench-register'", max_results=n + 10)
-    assert len(latest) == n
-    return {"MLflow: mlflow.register_model": registered, "MLflow: create_model_version": bare}
+    return {
+        "MLflow: mlflow.register_model": lambda i: mlflow.register_model(f"runs:/{run_id}/model", "bench-register"),
+        "MLflow: create_model_version": lambda i: client.create_model_version(
+            "bench-bare", logged.model_uri, run_id=run_id
+        ),
+    }
+
+
+def _check_counts(root: Path, n: int) -> None:
+    from mlflow import MlflowClient
+
+    from airflow_aml.workspace import Workspace
+
+    ws = Workspace.get("bench", store_uri=f"sqlite:///{root / 'ours' / 'aml.db'}")
+    assert ws.get_model("bench-path").version == n and ws.get_model("bench-run").version == n
+    assert len(MlflowClient().search_model_versions("name='bench-register'", max_results=n + 10)) == n
 
 
 def main() -> int:
@@ -98,8 +122,12 @@ def main() -> int:
         root = Path(tmp)
         model = _model_file(root)
         size = model.stat().st_size
-        results = {**bench_ours(root / "ours", model, args.n), **bench_mlflow(root / "mlflow", model, args.n)}
-    print(f"{args.n} versions of one name, a {size:,}-byte pickled model, SQLite files")
+        load_before = os.getloadavg()[0]
+        results = _interleaved(args.n, {**ours_calls(root / "ours", model), **mlflow_calls(root / "mlflow", model)})
+        load_after = os.getloadavg()[0]
+        _check_counts(root, args.n)
+    print(f"{args.n} versions of one name, a {size:,}-byte pickled model, SQLite files; the four interleaved "
+          f"in 10 rounds; load average {load_before:.2f} -> {load_after:.2f}")
     for label, figures in results.items():
         print(f"  {label:<34} total {figures['total_s']:6.2f} s   p50 {figures['p50_ms']:6.2f} ms   "
               f"p99 {figures['p99_ms']:6.2f} ms")
