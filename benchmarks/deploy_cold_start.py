@@ -29,6 +29,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serving as base
+from cold_start_phases import LogTimeline
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 TIMEOUT = 180.0
@@ -47,16 +48,27 @@ def _first_200(url: str, body: dict[str, Any], headers: dict[str, str], started:
     raise RuntimeError(f"{url} gave no 200 within {TIMEOUT} s")
 
 
-def ours_once(ws: Any, image: Any) -> float:
+def ours_once(ws: Any, image: Any, phases: bool = False) -> float:
     from airflow_aml.deployments import Deployment
+    from airflow_aml.deployments.paths import deployment_dir
 
     Deployment.delete_if_exists(ws, base.DEPLOYMENT, timeout=120)
-    started = time.monotonic()
-    deployment = Deployment.create(ws, base.DEPLOYMENT, image, config={"replicas": 1}, wait=False)
+    timeline = LogTimeline(deployment_dir(ws.name, base.DEPLOYMENT), time.monotonic()) if phases else None
+    if timeline is not None:
+        timeline.__enter__()
+    started = timeline.started if timeline is not None else time.monotonic()
     try:
+        deployment = Deployment.create(ws, base.DEPLOYMENT, image, config={"replicas": 1}, wait=False)
+        spawned = time.monotonic() - started
         key = deployment.keys[0]
-        return _first_200(str(deployment.scoring_uri), {"data": [ROW]}, {"Authorization": f"Bearer {key}"}, started)
+        took = _first_200(str(deployment.scoring_uri), {"data": [ROW]}, {"Authorization": f"Bearer {key}"}, started)
+        if timeline is not None:
+            time.sleep(0.05)  # the last lines reach the tail
+            print(f"  phases (s since create): {timeline.line(spawned, took)}", file=sys.stderr, flush=True)
+        return took
     finally:
+        if timeline is not None:
+            timeline.__exit__(None, None, None)
         Deployment.delete_if_exists(ws, base.DEPLOYMENT, timeout=120)
 
 
@@ -72,9 +84,15 @@ def mlflow_once(target: base.Target, log: Path) -> float:
         base._stop(process)
 
 
+def _load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--phases", action="store_true", help="print each of our rounds' phase timeline")
+    parser.add_argument("--ours-only", action="store_true", help="skip MLflow (a phase study; prints no ratio)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
@@ -89,9 +107,16 @@ def main() -> None:
         [mlflow_target] = [t for t in base._other_targets(root, model, builtin=True) if t.name == "mlflow"]
         ours, theirs = [], []
         for round_ in range(args.rounds):  # interleaved: a load change hits both alike
-            ours.append(ours_once(ws, image))
+            ours.append(ours_once(ws, image, args.phases))
+            if args.ours_only:
+                print(f"round {round_ + 1}: ours {ours[-1]:.2f} s ({_load()})", file=sys.stderr, flush=True)
+                continue
             theirs.append(mlflow_once(mlflow_target, root / f"mlflow-{round_}.log"))
-            print(f"round {round_ + 1}: ours {ours[-1]:.2f} s, mlflow {theirs[-1]:.2f} s", file=sys.stderr, flush=True)
+            print(f"round {round_ + 1}: ours {ours[-1]:.2f} s, mlflow {theirs[-1]:.2f} s ({_load()})",
+                  file=sys.stderr, flush=True)
+    if args.ours_only:
+        print(f"deploy -> first 200, median of {args.rounds}: ours {statistics.median(ours):.2f} s (MLflow not run)")
+        return
     ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
     print(f"deploy -> first 200, median of {args.rounds}: ours (local deployment, 1 replica, key auth) "
           f"{ours_s:.2f} s (goal <= {GOAL_S:g} s: {'met' if ours_s <= GOAL_S else 'NOT met'}); "

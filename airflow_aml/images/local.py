@@ -32,7 +32,8 @@ from airflow_aml.images.spec import ImageSpec
 PROP_PYTHON = "local.python"
 PROP_ENV = "local.env"
 # Bump when the layout of an image environment changes: old caches are then ignored.
-_ENV_FORMAT = 1
+# 2: bytecode compiled at build time (a replica no longer compiles its libraries on every start).
+_ENV_FORMAT = 2
 _PROBE_MARKER = ".aml-image-probe.json"
 _PROBE_TIMEOUT_S = 300
 _TAIL_LINES = 30

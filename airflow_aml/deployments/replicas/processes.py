@@ -114,7 +114,9 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _child_setup(memory_bytes: int | None) -> None:
-    """In the replica, before exec: die with the supervisor, and cap the data segment."""
+    """In the replica, before exec: die with the supervisor, cap the data segment, and take SIGTERM
+    (the mask survives exec; a supervisor starts its create's replicas while it blocks SIGTERM)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM,))
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))  # SIGTERM when the supervisor dies
     if memory_bytes:

@@ -25,6 +25,7 @@ One module per job:
 - ``health``: readiness probes, the health check, dead replicas replaced (crash-loop pacing);
 - ``telemetry``: request lines summed into totals and percentiles, samples to the datastore;
 - ``publishing``: every write to the metadata store, made from a thread;
+- ``prestart``: a local create's replicas started before the rest is imported (cold start);
 - ``server``: the front's socket, its uvicorn server and the event loop.
 
 The parts are mixins of the one ``Supervisor`` class, not collaborator objects: they work on the
@@ -36,6 +37,22 @@ and its ``self``, so the split changes no behaviour. Each part states what it ne
 a ``typing.Protocol`` (the type of its methods' ``self``), and none imports ``core``.
 """
 
-from airflow_aml.deployments.supervisor.core import Supervisor
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_aml.deployments.supervisor.core import Supervisor
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on use: ``python -m`` imports this package first, and the process starts a create's
+    # replicas (``prestart``) before it pays for the supervisor's machinery.
+    if name == "Supervisor":
+        from airflow_aml.deployments.supervisor.core import Supervisor
+
+        return Supervisor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["Supervisor"]

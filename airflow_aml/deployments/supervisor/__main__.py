@@ -1,7 +1,8 @@
 """``python -m airflow_aml.deployments.supervisor --dir DIR``: one deployment's supervisor process.
 
 The arguments, the deployment's lock (one supervisor per folder), the pid file, the event loop and
-the signal handlers; the folder removed last when the deployment was deleted.
+the signal handlers; the folder removed last when the deployment was deleted. A create's
+replicas are started before the supervisor's machinery is imported (``prestart``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ from typing import Any
 
 from airflow_aml.config import ENV_STORE_URI
 from airflow_aml.deployments.paths import PID_FILE, SUPERVISOR_MODULE
-from airflow_aml.deployments.supervisor.core import Supervisor
-from airflow_aml.deployments.supervisor.server import _run_loop
-from airflow_aml.store import get_store
+from airflow_aml.deployments.supervisor.prestart import prestart_replicas
 
 log = logging.getLogger(__package__)  # the supervisor's one logger, named as before the split
 
@@ -49,9 +48,18 @@ def main(argv: list[str] | None = None) -> int:
         log.info("Another supervisor runs %s; exiting", folder)
         return 0
     (folder / PID_FILE).write_text(str(os.getpid()))
+    # A create's replicas first: their start-up overlaps the imports below and the set-up.
+    prestarted = prestart_replicas(folder)
+    try:
+        from airflow_aml.deployments.supervisor.core import Supervisor
+        from airflow_aml.deployments.supervisor.server import _run_loop
+        from airflow_aml.store import get_store
 
-    store = get_store(os.environ[ENV_STORE_URI])
-    supervisor = Supervisor(folder, store)
+        store = get_store(os.environ[ENV_STORE_URI])
+        supervisor = Supervisor(folder, store, prestarted)
+    except BaseException:
+        prestarted.release()
+        raise
 
     async def run() -> int:
         loop = asyncio.get_running_loop()

@@ -25,6 +25,7 @@ from airflow_aml.deployments.front import Backend, BackendPool, Front
 from airflow_aml.deployments.paths import DESIRED_FILE, SCORING_CONFIG, write_json_atomic
 from airflow_aml.deployments.replicas import Replica, ReplicaDriver, build_replica_driver
 from airflow_aml.deployments.supervisor.health import HEALTH_INTERVAL, HealthMixin
+from airflow_aml.deployments.supervisor.prestart import PrestartedReplicas
 from airflow_aml.deployments.supervisor.publishing import PublishingMixin
 from airflow_aml.deployments.supervisor.rollout import AUTOSCALE_INTERVAL, TICK, RolloutMixin
 from airflow_aml.deployments.supervisor.server import _bind, _front_server, _uvicorn_config
@@ -37,7 +38,7 @@ log = logging.getLogger(__package__)  # the supervisor's one logger, named as be
 
 
 class Supervisor(RolloutMixin, HealthMixin, TelemetryMixin, PublishingMixin):
-    def __init__(self, folder: Path, store: Any) -> None:
+    def __init__(self, folder: Path, store: Any, prestarted: PrestartedReplicas | None = None) -> None:
         self.folder = folder
         self.store = store
         desired = read_desired(folder)
@@ -57,7 +58,9 @@ class Supervisor(RolloutMixin, HealthMixin, TelemetryMixin, PublishingMixin):
         self.autoscaler: Autoscaler | None = None
         self.stopping: str | None = None  # why, once the supervisor should stop
         self.deleted = False
-        self._indexes = itertools.count()
+        # Replicas __main__ started before this set-up (a local create): the rollout adopts them.
+        self.prestarted = prestarted or PrestartedReplicas()
+        self._indexes = itertools.count(self.prestarted.next_index)
         self._desired_stat: tuple[int, int, int] | None = None
         self._state: DeploymentState | None = None
         self._published: dict[str, Any] | None = None
@@ -77,6 +80,12 @@ class Supervisor(RolloutMixin, HealthMixin, TelemetryMixin, PublishingMixin):
 
     # ------------------------------------------------------------------ main
     async def run(self) -> int:
+        try:
+            return await self._run()
+        finally:
+            self.prestarted.release()  # whatever the rollout did not adopt (none after a create)
+
+    async def _run(self) -> int:
         record = await asyncio.to_thread(self._current_record)
         if record is None:
             log.info("Deployment %s no longer exists; nothing to supervise", self.name)
@@ -129,6 +138,7 @@ class Supervisor(RolloutMixin, HealthMixin, TelemetryMixin, PublishingMixin):
             desired = self._changed_desired()
             if desired is not None and desired.generation > self.applied_generation:
                 await self._apply(desired)
+                self.prestarted.release()
                 if self.stopping:
                     break
             now = time.monotonic()

@@ -112,6 +112,10 @@ def test_virtualenv_is_built_once_and_can_import_the_runtime(aml_home: Path, tmp
     # The main environment's packages are not visible: the run depends on what it declares.
     hidden = subprocess.run([python, "-c", "import airflow"], capture_output=True, text=True, check=False)
     assert hidden.returncode != 0
+    # Bytecode compiled at build time: a process that may not write it (PYTHONDONTWRITEBYTECODE, a
+    # read-only folder) does not compile the libraries again on every start (issue 16).
+    site_packages = next(Path(python).parent.parent.glob("lib/python*/site-packages"))
+    assert list((site_packages / "__pycache__").glob("six.*.pyc"))
 
     started = time.monotonic()
     again: list[str] = []
