@@ -1,8 +1,11 @@
 """The load-balancing front of a deployment: the scoring URI's port, before the replicas.
 
-A raw ASGI app (served by uvicorn in the supervisor) that forwards each HTTP request to the
-ready replica with the fewest requests in progress, over pooled keep-alive connections
-(aiohttp's client: its C parser keeps the front's cost per request well under a millisecond).
+``Front.handle`` forwards each HTTP request to the ready replica with the fewest requests in
+progress, over pooled keep-alive connections (``upstream``: a minimal HTTP/1.1 client on
+httptools' C parser). It is served by ``front_http.FrontServer``, an asyncio protocol on the
+same parser, in the supervisor's uvloop loop. Both replaced an ASGI app on uvicorn with
+aiohttp's client, whose machinery per request cost the front ~320 us of CPU per request, almost
+as much as the replica itself; now ~80 us (``benchmarks/serving_wrk.py`` prints it; README).
 
 Routing is per request, not per connection, which is what makes a rolling update lossless: a
 replica being replaced is first taken out of the rotation (``drain``), the supervisor waits until

@@ -173,6 +173,14 @@ class Upstream:
         now = loop.time()
         for connection in [c for c in self.busy if c.deadline <= now]:
             connection._fail(TimeoutError())
+        # Connections a replica closed (or one that is gone: its port is never asked again) are
+        # dropped from the pool here, not only when their port is next asked for.
+        for port, idle in list(self.idle.items()):
+            kept = deque(c for c in idle if not c.closed)
+            if kept:
+                self.idle[port] = kept
+            else:
+                del self.idle[port]
         self._sweeper = loop.call_later(SWEEP, self._sweep) if self.busy else None
 
     def close(self) -> None:
