@@ -320,7 +320,7 @@ class FrontServer:
         self.shutdown_timeout = shutdown_timeout
         self.connections: set[_Connection] = set()
         self.stopping = False
-        self.loop: asyncio.AbstractEventLoop = asyncio.get_event_loop()
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # the serving loop's, at start()
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -343,8 +343,10 @@ class FrontServer:
     async def stop(self) -> None:
         """Stop listening, close idle connections, let requests in progress be answered."""
         self.stopping = True
-        if self._server is not None:
-            self._server.close()
+        if self._server is None:  # never started
+            await self.front.close()
+            return
+        self._server.close()
         ends = self.loop.time() + self.shutdown_timeout
         while True:
             for connection in list(self.connections):
