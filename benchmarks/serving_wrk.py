@@ -15,8 +15,9 @@ answers predictions and probabilities; the floor does the same; MLflow predicts 
 
 One server is under load at a time. Every server's answer to the request wrk sends is checked
 first (status 200 and the model's prediction); during the load wrk counts non-2xx answers,
-which are printed and left out of the rates (2xx answers per second). Each point is ``--seconds`` of load after a short
-warm-up, bounded by wrk's own duration.
+which are printed and left out of the rates (2xx answers per second). Each server's processes'
+CPU time per request is printed beside (for ours: the front, i.e. the supervisor, and the
+replicas). Each point is ``--seconds`` of load after a short warm-up, bounded by wrk's own duration.
 
     python benchmarks/serving_wrk.py [--connections 4,16,64] [--seconds 5]
 
@@ -34,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -59,6 +60,7 @@ class Point:
     requests: int
     non_2xx: int
     socket_errors: int
+    cpu_us: dict[str, float] = field(default_factory=dict)  # CPU microseconds per request, by part
 
 
 def _ms(value: str) -> float:
@@ -150,13 +152,20 @@ def main() -> None:
         for endpoint in endpoints:
             _check(endpoint, expected)
             script = _script(root, endpoint.name, endpoint)
+            groups = endpoint.groups()
             for count in counts:
                 _wrk(endpoint.url, script, count, args.warmup)
+                before = base._cpu_seconds(groups)
                 point = _wrk(endpoint.url, script, count, args.seconds)
+                after = base._cpu_seconds(groups)
+                # CPU time per answer (any status) of each part: moves far less with the machine's
+                # other load than the rates do.
+                point.cpu_us = {part: (after[part] - before[part]) * 1e6 / max(1, point.requests) for part in groups}
                 results.setdefault(endpoint.name, {})[count] = point
+                cpu = "  ".join(f"{part} {us:.0f}" for part, us in point.cpu_us.items())
                 print(f"{endpoint.name:26} c={count:<3} {point.rate:9.0f} req/s  p50 {point.p50_ms:7.2f} ms  "
-                      f"p99 {point.p99_ms:7.2f} ms  non-2xx {point.non_2xx}  socket errors {point.socket_errors}",
-                      file=sys.stderr, flush=True)
+                      f"p99 {point.p99_ms:7.2f} ms  non-2xx {point.non_2xx}  socket errors {point.socket_errors}  "
+                      f"CPU us/request: {cpu}", file=sys.stderr, flush=True)
 
     print(f"\nrequests/s (p99 ms) with wrk -t1, single-row requests, {args.seconds:g} s per point, "
           f"{os.cpu_count()} cores")
@@ -167,6 +176,8 @@ def main() -> None:
     # Past a server's admission limit (ours: 4 running + 16 queued per replica) the answer is a
     # 429 at once, by design: counted here, left out of the rates.
     print("non-2xx answers (429s past the admission limit): " + ", ".join(f"{name} {n}" for name, n in failed.items()))
+    print("CPU us/request of ours' parts: " + ", ".join(
+        f"c={c} " + " + ".join(f"{part} {us:.0f}" for part, us in results["ours"][c].cpu_us.items()) for c in counts))
     middle = 16 if 16 in counts else counts[len(counts) // 2]
     ours, mlflow, floor = results["ours"][middle], results["mlflow"][middle], results["fastapi floor"][middle]
     direct, unbatched = results["ours direct"][middle], results["ours direct, no batching"][middle]

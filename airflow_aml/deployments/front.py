@@ -1,8 +1,11 @@
 """The load-balancing front of a deployment: the scoring URI's port, before the replicas.
 
-A raw ASGI app (served by uvicorn in the supervisor) that forwards each HTTP request to the
-ready replica with the fewest requests in progress, over pooled keep-alive connections
-(aiohttp's client: its C parser keeps the front's cost per request well under a millisecond).
+``Front.handle`` forwards each HTTP request to the ready replica with the fewest requests in
+progress, over pooled keep-alive connections (``upstream``: a minimal HTTP/1.1 client on
+httptools' C parser). It is served by ``front_http.FrontServer``, an asyncio protocol on the
+same parser, in the supervisor's uvloop loop. Both replaced an ASGI app on uvicorn with
+aiohttp's client, whose machinery per request cost the front ~320 us of CPU per request, almost
+as much as the replica itself; now ~80 us (``benchmarks/serving_wrk.py`` prints it; README).
 
 Routing is per request, not per connection, which is what makes a rolling update lossless: a
 replica being replaced is first taken out of the rotation (``drain``), the supervisor waits until
@@ -16,7 +19,6 @@ it, and for a sampled share the input and output) and tracks the load the autosc
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import json
@@ -24,23 +26,22 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
+from airflow_aml.deployments.upstream import Answer, Broken, Dropped, Refused, Upstream, request_bytes
 from airflow_aml.runtime.scoring.telemetry import TelemetrySink
 
 log = logging.getLogger(__name__)
-
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # Headers that describe one hop, not the message (RFC 9110 7.6.1): never forwarded.
 _HOP_HEADERS = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
     b"transfer-encoding", b"upgrade", b"host", b"content-length",
+    b"expect",  # the front reads the whole body (answering 100-continue itself) before forwarding
 })
 _RESENDS = 1  # times a request is sent again after a replica closed the connection without answering
 _SAMPLE_LIMIT = 64 * 1024  # characters of an input or output kept in a telemetry sample
@@ -97,7 +98,12 @@ class BackendPool:
 
 
 class Front:
-    """The ASGI app. ``start``/``close`` open and close the client session (in the server's loop)."""
+    """What the front does with one request: pick a replica, forward, answer, record.
+
+    ``handle`` is called by the front's HTTP server (``front_http``) with a whole request, its body
+    already read; ``start``/``close`` open and close, in the serving loop, the replica connections
+    and the aiohttp session of the health probes (not on the request path).
+    """
 
     def __init__(
         self, pool: BackendPool, *, request_timeout: float, max_request_bytes: int,
@@ -109,12 +115,13 @@ class Front:
         self.max_request_bytes = max_request_bytes
         # The whole body must arrive within this many seconds of the headers: the front buffers it
         # before forwarding, so without a deadline a client sending a byte a second held a
-        # connection and a task for as long as it liked (the headers' deadline is the server's).
+        # connection for as long as it liked (the headers' deadline is the server's).
         self.body_timeout = body_timeout
         self.telemetry = telemetry
         self.sample_rate = sample_rate
         self.on_backend_failure = on_backend_failure
-        self.session: aiohttp.ClientSession | None = None
+        self.session: aiohttp.ClientSession | None = None  # the health probes' (supervisor)
+        self.upstream = Upstream()
         self.requests = 0
         # Beyond the replicas' own request timeout (they answer 504 themselves): only a replica that
         # hangs altogether meets the front's.
@@ -122,55 +129,33 @@ class Front:
 
     async def start(self) -> None:
         if self.session is None:
-            # keepalive_timeout below uvicorn's 5 s: the front drops an idle connection before the
-            # replica does, so a request is rarely sent on a connection the replica is closing.
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=3.0, enable_cleanup_closed=True)
-            self.session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=None),
-            )
+            self.session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
+                                                 timeout=aiohttp.ClientTimeout(total=None))
 
     async def close(self) -> None:
+        self.upstream.close()
         if self.session is not None:
             await self.session.close()
             self.session = None
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":  # websockets: not a scoring protocol
-            return
-        started = time.perf_counter()
+    async def handle(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
+                     started: float) -> Answer:
+        """The answer to one request (``headers``: lower-case names, as received); ``started``:
+        ``time.perf_counter()`` when its first byte arrived, for the telemetry latency."""
         self.requests += 1
-        try:
-            async with asyncio.timeout(self.body_timeout):
-                body, too_large = await _read_body(receive, self.max_request_bytes)
-        except TimeoutError:
-            await _send_json(send, 408, {"error": "RequestTimeout", "message": (
-                f"The request body did not arrive within {self.body_timeout:g} s")}, close=True)
-            return
-        if body is None:  # the client went away mid-body: forward nothing
-            return
-        if too_large:
-            await _send_json(send, 413, {"error": "PayloadTooLarge", "message": (
-                f"The request body is larger than {self.max_request_bytes} bytes")})
-            return
-        status, headers, payload = await self._forward(scope, body)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
-        if self.telemetry is not None and scope.get("path") == "/score":
-            self._record(status, headers, body, payload, (time.perf_counter() - started) * 1000)
+        forwarded = [(k, v) for k, v in headers if k not in _HOP_HEADERS]
+        status, out, payload = await self._forward(method, target, forwarded, body)
+        if self.telemetry is not None and target.split(b"?", 1)[0] == b"/score":
+            self._record(status, out, body, payload, (time.perf_counter() - started) * 1000)
+        return status, out, payload
 
-    async def _forward(self, scope: dict[str, Any], body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        assert self.session is not None, "Front.start() was not awaited"
-        path = scope.get("raw_path") or scope["path"].encode()
-        query = scope.get("query_string") or b""
-        target = path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in _HOP_HEADERS]
+    async def _forward(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
+                       body: bytes) -> Answer:
         refused: set[Backend] = set()
         dropped = 0
         last_error = "no replica is ready"
+        head = method == b"HEAD"
+        timeout = self.request_timeout + self.timeout_margin
         while True:
             backend = self.pool.pick(refused)
             if backend is None and dropped:
@@ -185,23 +170,18 @@ class Front:
             backend.inflight += 1
             self.pool.inflight += 1
             try:
-                async with self.session.request(
-                    scope["method"], backend.url + target, headers=headers, data=body or None,
-                    allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=self.request_timeout + self.timeout_margin),
-                    skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-                ) as response:
-                    payload = await response.read()
-                    backend.failures = 0
-                    backend.served += 1
-                    out = [(k.lower().encode("latin-1"), v.encode("latin-1", "replace"))
-                           for k, v in response.headers.items() if k.lower().encode("latin-1") not in _HOP_HEADERS]
-                    return response.status, out, payload
-            except aiohttp.ClientConnectorError as exc:
+                data = request_bytes(method, target, backend.port, headers, body)
+                status, out, payload = await self.upstream.request(backend.port, data, head=head, timeout=timeout)
+                backend.failures = 0
+                backend.served += 1
+                # A HEAD's answer keeps its content-length: the length the GET's body would have.
+                out = [(k, v) for k, v in out if k not in _HOP_HEADERS or (head and k == b"content-length")]
+                return status, out, payload
+            except Refused as exc:
                 # Refused: the request never reached that replica (gone or going); another may take it.
                 refused.add(backend)
                 last_error = self._failed(backend, exc)
-            except aiohttp.ServerDisconnectedError as exc:
+            except Dropped as exc:
                 # Closed without an answer: a pooled keep-alive connection the replica had just
                 # closed (harmless to resend), or the request killed the replica. Resend once, never
                 # more, so that one poisonous request cannot take the whole pool down.
@@ -212,8 +192,8 @@ class Front:
                                        f"({last_error})")
             except TimeoutError:
                 return _json_error(504, "GatewayTimeout", f"Replica {backend.key} did not answer within "
-                                   f"{self.request_timeout + self.timeout_margin:.1f} s")
-            except aiohttp.ClientError as exc:  # a broken answer (cut mid-body, bad framing)
+                                   f"{timeout:.1f} s")
+            except Broken as exc:  # a broken answer (cut mid-body, bad framing)
                 return _json_error(502, "BadGateway", self._failed(backend, exc))
             finally:
                 backend.inflight -= 1
@@ -236,51 +216,12 @@ class Front:
             payload[:_SAMPLE_LIMIT].decode("utf-8", "replace") if sample else None,
         )
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.start()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
-
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes | None, bool]:
-    """(the body, too large?); (None, False) when the client disconnected before sending it all."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None, False
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return b"", True
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks), False
-
-
-def _json_error(
-    status: int, error: str, message: str, *, retry_after: bool = False
-) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def _json_error(status: int, error: str, message: str, *, retry_after: bool = False) -> Answer:
     headers = [(b"content-type", b"application/json")]
     if retry_after:
         headers.append((b"retry-after", b"1"))
     return status, headers, json.dumps({"error": error, "message": message}).encode()
-
-
-async def _send_json(send: Send, status: int, doc: dict[str, Any], *, close: bool = False) -> None:
-    _, headers, payload = _json_error(status, doc["error"], doc["message"])
-    if close:  # the rest of the body may still come: the connection cannot carry another request
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
 
 
 async def probe_ready(session: aiohttp.ClientSession, backend: Backend, timeout: float = 2.0) -> tuple[bool, str]:

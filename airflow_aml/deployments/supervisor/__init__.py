@@ -26,7 +26,7 @@ One module per job:
 - ``telemetry``: request lines summed into totals and percentiles, samples to the datastore;
 - ``publishing``: every write to the metadata store, made from a thread;
 - ``prestart``: a local create's replicas started before the rest is imported (cold start);
-- ``server``: the front's socket, its uvicorn server and the event loop.
+- ``server``: the front's socket, its HTTP server (``deployments.front_http``) and the event loop.
 
 The parts are mixins of the one ``Supervisor`` class, not collaborator objects: they work on the
 same state (the pool of backends, the replicas, the configuration, the template being served) and

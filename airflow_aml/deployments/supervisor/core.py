@@ -28,7 +28,7 @@ from airflow_aml.deployments.supervisor.health import HEALTH_INTERVAL, HealthMix
 from airflow_aml.deployments.supervisor.prestart import PrestartedReplicas
 from airflow_aml.deployments.supervisor.publishing import PublishingMixin
 from airflow_aml.deployments.supervisor.rollout import AUTOSCALE_INTERVAL, TICK, RolloutMixin
-from airflow_aml.deployments.supervisor.server import _bind, _front_server, _uvicorn_config
+from airflow_aml.deployments.supervisor.server import _bind, _front_server
 from airflow_aml.deployments.supervisor.telemetry import _LATENCY_WINDOW, TELEMETRY_INTERVAL, TelemetryMixin
 from airflow_aml.entities import DeploymentState
 from airflow_aml.exceptions import AmlError
@@ -103,10 +103,9 @@ class Supervisor(RolloutMixin, HealthMixin, TelemetryMixin, PublishingMixin):
             await self._end(self.desired, ok=False, error=error)
             await self._record(state=DeploymentState.FAILED, error=error)
             return 1
-        server = _front_server(_uvicorn_config(self.front, self.limits))
-        server_task = asyncio.create_task(server.serve(sockets=[sock]))
+        server = _front_server(self.front, self.limits)
         try:
-            await self._wait_started(server, server_task)
+            await server.start(sock)
             await self._loop()
         except Exception as exc:  # a bug or an unexpected engine error: say so, never die silently
             log.exception("The supervisor of deployment %s failed", self.name)
@@ -115,21 +114,13 @@ class Supervisor(RolloutMixin, HealthMixin, TelemetryMixin, PublishingMixin):
             await self._end(self._latest_desired(), ok=False, error=error)
         finally:
             await self._shutdown()
-            server.should_exit = True
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(server_task, timeout=15)
+                await asyncio.wait_for(server.stop(), timeout=15)
             sock.close()
             if self._sink is not None:
                 self._sink.close()
             self.driver.close()
         return 0
-
-    async def _wait_started(self, server: Any, task: asyncio.Task[Any]) -> None:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise AmlError("The front server stopped while starting")
-            await asyncio.sleep(0.01)
 
     async def _loop(self) -> None:
         next_health = next_scale = time.monotonic()

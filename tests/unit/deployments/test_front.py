@@ -1,4 +1,5 @@
-"""The load-balancing front, in one event loop with small aiohttp servers as replicas."""
+"""The load-balancing front, served by its real HTTP server in one event loop with small aiohttp
+servers as replicas."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import httpx
 from aiohttp import web
 
 from airflow_aml.deployments.front import Backend, BackendPool, Front
+from airflow_aml.deployments.front_http import FrontServer
 from airflow_aml.deployments.replicas import free_port
+from airflow_aml.deployments.supervisor.server import _bind
 
 
 class Recorder:
@@ -47,9 +50,23 @@ def _run(test: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(test())
 
 
+class _Served(httpx.AsyncClient):
+    """A client of the front's server, which it stops on leaving."""
+
+    server: FrontServer
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await super().__aexit__(*exc)
+        await self.server.stop()
+
+
 async def _client(front: Front) -> httpx.AsyncClient:
-    await front.start()
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=front), base_url="http://front")
+    port = free_port()
+    server = FrontServer(front)
+    await server.start(_bind(port))
+    client = _Served(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    client.server = server
+    return client
 
 
 def test_forwards_method_path_query_body_and_headers() -> None:
@@ -139,7 +156,7 @@ def test_no_replica_answers_503_with_retry_after() -> None:
             empty = await client.post("/score", content=b"{}")
         await front.close()
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
-        assert "replica dead: Client" in refused.json()["message"]
+        assert "replica dead: Refused" in refused.json()["message"]
         assert empty.status_code == 503 and "no replica is ready" in empty.json()["message"]
 
     _run(test)

@@ -1,4 +1,4 @@
-"""Slow clients against the front's real server (uvicorn, as the supervisor runs it): slow headers
+"""Slow clients against the front's real server (``FrontServer``, as the supervisor runs it): slow headers
 and slow bodies get 408s at their deadlines, half-open connections are capped, and requests that
 were admitted keep being served meanwhile. Bounded: 200 slow connections, 20 s at most each."""
 
@@ -16,8 +16,8 @@ from aiohttp import web
 from airflow_aml.deployments import Deployment
 from airflow_aml.deployments.front import Backend, BackendPool, Front
 from airflow_aml.deployments.replicas import free_port
-from airflow_aml.deployments.supervisor.server import _bind, _front_server, _uvicorn_config
-from airflow_aml.runtime.scoring.connections import ConnectionLimits, guard_of
+from airflow_aml.deployments.supervisor.server import _bind, _front_server
+from airflow_aml.runtime.scoring.connections import ConnectionLimits
 from airflow_aml.workspace import Workspace
 
 HEADERS = b"POST /score HTTP/1.1\r\nHost: front\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n"
@@ -77,10 +77,8 @@ def test_slowloris_is_timed_out_and_capped_while_admitted_requests_are_served() 
         pool.add(backend)
         front = Front(pool, request_timeout=5, max_request_bytes=1000, body_timeout=3.0)
         port = free_port()
-        server = _front_server(_uvicorn_config(front, limits))
-        serving = asyncio.create_task(server.serve(sockets=[_bind(port)]))
-        while not server.started:
-            await asyncio.sleep(0.01)
+        server = _front_server(front, limits)
+        await server.start(_bind(port))
         try:
             started = time.monotonic()
             slow_headers = [asyncio.create_task(_slow(port, HEADERS)) for _ in range(SLOW_CONNECTIONS)]
@@ -96,13 +94,12 @@ def test_slowloris_is_timed_out_and_capped_while_admitted_requests_are_served() 
                     statuses.append(response.status_code)
             headers_results = await asyncio.gather(*slow_headers)
             body_took, body_answer = await slow_body
-            guard = guard_of(server.server_state)
+            guard = server.guard
             return {"headers": headers_results, "body": (body_took, body_answer), "statuses": statuses,
                     "latencies": latencies, "evicted": guard.evicted, "timed_out": guard.timed_out,
-                    "open_after": len(server.server_state.connections)}
+                    "open_after": len(server.connections)}
         finally:
-            server.should_exit = True
-            await asyncio.wait_for(serving, 15)
+            await asyncio.wait_for(server.stop(), 15)
             await runner.cleanup()
 
     result = asyncio.run(test())
