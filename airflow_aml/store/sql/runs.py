@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Select, and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from airflow_aml.entities import RunQuery, RunRecord, RunStatus
 from airflow_aml.exceptions import (
@@ -23,8 +23,9 @@ from airflow_aml.exceptions import (
 )
 from airflow_aml.names import validate_display_name, validate_tags
 from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
-from airflow_aml.store.sql.metric_sql import latest_scalar_value
+from airflow_aml.store.sql.metric_sql import comparable_value, latest_scalar_value
 from airflow_aml.store.sql.records import Attributes, empty_attributes, run_record
+from airflow_aml.store.sql.run_rows import RECORD_COLUMNS, run_records
 from airflow_aml.store.sql.tables import PARAM, PROPERTY, TAG, LatestMetricRow, RunAttributeRow, RunRow
 from airflow_aml.store.sql.types import check_json
 
@@ -298,14 +299,14 @@ class RunStore(SqlCore):
 
         def tx(session: Session) -> list[RunRecord]:
             self._require_workspace(session, workspace)
-            # Column rows (attribute access by column name, as run_record reads them) rather than
-            # ORM instances: a search returns thousands of runs and never modifies them.
-            rows = self._top_n_rows(session, workspace, query) if stmt is None else session.execute(stmt).all()
-            return self._run_records(session, rows)  # type: ignore[arg-type]
+            # Core, not ORM: a search returns thousands of runs and never modifies them (run_rows).
+            connection = session.connection()
+            rows = self._top_n_rows(connection, workspace, query) if stmt is None else connection.execute(stmt).all()
+            return run_records(connection, rows)
 
         return self._read(tx)
 
-    def _top_n_rows(self, session: Session, workspace: str, query: RunQuery) -> list[Any]:
+    def _top_n_rows(self, connection: Connection, workspace: str, query: RunQuery) -> list[Any]:
         """The first ``max_results`` runs by a metric, in two index-ordered reads: the runs that
         have a value, walked in value order through ``ix_latest_metrics_rank`` (the scan stops
         after N matches, however many runs the experiment has), then, if fewer than N, the runs
@@ -330,13 +331,13 @@ class RunStore(SqlCore):
             .limit(limit)
             .offset(offset)
         )
-        rows = list(session.execute(ranked).all())
+        rows = list(connection.execute(ranked).all())
         if len(rows) < limit:
             # The page reaches past the ranked runs: skip what of the offset they did not use up.
             if rows or offset == 0:
                 ranked_total = offset + len(rows)
             else:
-                ranked_total = int(session.execute(
+                ranked_total = int(connection.execute(
                     select(func.count()).select_from(ranked.limit(None).offset(None).order_by(None).subquery())
                 ).scalar_one())
             unranked = (
@@ -346,7 +347,7 @@ class RunStore(SqlCore):
                 .limit(limit - len(rows))
                 .offset(max(0, offset - ranked_total))
             )
-            rows.extend(session.execute(unranked).all())
+            rows.extend(connection.execute(unranked).all())
         return rows
 
     def _search_statement(self, workspace: str, query: RunQuery) -> Select[Any]:
@@ -364,7 +365,7 @@ class RunStore(SqlCore):
 
     def _filtered(self, workspace: str, query: RunQuery) -> Select[Any]:
         """The runs of the search's filters, unordered."""
-        stmt = select(*RunRow.__table__.columns).where(RunRow.workspace == workspace)
+        stmt = select(*RECORD_COLUMNS).where(RunRow.workspace == workspace)
         if query.experiment is not None:
             stmt = stmt.where(RunRow.experiment == query.experiment)
         if query.statuses:
@@ -391,8 +392,16 @@ class RunStore(SqlCore):
                     f"Unknown operator {condition.op!r} in the condition on metric '{condition.metric}'; "
                     f"valid: {', '.join(_CONDITION_OPS)}"
                 )
-            # A run without the metric (or whose latest value is NaN) matches no condition.
-            stmt = stmt.where(compare(latest_scalar_value(self._dialect, condition.metric), condition.value))
+            # A join, not a per-run subquery: with the run's workspace and experiment repeated,
+            # the range is read from ix_latest_metrics_rank, so only matching runs are visited.
+            # (run_id, name) is the key, so a run joins at most once per condition. A run without
+            # the metric (or whose latest value is NaN) matches no condition.
+            latest = aliased(LatestMetricRow)
+            on = [latest.run_id == RunRow.run_id, latest.name == condition.metric,
+                  latest.workspace == RunRow.workspace, latest.experiment == RunRow.experiment]
+            stmt = stmt.join(latest, and_(*on)).where(
+                compare(comparable_value(self._dialect, latest.value), condition.value)
+            )
         return stmt
 
     def count_child_runs(self, workspace: str, run_ids: Sequence[str]) -> dict[str, int]:
