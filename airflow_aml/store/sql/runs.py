@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import operator
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Select, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -70,39 +73,34 @@ class RunStore(SqlCore):
                 parent_ws = session.scalar(select(RunRow.workspace).where(RunRow.run_id == parent_run_id))
                 if parent_ws != workspace:
                     raise RunNotFoundError(f"Parent run '{parent_run_id}' not found in workspace '{workspace}'")
-            if session.get(RunRow, new_id) is not None:
+            if run_id is not None and session.get(RunRow, new_id) is not None:
+                # (A fresh uuid4 cannot be taken; were it, the insert below would refuse it.)
                 raise AlreadyExistsError(f"Run '{new_id}' already exists")
             self._refuse_duplicate_attempt(
                 session, RunRow, workspace, idempotency_key, idempotency_attempt, "Run"
             )
-            self._ensure_experiment(session, workspace, experiment)
+            self._add_experiment_if_missing(session, workspace, experiment)
             now = utcnow()
-            row = RunRow(
-                run_id=new_id,
-                workspace=workspace,
-                experiment=experiment,
-                parent_run_id=parent_run_id,
-                status=status.value,
-                created_at=now,
-                start_time=now if status is RunStatus.RUNNING else None,
-                end_time=now if status.is_terminal else None,
-                submitted_by=submitted_by,
-                compute_target=compute_target,
-                run_config=config,
-                display_name=display_name,
-                error=None,
-                snapshot_sha256=None,
-                idempotency_key=idempotency_key,
-                idempotency_attempt=idempotency_attempt if idempotency_key else None,
-                cancel_requested=status is RunStatus.CANCEL_REQUESTED,
+            values = {
+                "run_id": new_id, "workspace": workspace, "experiment": experiment, "parent_run_id": parent_run_id,
+                "status": status.value, "created_at": now,
+                "start_time": now if status is RunStatus.RUNNING else None,
+                "end_time": now if status.is_terminal else None,
+                "submitted_by": submitted_by, "compute_target": compute_target, "run_config": config,
+                "display_name": display_name, "error": None, "snapshot_sha256": None,
+                "idempotency_key": idempotency_key,
+                "idempotency_attempt": idempotency_attempt if idempotency_key else None,
+                "cancel_requested": status is RunStatus.CANCEL_REQUESTED,
                 # A submitted run's supervisor beats from its start; the clock runs from now, so
                 # a supervisor that never starts is noticed too. Interactive runs have none.
-                heartbeat_at=now if compute_target else None,
-                last_log_seq=0,
-            )
-            session.add(row)
+                "heartbeat_at": now if compute_target else None,
+                "last_log_seq": 0,
+            }
+            # Core inserts with the values as parameters (cached compiled statements), not ORM
+            # objects and a unit-of-work flush: creating a run is on every tracked run's path.
+            connection = session.connection()
             try:
-                session.flush()
+                connection.execute(insert(RunRow.__table__), values)
             except IntegrityError as exc:  # inserted concurrently (PostgreSQL): same attempt or run_id
                 if self._is_duplicate_attempt(exc):
                     raise DuplicateAttemptError(
@@ -110,12 +108,13 @@ class RunStore(SqlCore):
                     ) from exc
                 raise AlreadyExistsError(f"Run '{new_id}' already exists") from exc
             attributes = empty_attributes()
-            for kind, values in ((TAG, tags), (PROPERTY, properties)):
-                for key, value in (values or {}).items():
-                    session.add(RunAttributeRow(run_id=new_id, kind=kind, key=key, value=value))
-                    attributes[kind][key] = value
-            session.flush()
-            return run_record(row, attributes)
+            for kind, given in ((TAG, tags), (PROPERTY, properties)):
+                attributes[kind].update(given or {})
+            rows = [{"run_id": new_id, "kind": kind, "key": key, "value": value}
+                    for kind, given in attributes.items() for key, value in given.items()]
+            if rows:
+                connection.execute(insert(RunAttributeRow.__table__), rows)
+            return run_record(SimpleNamespace(**values), attributes)  # type: ignore[arg-type]
 
         return self._write(tx)
 
@@ -228,13 +227,9 @@ class RunStore(SqlCore):
             self._require_run(session, run_id)
             if not tags:
                 return
-            stmt = self._insert(RunAttributeRow).values(
-                [{"run_id": run_id, "kind": TAG, "key": key, "value": value} for key, value in tags.items()]
-            )
-            session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["run_id", "kind", "key"], set_={"value": stmt.excluded.value}
-                )
+            session.connection().execute(
+                _attribute_insert(self._dialect, upsert=True),
+                [{"run_id": run_id, "kind": TAG, "key": key, "value": value} for key, value in tags.items()],
             )
 
         self._write(tx)
@@ -268,12 +263,13 @@ class RunStore(SqlCore):
         self._require_run(session, run_id)
         if not values:
             return
-        stmt = self._insert(RunAttributeRow).values(
-            [{"run_id": run_id, "kind": kind, "key": key, "value": value} for key, value in values.items()]
+        connection = session.connection()
+        connection.execute(
+            _attribute_insert(self._dialect, upsert=False),
+            [{"run_id": run_id, "kind": kind, "key": key, "value": value} for key, value in values.items()],
         )
-        session.execute(stmt.on_conflict_do_nothing(index_elements=["run_id", "kind", "key"]))
         stored = dict(
-            session.execute(
+            connection.execute(
                 select(RunAttributeRow.key, RunAttributeRow.value).where(
                     RunAttributeRow.run_id == run_id,
                     RunAttributeRow.kind == kind,
@@ -433,3 +429,16 @@ class RunStore(SqlCore):
             return self._run_records(session, rows)
 
         return self._read(tx)
+
+
+@functools.cache
+def _attribute_insert(dialect: str, *, upsert: bool) -> Any:
+    """INSERT into run_attributes, ON CONFLICT updating the value (tags) or doing nothing
+    (properties, params). Built once per dialect and run with the rows as executemany
+    parameters: a multi-row VALUES is compiled again on every call, and ``excluded`` (which
+    proxies the table's columns) costs more to build than the insert to run."""
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(RunAttributeRow.__table__)
+    keys = ["run_id", "kind", "key"]
+    if upsert:
+        return stmt.on_conflict_do_update(index_elements=keys, set_={"value": stmt.excluded.value})
+    return stmt.on_conflict_do_nothing(index_elements=keys)
