@@ -12,6 +12,7 @@ targets, no Airflow, no SQL): what runs inside a container imports it. The SDK's
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import signal
@@ -28,6 +29,7 @@ from airflow_aml.config import ENV_PRINCIPAL, ENV_RUN_ID, ENV_STORE_URI, ENV_WOR
 from airflow_aml.context import (
     DATASTORE_PROPERTY,
     SNAPSHOT_NAME,
+    MetricWriter,
     WorkspaceContext,
     run_file,
     run_prefix,
@@ -51,9 +53,13 @@ class Run:
     def __init__(self, workspace: WorkspaceContext, record: RunRecord) -> None:
         self.workspace = workspace
         self._record = record
-        self._metrics = workspace.metric_writer(record.run_id)
         self._steps: dict[str, int] = {}
         self._steps_lock = threading.Lock()
+
+    @functools.cached_property
+    def _metrics(self) -> MetricWriter:
+        # Made when first needed: a search builds a Run per returned run, and most never log.
+        return self.workspace.metric_writer(self._record.run_id)
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -60,13 +60,17 @@ class SqlCore:
 
     # ----------------------------------------------------------------- parents
     def _ensure_experiment(self, session: Session, workspace: str, name: str) -> ExperimentRow:
-        # ON CONFLICT DO NOTHING instead of insert-and-catch: on PostgreSQL a failed INSERT would
-        # abort the caller's whole transaction (create_run runs this inside its own).
-        stmt = self._insert(ExperimentRow).values(workspace=workspace, name=name, created_at=utcnow())
-        session.execute(stmt.on_conflict_do_nothing(index_elements=["workspace", "name"]))
+        self._add_experiment_if_missing(session, workspace, name)
         return session.scalars(
             select(ExperimentRow).where(ExperimentRow.workspace == workspace, ExperimentRow.name == name)
         ).one()
+
+    def _add_experiment_if_missing(self, session: Session, workspace: str, name: str) -> None:
+        # ON CONFLICT DO NOTHING instead of insert-and-catch: on PostgreSQL a failed INSERT would
+        # abort the caller's whole transaction (create_run runs this inside its own). Parameters
+        # apart from the statement, so its compiled form is cached.
+        stmt = self._insert(ExperimentRow.__table__).on_conflict_do_nothing(index_elements=["workspace", "name"])
+        session.connection().execute(stmt, {"workspace": workspace, "name": name, "created_at": utcnow()})
 
     def _workspace_row(self, session: Session, name: str, *, lock: bool = False) -> WorkspaceRow:
         """The workspace row; ``lock`` serialises writers of the workspace's shared state

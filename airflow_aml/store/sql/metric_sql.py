@@ -35,9 +35,9 @@ def latest_scalar_value(dialect: str, metric: str) -> ColumnElement[Any]:
     return _comparable(latest, dialect)
 
 
-def comparable_latest(dialect: str) -> ColumnElement[Any]:
-    """``latest_metrics.value`` as filters and orderings compare it (NaN as NULL)."""
-    return _comparable(LatestMetricRow.value, dialect)
+def comparable_value(dialect: str, value: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A latest-value column (e.g. of an aliased ``latest_metrics``) as filters compare it."""
+    return _comparable(value, dialect)
 
 
 def latest_scalar_values(run_ids: Sequence[str]) -> Select[tuple[str, str, float | None]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -65,16 +66,7 @@ class MetricStore(SqlCore):
             session.execute(self._upsert_latest(), values)
 
     def _upsert_latest(self) -> Any:
-        """INSERT .. ON CONFLICT (run_id, name) DO UPDATE when the new value is the later one:
-        a higher step, or the same step at the same or a later time (ties: the later write wins,
-        as the later-inserted metric row does)."""
-        statement = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(LATEST)
-        new, old = statement.excluded, LATEST.c
-        return statement.on_conflict_do_update(
-            index_elements=[old.run_id, old.name],
-            set_={"step": new.step, "value": new.value, "timestamp": new.timestamp},
-            where=or_(new.step > old.step, and_(new.step == old.step, new.timestamp >= old.timestamp)),
-        )
+        return _upsert_latest(self._dialect)
 
     def get_metrics(self, run_id: str, names: Sequence[str] | None = None) -> list[Metric]:
         def tx(session: Session) -> list[Metric]:
@@ -190,3 +182,18 @@ def _metric_values(run_id: str, metric: Metric) -> dict[str, object]:
         "kind": kind.value,
         "payload": payload,
     }
+
+
+@functools.cache
+def _upsert_latest(dialect: str) -> Any:
+    """INSERT .. ON CONFLICT (run_id, name) DO UPDATE when the new value is the later one:
+    a higher step, or the same step at the same or a later time (ties: the later write wins,
+    as the later-inserted metric row does). Built once per dialect (statements are immutable):
+    ``excluded`` proxies every column of the table, which cost more than the upsert to run."""
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(LATEST)
+    new, old = statement.excluded, LATEST.c
+    return statement.on_conflict_do_update(
+        index_elements=[old.run_id, old.name],
+        set_={"step": new.step, "value": new.value, "timestamp": new.timestamp},
+        where=or_(new.step > old.step, and_(new.step == old.step, new.timestamp >= old.timestamp)),
+    )

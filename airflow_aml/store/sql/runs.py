@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import operator
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Select, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from airflow_aml.entities import RunQuery, RunRecord, RunStatus
 from airflow_aml.exceptions import (
@@ -23,8 +26,9 @@ from airflow_aml.exceptions import (
 )
 from airflow_aml.names import validate_display_name, validate_tags
 from airflow_aml.store.sql.core import SqlCore, chunked, utcnow
-from airflow_aml.store.sql.metric_sql import latest_scalar_value
+from airflow_aml.store.sql.metric_sql import comparable_value, latest_scalar_value
 from airflow_aml.store.sql.records import Attributes, empty_attributes, run_record
+from airflow_aml.store.sql.run_rows import RECORD_COLUMNS, run_records
 from airflow_aml.store.sql.tables import PARAM, PROPERTY, TAG, LatestMetricRow, RunAttributeRow, RunRow
 from airflow_aml.store.sql.types import check_json
 
@@ -69,39 +73,34 @@ class RunStore(SqlCore):
                 parent_ws = session.scalar(select(RunRow.workspace).where(RunRow.run_id == parent_run_id))
                 if parent_ws != workspace:
                     raise RunNotFoundError(f"Parent run '{parent_run_id}' not found in workspace '{workspace}'")
-            if session.get(RunRow, new_id) is not None:
+            if run_id is not None and session.get(RunRow, new_id) is not None:
+                # (A fresh uuid4 cannot be taken; were it, the insert below would refuse it.)
                 raise AlreadyExistsError(f"Run '{new_id}' already exists")
             self._refuse_duplicate_attempt(
                 session, RunRow, workspace, idempotency_key, idempotency_attempt, "Run"
             )
-            self._ensure_experiment(session, workspace, experiment)
+            self._add_experiment_if_missing(session, workspace, experiment)
             now = utcnow()
-            row = RunRow(
-                run_id=new_id,
-                workspace=workspace,
-                experiment=experiment,
-                parent_run_id=parent_run_id,
-                status=status.value,
-                created_at=now,
-                start_time=now if status is RunStatus.RUNNING else None,
-                end_time=now if status.is_terminal else None,
-                submitted_by=submitted_by,
-                compute_target=compute_target,
-                run_config=config,
-                display_name=display_name,
-                error=None,
-                snapshot_sha256=None,
-                idempotency_key=idempotency_key,
-                idempotency_attempt=idempotency_attempt if idempotency_key else None,
-                cancel_requested=status is RunStatus.CANCEL_REQUESTED,
+            values = {
+                "run_id": new_id, "workspace": workspace, "experiment": experiment, "parent_run_id": parent_run_id,
+                "status": status.value, "created_at": now,
+                "start_time": now if status is RunStatus.RUNNING else None,
+                "end_time": now if status.is_terminal else None,
+                "submitted_by": submitted_by, "compute_target": compute_target, "run_config": config,
+                "display_name": display_name, "error": None, "snapshot_sha256": None,
+                "idempotency_key": idempotency_key,
+                "idempotency_attempt": idempotency_attempt if idempotency_key else None,
+                "cancel_requested": status is RunStatus.CANCEL_REQUESTED,
                 # A submitted run's supervisor beats from its start; the clock runs from now, so
                 # a supervisor that never starts is noticed too. Interactive runs have none.
-                heartbeat_at=now if compute_target else None,
-                last_log_seq=0,
-            )
-            session.add(row)
+                "heartbeat_at": now if compute_target else None,
+                "last_log_seq": 0,
+            }
+            # Core inserts with the values as parameters (cached compiled statements), not ORM
+            # objects and a unit-of-work flush: creating a run is on every tracked run's path.
+            connection = session.connection()
             try:
-                session.flush()
+                connection.execute(insert(RunRow.__table__), values)
             except IntegrityError as exc:  # inserted concurrently (PostgreSQL): same attempt or run_id
                 if self._is_duplicate_attempt(exc):
                     raise DuplicateAttemptError(
@@ -109,12 +108,13 @@ class RunStore(SqlCore):
                     ) from exc
                 raise AlreadyExistsError(f"Run '{new_id}' already exists") from exc
             attributes = empty_attributes()
-            for kind, values in ((TAG, tags), (PROPERTY, properties)):
-                for key, value in (values or {}).items():
-                    session.add(RunAttributeRow(run_id=new_id, kind=kind, key=key, value=value))
-                    attributes[kind][key] = value
-            session.flush()
-            return run_record(row, attributes)
+            for kind, given in ((TAG, tags), (PROPERTY, properties)):
+                attributes[kind].update(given or {})
+            rows = [{"run_id": new_id, "kind": kind, "key": key, "value": value}
+                    for kind, given in attributes.items() for key, value in given.items()]
+            if rows:
+                connection.execute(insert(RunAttributeRow.__table__), rows)
+            return run_record(SimpleNamespace(**values), attributes)  # type: ignore[arg-type]
 
         return self._write(tx)
 
@@ -227,13 +227,9 @@ class RunStore(SqlCore):
             self._require_run(session, run_id)
             if not tags:
                 return
-            stmt = self._insert(RunAttributeRow).values(
-                [{"run_id": run_id, "kind": TAG, "key": key, "value": value} for key, value in tags.items()]
-            )
-            session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["run_id", "kind", "key"], set_={"value": stmt.excluded.value}
-                )
+            session.connection().execute(
+                _attribute_insert(self._dialect, upsert=True),
+                [{"run_id": run_id, "kind": TAG, "key": key, "value": value} for key, value in tags.items()],
             )
 
         self._write(tx)
@@ -267,12 +263,13 @@ class RunStore(SqlCore):
         self._require_run(session, run_id)
         if not values:
             return
-        stmt = self._insert(RunAttributeRow).values(
-            [{"run_id": run_id, "kind": kind, "key": key, "value": value} for key, value in values.items()]
+        connection = session.connection()
+        connection.execute(
+            _attribute_insert(self._dialect, upsert=False),
+            [{"run_id": run_id, "kind": kind, "key": key, "value": value} for key, value in values.items()],
         )
-        session.execute(stmt.on_conflict_do_nothing(index_elements=["run_id", "kind", "key"]))
         stored = dict(
-            session.execute(
+            connection.execute(
                 select(RunAttributeRow.key, RunAttributeRow.value).where(
                     RunAttributeRow.run_id == run_id,
                     RunAttributeRow.kind == kind,
@@ -298,14 +295,14 @@ class RunStore(SqlCore):
 
         def tx(session: Session) -> list[RunRecord]:
             self._require_workspace(session, workspace)
-            # Column rows (attribute access by column name, as run_record reads them) rather than
-            # ORM instances: a search returns thousands of runs and never modifies them.
-            rows = self._top_n_rows(session, workspace, query) if stmt is None else session.execute(stmt).all()
-            return self._run_records(session, rows)  # type: ignore[arg-type]
+            # Core, not ORM: a search returns thousands of runs and never modifies them (run_rows).
+            connection = session.connection()
+            rows = self._top_n_rows(connection, workspace, query) if stmt is None else connection.execute(stmt).all()
+            return run_records(connection, rows)
 
         return self._read(tx)
 
-    def _top_n_rows(self, session: Session, workspace: str, query: RunQuery) -> list[Any]:
+    def _top_n_rows(self, connection: Connection, workspace: str, query: RunQuery) -> list[Any]:
         """The first ``max_results`` runs by a metric, in two index-ordered reads: the runs that
         have a value, walked in value order through ``ix_latest_metrics_rank`` (the scan stops
         after N matches, however many runs the experiment has), then, if fewer than N, the runs
@@ -330,13 +327,13 @@ class RunStore(SqlCore):
             .limit(limit)
             .offset(offset)
         )
-        rows = list(session.execute(ranked).all())
+        rows = list(connection.execute(ranked).all())
         if len(rows) < limit:
             # The page reaches past the ranked runs: skip what of the offset they did not use up.
             if rows or offset == 0:
                 ranked_total = offset + len(rows)
             else:
-                ranked_total = int(session.execute(
+                ranked_total = int(connection.execute(
                     select(func.count()).select_from(ranked.limit(None).offset(None).order_by(None).subquery())
                 ).scalar_one())
             unranked = (
@@ -346,7 +343,7 @@ class RunStore(SqlCore):
                 .limit(limit - len(rows))
                 .offset(max(0, offset - ranked_total))
             )
-            rows.extend(session.execute(unranked).all())
+            rows.extend(connection.execute(unranked).all())
         return rows
 
     def _search_statement(self, workspace: str, query: RunQuery) -> Select[Any]:
@@ -364,7 +361,7 @@ class RunStore(SqlCore):
 
     def _filtered(self, workspace: str, query: RunQuery) -> Select[Any]:
         """The runs of the search's filters, unordered."""
-        stmt = select(*RunRow.__table__.columns).where(RunRow.workspace == workspace)
+        stmt = select(*RECORD_COLUMNS).where(RunRow.workspace == workspace)
         if query.experiment is not None:
             stmt = stmt.where(RunRow.experiment == query.experiment)
         if query.statuses:
@@ -391,8 +388,16 @@ class RunStore(SqlCore):
                     f"Unknown operator {condition.op!r} in the condition on metric '{condition.metric}'; "
                     f"valid: {', '.join(_CONDITION_OPS)}"
                 )
-            # A run without the metric (or whose latest value is NaN) matches no condition.
-            stmt = stmt.where(compare(latest_scalar_value(self._dialect, condition.metric), condition.value))
+            # A join, not a per-run subquery: with the run's workspace and experiment repeated,
+            # the range is read from ix_latest_metrics_rank, so only matching runs are visited.
+            # (run_id, name) is the key, so a run joins at most once per condition. A run without
+            # the metric (or whose latest value is NaN) matches no condition.
+            latest = aliased(LatestMetricRow)
+            on = [latest.run_id == RunRow.run_id, latest.name == condition.metric,
+                  latest.workspace == RunRow.workspace, latest.experiment == RunRow.experiment]
+            stmt = stmt.join(latest, and_(*on)).where(
+                compare(comparable_value(self._dialect, latest.value), condition.value)
+            )
         return stmt
 
     def count_child_runs(self, workspace: str, run_ids: Sequence[str]) -> dict[str, int]:
@@ -424,3 +429,16 @@ class RunStore(SqlCore):
             return self._run_records(session, rows)
 
         return self._read(tx)
+
+
+@functools.cache
+def _attribute_insert(dialect: str, *, upsert: bool) -> Any:
+    """INSERT into run_attributes, ON CONFLICT updating the value (tags) or doing nothing
+    (properties, params). Built once per dialect and run with the rows as executemany
+    parameters: a multi-row VALUES is compiled again on every call, and ``excluded`` (which
+    proxies the table's columns) costs more to build than the insert to run."""
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(RunAttributeRow.__table__)
+    keys = ["run_id", "kind", "key"]
+    if upsert:
+        return stmt.on_conflict_do_update(index_elements=keys, set_={"value": stmt.excluded.value})
+    return stmt.on_conflict_do_nothing(index_elements=keys)

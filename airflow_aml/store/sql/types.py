@@ -48,6 +48,8 @@ class JsonText(TypeDecorator[Any]):
         return None if value is None else dumps(value)
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        if value == "{}":  # most run configurations and payloads; a fresh dict, as loads gives
+            return {}
         return None if value is None else json.loads(value)
 
 
