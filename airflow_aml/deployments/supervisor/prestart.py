@@ -64,6 +64,18 @@ class PrestartedReplicas:
         self.started.clear()
 
 
+def replica_spec(
+    folder: Path, workspace: str, deployment: str, generation: int, index: int, image: dict[str, Any],
+    cpu_cores: float | None, memory_gb: float | None,
+) -> ReplicaSpec:
+    """What a new replica of the deployment in ``folder`` runs with, on a free port."""
+    return ReplicaSpec(
+        workspace=workspace, deployment=deployment, generation=generation, index=index, port=free_port(),
+        image=dict(image), config_dir=(folder / SCORING_CONFIG).parent,
+        log_path=replica_log(folder, generation, index), cpu_cores=cpu_cores, memory_gb=memory_gb,
+    )
+
+
 def prestart_replicas(folder: Path) -> PrestartedReplicas:
     """Start a local create's replicas now (see the module docstring); none when it is not one."""
     try:
@@ -79,12 +91,8 @@ def prestart_replicas(folder: Path) -> PrestartedReplicas:
     driver = LocalProcessDriver()
     started: list[Prestarted] = []
     for index in range(max(1, min(count, _MAX_PRESTART))):
-        spec = ReplicaSpec(
-            workspace=str(doc.get("workspace")), deployment=str(doc.get("name")), generation=generation,
-            index=index, port=free_port(), image=image, config_dir=(folder / SCORING_CONFIG).parent,
-            log_path=replica_log(folder, generation, index),
-            cpu_cores=config.get("cpu_cores"), memory_gb=config.get("memory_gb"),
-        )
+        spec = replica_spec(folder, str(doc.get("workspace")), str(doc.get("name")), generation, index, image,
+                            config.get("cpu_cores"), config.get("memory_gb"))
         try:
             replica = driver.start(spec)
         except Exception as exc:  # the rollout starts it again and reports the error

@@ -18,9 +18,8 @@ from airflow_aml.deployments.autoscale import Autoscaler
 from airflow_aml.deployments.config import DeploymentConfig
 from airflow_aml.deployments.desired import DesiredState
 from airflow_aml.deployments.front import Backend, BackendPool
-from airflow_aml.deployments.paths import SCORING_CONFIG, replica_log
-from airflow_aml.deployments.replicas import Replica, ReplicaDriver, ReplicaSpec, free_port
-from airflow_aml.deployments.supervisor.prestart import PrestartedReplicas
+from airflow_aml.deployments.replicas import Replica, ReplicaDriver
+from airflow_aml.deployments.supervisor.prestart import PrestartedReplicas, replica_spec
 
 log = logging.getLogger(__package__)  # the supervisor's one logger, named as before the split
 
@@ -73,12 +72,8 @@ class RolloutMixin:
             spec, replica, started_at = ahead.spec, ahead.replica, ahead.started_at
         else:
             index = next(self._indexes)
-            spec = ReplicaSpec(
-                workspace=self.workspace, deployment=self.name, generation=generation, index=index, port=free_port(),
-                image=dict(template["image"]), config_dir=(self.folder / SCORING_CONFIG).parent,
-                log_path=replica_log(self.folder, generation, index),
-                cpu_cores=template["cpu_cores"], memory_gb=template["memory_gb"],
-            )
+            spec = replica_spec(self.folder, self.workspace, self.name, generation, index, template["image"],
+                                template["cpu_cores"], template["memory_gb"])
             replica, started_at = self.driver.start(spec), time.time()
         backend = Backend(key=spec.label, port=spec.port, info={
             "generation": generation, "index": spec.index, "image": template["image"].get("id"),
